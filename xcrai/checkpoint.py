@@ -1,0 +1,239 @@
+"""Reading CRAI checkpoints and reading/writing xcrai's own, safely.
+
+Files are loaded with ``torch.load(weights_only=True)``: only tensors and plain
+containers are unpickled, plus numpy's scalar and dtype classes, which CRAI
+checkpoints trained with ``--normalize-data`` hold in ``train_stats``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xcrai import __version__
+from xcrai.model import CraiModel, ModelConfig, check_padding, check_time_context
+from xcrai.nn import LayerConfig, UNetConfig
+
+FORMAT_KEY = "xcrai_format"
+FORMAT_VERSION = 1
+
+_LAYER_KEY = re.compile(r"^(encoder|decoder)\.(\d+)\.partial_conv\.(.+)$")
+_NUMPY_SAFE = [np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64))]
+try:  # numpy >= 2 keeps the scalar reconstructor in numpy._core
+    from numpy._core.multiarray import scalar as _np_scalar
+except ImportError:  # pragma: no cover - numpy < 2
+    from numpy.core.multiarray import scalar as _np_scalar
+_NUMPY_SAFE.append(_np_scalar)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> Any:
+    try:
+        with torch.serialization.safe_globals(_NUMPY_SAFE):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for bad files
+        raise ValueError(
+            f"model: {str(path)!r} is not a readable PyTorch checkpoint (truncated, corrupt, "
+            f"or holding objects that are not safe to load): {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}"
+        ) from None
+
+
+def load_model(
+    source: str | os.PathLike[str] | CraiModel,
+    *,
+    padding: str = "auto",
+    time_context: tuple[int, int] | None = None,
+    label: str | None = None,
+) -> CraiModel:
+    """Load a CRAI checkpoint or an xcrai model file.
+
+    Parameters
+    ----------
+    source : path or CraiModel
+        A CRAI checkpoint (with or without ``labels``, keys with or without a
+        ``module.`` prefix) or a file written by :meth:`CraiModel.save`.
+    padding : {"auto", "zeros", "global"}
+        For CRAI checkpoints, which do not record it: "auto" decides from the
+        data's grid at infill time (global for uniform 360-degree longitude).
+        For xcrai files, "auto" keeps what the file says.
+    time_context : (int, int), optional
+        Past and future steps (P, F) the model stacks as channels. Needed for
+        a CRAI checkpoint with several input channels; a single-channel model
+        has (0, 0).
+    label : str, optional
+        Which of a CRAI checkpoint's labels (saved iterations) to load; the
+        last one by default.
+
+    Returns
+    -------
+    CraiModel
+
+    Examples
+    --------
+    >>> model = xcrai.load_model("20crtasgn72.pth", padding="global")  # doctest: +SKIP
+    """
+    if isinstance(source, CraiModel):
+        model = source
+    else:
+        if not isinstance(source, (str, os.PathLike)):
+            raise TypeError(
+                "model: expected a path to a checkpoint or a CraiModel, "
+                f"got {type(source).__name__}"
+            )
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"model: no checkpoint file at {str(path)!r}")
+        checkpoint = _read(path)
+        sha = file_sha256(path)
+        if isinstance(checkpoint, dict) and FORMAT_KEY in checkpoint:
+            model = _from_native(checkpoint, path, sha)
+        else:
+            model = _from_crai(checkpoint, path, sha, label)
+    if padding != "auto" or time_context is not None:
+        check_padding(padding)
+        model = model.with_options(
+            padding=None if padding == "auto" else padding, time_context=time_context
+        )
+    return model
+
+
+def _from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> CraiModel:
+    if checkpoint[FORMAT_KEY] > FORMAT_VERSION:
+        raise ValueError(
+            f"model: {str(path)!r} was written by a newer xcrai (format "
+            f"{checkpoint[FORMAT_KEY]}); upgrade xcrai to read it"
+        )
+    config = ModelConfig.from_dict(checkpoint["config"])
+    provenance = {**config.provenance, "file": path.name}
+    config = ModelConfig.from_dict({**checkpoint["config"], "provenance": provenance})
+    return CraiModel(config, checkpoint["state_dict"], sha256=sha)
+
+
+def _crai_state_dict(checkpoint: Any, path: Path, label: str | None) -> tuple[dict, dict]:
+    """The state dict and the entry holding it, from either CRAI layout."""
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"model: {str(path)!r} holds no CRAI or xcrai checkpoint")
+    if "labels" in checkpoint:
+        labels = [str(x) for x in checkpoint["labels"]]
+        chosen = labels[-1] if label is None else str(label)
+        if chosen not in checkpoint:
+            raise ValueError(f"label: expected one of {labels}, got {label!r}")
+        entry = checkpoint[chosen]
+    else:
+        entry, chosen = checkpoint, None
+    if not isinstance(entry, dict) or not isinstance(entry.get("model"), dict):
+        if any(str(k).startswith(("enc_", "dec_")) for k in entry):
+            raise ValueError(
+                f"model: {str(path)!r} is in the layout of CRAI's 2020 master branch "
+                "(enc_1/dec_1 keys), which xcrai does not read"
+            )
+        raise ValueError(f"model: {str(path)!r} holds no CRAI or xcrai checkpoint (no 'model')")
+    state = {k.removeprefix("module."): v for k, v in entry["model"].items()}
+    return state, {"label": chosen, "n_iter": entry.get("n_iter")}
+
+
+def infer_architecture(state: dict[str, torch.Tensor]) -> UNetConfig:
+    """Build the U-Net configuration from CRAI state-dict keys and shapes."""
+    layers: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+    unknown = []
+    for key, tensor in state.items():
+        match = _LAYER_KEY.match(key)
+        if match is None:
+            unknown.append(key)
+            continue
+        layers.setdefault((match[1], int(match[2])), {})[match[3]] = tensor
+    if unknown:
+        raise ValueError(
+            "model: the checkpoint uses CRAI features xcrai does not support "
+            f"(recurrent memory, attention or channel fusion?): keys {unknown[:4]}"
+        )
+
+    def build(part: str) -> tuple[LayerConfig, ...]:
+        n = 1 + max((i for p, i in layers if p == part), default=-1)
+        out = []
+        for i in range(n):
+            params = layers.get((part, i), {})
+            weight = params.get("input_conv.weight")
+            if weight is None or weight.ndim != 4:
+                raise ValueError(f"model: {part} layer {i} has no convolution weight")
+            cout, cin, kh, kw = weight.shape
+            if kh != kw or kh % 2 == 0:
+                raise ValueError(
+                    f"model: {part} layer {i} has a {kh}x{kw} kernel (need odd square)"
+                )
+            out.append(
+                LayerConfig(
+                    int(cin),
+                    int(cout),
+                    int(kh),
+                    batch_norm="bn.weight" in params,
+                    bias="input_conv.bias" in params,
+                )
+            )
+        return tuple(out)
+
+    return UNetConfig(build("encoder"), build("decoder"), normalization="crai")
+
+
+def _from_crai(checkpoint: Any, path: Path, sha: str, label: str | None) -> CraiModel:
+    state, entry = _crai_state_dict(checkpoint, path, label)
+    architecture = infer_architecture(state)
+    stats = checkpoint.get("train_stats", checkpoint.get("stat_target"))
+    mean = std = None
+    if stats:
+        means, stds = list(np.atleast_1d(stats["mean"])), list(np.atleast_1d(stats["std"]))
+        if len(means) != 1:
+            raise ValueError(
+                f"model: {str(path)!r} was trained on {len(means)} variables; "
+                "xcrai infills single-variable models"
+            )
+        mean, std = float(means[0]), float(stds[0])
+    tc = (0, 0) if architecture.in_channels == 1 else None
+    config = ModelConfig(
+        architecture=architecture,
+        padding="auto",
+        time_context=tc,
+        mean=mean,
+        std=std,
+        provenance={"source": "CRAI checkpoint", "file": path.name, "sha256": sha, **entry},
+    )
+    weights = {k: v for k, v in state.items() if not k.endswith("mask_conv.weight")}
+    return CraiModel(config, weights, sha256=sha)
+
+
+def save_model(model: CraiModel, path: str | os.PathLike[str]) -> Path:
+    """Write ``model`` in xcrai's format to ``path`` atomically (temp file, rename)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"path: directory {str(path.parent)!r} does not exist")
+    provenance = {**model.config.provenance, "xcrai_version": __version__}
+    config = model.config.to_dict()
+    config["provenance"] = provenance
+    payload = {FORMAT_KEY: FORMAT_VERSION, "config": config, "state_dict": model.net.state_dict()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["check_time_context", "infer_architecture", "load_model", "save_model"]

@@ -1,0 +1,355 @@
+"""Infilling xarray objects: grid, masks, dask blocks, and the assembled result."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as dsa
+import numpy as np
+import xarray as xr
+
+from xcrai import __version__
+from xcrai.checkpoint import load_model
+from xcrai.engine import predict, resolve_device
+from xcrai.grid import Grid, find_grid, resolve_padding
+from xcrai.model import CraiModel, check_padding, check_time_context
+
+#: values of the ``mask`` variable that ``return_output=True`` adds
+FLAG_OBSERVED, FLAG_INFILLED, FLAG_UNREACHABLE = 1, 0, -1
+FLAG_ATTRS = {
+    "long_name": "coverage flag of the infilled field",
+    "flag_values": np.array([FLAG_UNREACHABLE, FLAG_INFILLED, FLAG_OBSERVED], dtype=np.int8),
+    "flag_meanings": "unreachable_hole infilled observed",
+    "comment": "unreachable_hole: no window of the network saw valid data; the value there is "
+    "CRAI's fill value (0 before denormalisation), or NaN for a field without any valid point",
+}
+
+
+#: said in ``history`` when the input is lazy (the share of holes is unknown at call time)
+LAZY_NOTE = "fraction infilled not computed (lazy input)"
+
+
+class UnreachableWarning(UserWarning):
+    """Holes that no window of the network reached; they hold CRAI's fill value."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one infill call does, decided once before any data is touched."""
+
+    model: CraiModel  # with concrete padding and time context
+    grid: Grid
+    order: tuple[str, ...]  # dims of the working array: (*extra, time, lat, lon)
+    added_time: bool  # a length-1 time axis was added for time-less data
+    flip_lat: bool  # latitude reversed to the model's training orientation
+
+
+def as_model(model: Any) -> CraiModel:
+    if isinstance(model, CraiModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model)
+    raise TypeError(
+        f"model: expected a path to a checkpoint or a CraiModel, got {type(model).__name__}"
+    )
+
+
+def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: Any) -> Plan:
+    model = as_model(model)
+    grid = find_grid(da)
+    padding = resolve_padding(check_padding(padding or model.config.padding), grid)
+    if time_context is None:
+        time_context = model.config.time_context
+    if time_context is None:
+        raise ValueError(
+            f"time_context: the model takes {model.in_channels} input channels (a window of "
+            f"P + F + 1 = {model.in_channels} time steps), and its checkpoint does not say how "
+            "many are past and future; pass time_context=(P, F), e.g. (3, 1)"
+        )
+    time_context = check_time_context(time_context, model.in_channels)
+    if time_context != (0, 0) and grid.time is None:
+        raise ValueError(
+            f"time_context: {time_context} needs a time dimension, but none was found in dims "
+            f"{tuple(da.dims)}"
+        )
+    model = model.with_options(padding=padding, time_context=time_context)
+    expected = model.config.grid
+    if expected and list(expected["shape"]) != [da.sizes[grid.lat], da.sizes[grid.lon]]:
+        warnings.warn(
+            f"the model was trained on a {expected['shape'][0]}x{expected['shape'][1]} grid; "
+            f"the data is {da.sizes[grid.lat]}x{da.sizes[grid.lon]}",
+            UserWarning,
+            stacklevel=4,
+        )
+    flip = False
+    if expected and expected.get("lat") and grid.lat_ascending is not None:
+        flip = (expected["lat"][1] > expected["lat"][0]) != grid.lat_ascending
+    spatial = (grid.lat, grid.lon)
+    extra = tuple(d for d in da.dims if d not in (*spatial, grid.time))
+    time = (grid.time,) if grid.time else ("__xcrai_time__",)
+    return Plan(model, grid, (*extra, *time, *spatial), grid.time is None, flip)
+
+
+def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
+    """Boolean DataArray like ``da``: True where the mask allows and the value is finite."""
+    finite = np.isfinite(da)
+    if mask is None:
+        return finite
+    if not isinstance(mask, xr.DataArray):
+        if np.shape(mask) != da.shape:
+            raise ValueError(
+                f"mask: expected a DataArray broadcastable against the data (dims "
+                f"{tuple(da.dims)}) or an array of shape {da.shape}; got shape {np.shape(mask)}"
+            )
+        mask = xr.DataArray(np.asarray(mask), dims=da.dims, coords=da.coords)
+    if mask.dtype != bool and not np.issubdtype(mask.dtype, np.number):
+        raise TypeError(f"mask: expected bool or 0/1 values, got dtype {mask.dtype}")
+    unknown = set(mask.dims) - set(da.dims)
+    wrong = {
+        d: (mask.sizes[d], da.sizes[d])
+        for d in mask.dims
+        if d in da.dims and mask.sizes[d] != da.sizes[d]
+    }
+    if unknown or wrong:
+        raise ValueError(
+            f"mask: does not broadcast against the data: data dims {dict(da.sizes)}, mask dims "
+            f"{dict(mask.sizes)} (unknown dims {sorted(map(str, unknown))}, size mismatches "
+            f"{wrong}); drop or select the extra dimensions, e.g. mask.isel(time=0)"
+        )
+    try:
+        mask, _ = xr.align(mask, da, join="exact")
+    except ValueError:
+        raise ValueError(
+            "mask: its coordinates differ from the data's along a shared dimension; "
+            "give the mask the data's coordinates (mask.assign_coords(...))"
+        ) from None
+    if mask.dtype != bool:
+        if not isinstance(mask.data, dsa.Array):
+            values = np.unique(mask.values)
+            if not np.isin(values, [0, 1]).all():
+                raise ValueError(
+                    f"mask: expected bool or 0/1 values (1 = valid), found {values[:6]}"
+                )
+        mask = mask == 1
+    return finite & mask.broadcast_like(da).transpose(*da.dims)
+
+
+def _block(
+    fields: np.ndarray,
+    valid: np.ndarray,
+    *,
+    model: CraiModel,
+    halo: int,
+    device: str,
+    batch_size: int | None,
+) -> np.ndarray:
+    """Infill one block shaped (*extra, time + 2 halo, lat, lon); returns (2, *extra, time, ...)
+    holding the network output and where it reached valid data."""
+    *extra, length, height, width = fields.shape
+    core = (halo, length - halo)
+    flat = fields.reshape(-1, length, height, width)
+    flat_valid = valid.reshape(-1, length, height, width)
+    output, reach = predict(
+        model, flat, flat_valid, core=core, device=device, batch_size=batch_size
+    )
+    core_valid = flat_valid[:, core[0] : core[1]]
+    empty = ~core_valid.any(axis=(-2, -1))
+    output[empty] = np.nan
+    reach[empty] = False
+    unreachable = int((~reach & ~core_valid & ~empty[..., None, None]).sum())
+    if unreachable:
+        warnings.warn(
+            f"{unreachable} hole point(s) are beyond the network's reach (no window saw valid "
+            "data); they hold CRAI's fill value and are flagged -1 in "
+            "return_output=True's 'mask'",
+            UnreachableWarning,
+            stacklevel=2,
+        )
+    if empty.any():
+        warnings.warn(
+            f"{int(empty.sum())} field(s) have no valid point at all; they stay NaN",
+            UnreachableWarning,
+            stacklevel=2,
+        )
+    shape = (*extra, core[1] - core[0], height, width)
+    return np.stack([output.reshape(shape), reach.reshape(shape).astype(np.float32)])
+
+
+def _run(values: Any, valid: Any, plan: Plan, device: str, batch_size: int | None) -> Any:
+    """(2, ...) array of output and reach, NumPy or lazy dask like ``values``."""
+    past, future = plan.model.config.time_context or (0, 0)
+    kwargs = dict(model=plan.model, device=device, batch_size=batch_size)
+    if not isinstance(values, dsa.Array):
+        return _block(values, np.asarray(valid), halo=0, **kwargs)
+    halo = max(past, future)
+    time_axis = values.ndim - 3
+    values = values.rechunk({values.ndim - 2: -1, values.ndim - 1: -1})
+    valid = dsa.asarray(valid).rechunk(values.chunks)
+    chunks = values.chunks
+    if halo:
+        time_chunks = dsa.overlap.ensure_minimum_chunksize(halo, chunks[time_axis])
+        values = values.rechunk({time_axis: time_chunks})
+        valid = valid.rechunk(values.chunks)
+        chunks = values.chunks
+        depth = {time_axis: halo}
+        boundary = {time_axis: "nearest"}
+        values = dsa.overlap.overlap(values, depth=depth, boundary=boundary)
+        valid = dsa.overlap.overlap(valid, depth=depth, boundary=boundary)
+    return dsa.map_blocks(
+        _block, values, valid, halo=halo, **kwargs,
+        new_axis=0, chunks=((2,), *chunks), dtype=np.float32,
+        meta=np.empty((0,) * (values.ndim + 1), dtype=np.float32),
+    )  # fmt: skip
+
+
+def history_line(model: CraiModel, padding: str, fraction: float | None, name: Any) -> str:
+    """The line ``history`` gains: xcrai's version, the model and its hash, padding, share."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    share = LAZY_NOTE if fraction is None else fraction_note(fraction)
+    return (
+        f"{stamp}: xcrai {__version__} infilled {name or 'data'} with model {model.name} "
+        f"(sha256 {model.sha256}), padding {padding}, {share}"
+    )
+
+
+def fraction_note(fraction: float) -> str:
+    return f"{fraction:.2%} of points infilled"
+
+
+def gridded_variables(ds: xr.Dataset) -> list[str]:
+    """Data variables of ``ds`` with latitude and longitude dimensions."""
+    return [name for name in ds.data_vars if _has_grid(ds[name])]
+
+
+def add_history(attrs: dict[str, Any], line: str) -> dict[str, Any]:
+    """New attrs with ``line`` prepended to ``history`` (newest first, as NCO and CDO do)."""
+    old = attrs.get("history")
+    return {**attrs, "history": line if not old else f"{line}\n{old}"}
+
+
+def infill_dataarray(
+    da: xr.DataArray,
+    model: Any,
+    *,
+    mask: Any = None,
+    padding: str | None = None,
+    time_context: Any = None,
+    return_output: bool = False,
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> xr.DataArray | xr.Dataset:
+    """Infill ``da``; see :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`."""
+    result, line = _infill(
+        da, model, mask, padding, time_context, return_output, device, batch_size
+    )
+    result.attrs = add_history(result.attrs, line)
+    if return_output:
+        result["infilled"].attrs = result.attrs
+    return result
+
+
+def _infill(
+    da: xr.DataArray,
+    model: Any,
+    mask: Any,
+    padding: str | None,
+    time_context: Any,
+    return_output: bool,
+    device: str,
+    batch_size: int | None,
+) -> tuple[xr.DataArray | xr.Dataset, str]:
+    """The infilled result (attrs as the input's) and its history line."""
+    if not isinstance(da, xr.DataArray):
+        raise TypeError(f"data: expected an xarray.DataArray, got {type(da).__name__}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
+    resolve_device(device)
+    if da.dtype == bool or np.issubdtype(da.dtype, np.integer):
+        da = da.astype(np.float32)
+    elif not np.issubdtype(da.dtype, np.floating):
+        raise TypeError(f"data: expected a floating-point or integer array, got dtype {da.dtype}")
+    plan = make_plan(da, model, padding, time_context)
+    valid = valid_points(da, mask)
+    work, work_valid = da, valid
+    if plan.added_time:
+        work, work_valid = (
+            work.expand_dims("__xcrai_time__"),
+            work_valid.expand_dims("__xcrai_time__"),
+        )
+    work, work_valid = work.transpose(*plan.order), work_valid.transpose(*plan.order)
+    if plan.flip_lat:
+        reverse = {plan.grid.lat: slice(None, None, -1)}
+        work, work_valid = work.isel(reverse), work_valid.isel(reverse)
+    result = _run(work.data, work_valid.data, plan, device, batch_size)
+    output = work.copy(data=result[0].astype(da.dtype))
+    reach = work.copy(data=result[1] > 0)
+    if plan.flip_lat:
+        output, reach = output.isel(reverse), reach.isel(reverse)
+    if plan.added_time:
+        output, reach = output.isel(__xcrai_time__=0), reach.isel(__xcrai_time__=0)
+    output, reach = output.transpose(*da.dims), reach.transpose(*da.dims)
+    infilled = da.where(valid, output)
+    infilled.attrs = dict(da.attrs)
+    infilled.encoding = dict(da.encoding)
+    infilled.name = da.name
+    lazy = isinstance(valid.data, dsa.Array)
+    fraction = None if lazy else float(1 - valid.values.mean())
+    line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
+    if not return_output:
+        return infilled, line
+    flag = xr.where(valid, FLAG_OBSERVED, xr.where(reach, FLAG_INFILLED, FLAG_UNREACHABLE))
+    flag = flag.astype(np.int8).assign_attrs(FLAG_ATTRS)
+    output.attrs = {**da.attrs, "long_name": "raw network output"}
+    return xr.Dataset({"infilled": infilled, "output": output, "mask": flag}, attrs=da.attrs), line
+
+
+def infill_dataset(
+    ds: xr.Dataset, model: Any, *, variables: Any = None, **kwargs: Any
+) -> xr.Dataset:
+    """Infill variables of ``ds``; see :meth:`xcrai.accessor.CraiDatasetAccessor.infill`."""
+    if variables is None:
+        variables = gridded_variables(ds)
+        if not variables:
+            raise ValueError(
+                f"variables: no data variable of the dataset has latitude and longitude "
+                f"dimensions (variables: {list(ds.data_vars)})"
+            )
+    elif isinstance(variables, str):
+        variables = [variables]
+    missing = [v for v in variables if v not in ds.data_vars]
+    if missing:
+        raise ValueError(f"variables: {missing} not in the dataset; it has {list(ds.data_vars)}")
+    if kwargs.get("return_output"):
+        raise ValueError("return_output: only supported for a DataArray (ds[name].crai.infill)")
+    model = as_model(model)
+    defaults = dict(mask=None, padding=None, time_context=None, device="auto", batch_size=None)
+    unknown = set(kwargs) - set(defaults)
+    if unknown:
+        raise TypeError(f"infill() got unexpected keyword arguments {sorted(unknown)}")
+    options = {**defaults, **kwargs}
+    out = ds.copy()
+    lines = []
+    for name in variables:
+        filled, line = _infill(
+            ds[name], model, options["mask"], options["padding"], options["time_context"],
+            False, options["device"], options["batch_size"],
+        )  # fmt: skip
+        lines.append(line)
+        out[name] = filled
+    attrs = dict(ds.attrs)
+    for line in lines:
+        attrs = add_history(attrs, line)
+    out.attrs = attrs
+    return out
+
+
+def _has_grid(da: xr.DataArray) -> bool:
+    try:
+        find_grid(da)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,143 @@
+"""The partial convolution, computed the way CRAI computes it.
+
+A partial convolution sees only valid inputs. For a window with ``msum`` valid
+inputs (counted over every input channel) it returns ``conv(X * M) / msum + b``
+(CRAI's form) or ``conv(X * M) * window / msum + b`` (Liu et al. 2018, NVIDIA's
+form), and marks the output valid; a window with no valid input gives 0 and an
+invalid output.
+
+Every input channel of a layer shares its mask except at the network input, so
+the mask convolution (all-ones weights of shape ``Cout x Cin x k x k`` in the
+textbook form) reduces to one box sum over the channel-summed mask. Layers
+therefore take a *count map* of shape ``(N, 1, H, W)``: the number of valid
+input channels at each point.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Padding = Literal["zeros", "global"]
+Normalization = Literal["crai", "window"]
+Activation = Literal["relu", "leaky_relu", "none"]
+
+PADDINGS: tuple[str, ...] = ("zeros", "global")
+NORMALIZATIONS: tuple[str, ...] = ("crai", "window")
+
+
+def pad(x: torch.Tensor, width: int, padding: Padding) -> torch.Tensor:
+    """Pad the two last dimensions (lat, lon) by ``width`` on every side.
+
+    ``"zeros"`` pads with zeros everywhere; ``"global"`` wraps longitude (the
+    last dimension) around and pads latitude with zeros, as CRAI's global
+    padding does.
+    """
+    if width == 0:
+        return x
+    if padding == "global":
+        x = F.pad(x, (width, width, 0, 0), mode="circular")
+        return F.pad(x, (0, 0, width, width))
+    return F.pad(x, (width, width, width, width))
+
+
+def wrap_longitude(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Extend the last dimension circularly by ``width`` on both sides."""
+    if width == 0:
+        return x
+    return torch.cat([x[..., -width:], x, x[..., :width]], dim=-1)
+
+
+class PartialConv2d(nn.Module):
+    """Partial convolution followed by optional batch norm and activation.
+
+    Parameter names match CRAI's state dicts (``input_conv``, ``bn``) so that
+    CRAI weights load directly.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels of the features.
+    kernel_size : int
+        Odd kernel size; inputs are padded by ``kernel_size // 2``.
+    stride : int
+        1 or 2.
+    bias : bool
+        Whether the convolution has a bias (added after the normalisation).
+    batch_norm : bool
+        Batch normalisation after the convolution (eps 1e-5, as CRAI).
+    activation : {"relu", "leaky_relu", "none"}
+        Applied last.
+    normalization : {"crai", "window"}
+        ``"crai"`` divides by the count of valid inputs; ``"window"`` scales by
+        window size over that count (Liu et al. 2018).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        *,
+        bias: bool = False,
+        batch_norm: bool = False,
+        activation: Activation = "none",
+        normalization: Normalization = "crai",
+    ) -> None:
+        super().__init__()
+        self.input_conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias
+        )
+        self.bn = nn.BatchNorm2d(out_channels, eps=1e-5) if batch_norm else None
+        self.activation = activation
+        self.normalization = normalization
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.window = float(in_channels * kernel_size * kernel_size)
+
+    def forward(
+        self, x: torch.Tensor, count: torch.Tensor, padding: Padding = "zeros"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Convolve masked features.
+
+        Parameters
+        ----------
+        x : Tensor (N, Cin, H, W)
+            Features, already multiplied by their mask.
+        count : Tensor (N, 1, H, W)
+            Number of valid input channels at each point.
+        padding : {"zeros", "global"}
+
+        Returns
+        -------
+        out : Tensor (N, Cout, H', W')
+        mask : Tensor (N, 1, H', W')
+            1.0 where the window saw at least one valid input, else 0.0.
+        """
+        p = self.kernel_size // 2
+        k = self.kernel_size
+        if padding == "global":  # wrap longitude here; the convolution pads latitude
+            x, count, lon_pad = wrap_longitude(x, p), wrap_longitude(count, p), 0
+        else:
+            lon_pad = p
+        raw = F.conv2d(x, self.input_conv.weight, None, self.stride, (p, lon_pad))
+        msum = F.avg_pool2d(count, k, self.stride, (p, lon_pad), divisor_override=1)
+        mask = (msum > 0).to(raw.dtype)
+        if self.normalization == "crai":
+            out = raw / msum.clamp(min=1.0)
+        else:
+            out = raw * (self.window / msum.clamp(min=1.0))
+        if self.input_conv.bias is not None:
+            out = out + self.input_conv.bias.view(1, -1, 1, 1)
+        out = out * mask
+        if self.bn is not None:
+            out = self.bn(out)
+        if self.activation == "relu":
+            out = F.relu(out)
+        elif self.activation == "leaky_relu":
+            out = F.leaky_relu(out, 0.01)
+        return out, mask

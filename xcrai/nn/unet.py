@@ -1,0 +1,203 @@
+"""CRAI's partial-convolution U-Net, built from a plain configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xcrai.nn.pconv import NORMALIZATIONS, Normalization, Padding, PartialConv2d
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """One partial-convolution layer: its channels, kernel, and what follows it."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    batch_norm: bool
+    bias: bool = False
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture of a partial-convolution U-Net.
+
+    Encoder layers have stride 2 and ReLU; decoder layers (mirroring them, the
+    last one producing the output channels) have stride 1 and LeakyReLU(0.01),
+    except the last, which has no activation.
+
+    Parameters
+    ----------
+    encoder, decoder : tuple of LayerConfig
+        Layers in order of application; ``len(decoder) == len(encoder)``.
+    normalization : {"crai", "window"}
+        How partial convolutions rescale by the count of valid inputs.
+    """
+
+    encoder: tuple[LayerConfig, ...]
+    decoder: tuple[LayerConfig, ...]
+    normalization: Normalization = "crai"
+
+    def __post_init__(self) -> None:
+        if len(self.encoder) != len(self.decoder) or not self.encoder:
+            raise ValueError(
+                "architecture: expected as many decoder as encoder layers (at least one), "
+                f"got {len(self.encoder)} and {len(self.decoder)}"
+            )
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization: expected one of {NORMALIZATIONS}, got {self.normalization!r}"
+            )
+
+    @property
+    def in_channels(self) -> int:
+        return self.encoder[0].in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.decoder[-1].out_channels
+
+    @property
+    def depth(self) -> int:
+        return len(self.encoder)
+
+    @classmethod
+    def from_n_filters(
+        cls,
+        n_filters: int = 18,
+        depth: int = 3,
+        *,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        normalization: Normalization = "crai",
+    ) -> UNetConfig:
+        """CRAI's "n_filters" family (its demo model): kernels 7, 5, 5, 3, ...;
+        channels nf, 2nf, 4nf, 8nf, 8nf, ...; no batch norm in the first layer."""
+        channels = [n_filters * 2 ** min(i, 3) for i in range(depth)]
+        kernels = [7, 5, 5, 3, 3, 3, 3, 3][:depth] + [3] * max(0, depth - 8)
+        encoder = []
+        for i in range(depth):
+            cin = in_channels if i == 0 else channels[i - 1]
+            encoder.append(LayerConfig(cin, channels[i], kernels[i], batch_norm=i > 0))
+        decoder = []
+        for j in range(depth):
+            level = depth - 1 - j
+            skip = in_channels if level == 0 else channels[level - 1]
+            cout = out_channels if level == 0 else channels[level - 1]
+            last = level == 0
+            decoder.append(
+                LayerConfig(channels[level] + skip, cout, 3, batch_norm=not last, bias=last)
+            )
+        return cls(tuple(encoder), tuple(decoder), normalization)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["encoder"] = [dict(layer) for layer in d["encoder"]]
+        d["decoder"] = [dict(layer) for layer in d["decoder"]]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
+        return cls(
+            encoder=tuple(LayerConfig(**layer) for layer in d["encoder"]),
+            decoder=tuple(LayerConfig(**layer) for layer in d["decoder"]),
+            normalization=d.get("normalization", "crai"),
+        )
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, layer: LayerConfig, normalization: Normalization) -> None:
+        super().__init__()
+        self.partial_conv = PartialConv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=2,
+            bias=layer.bias,
+            batch_norm=layer.batch_norm,
+            activation="relu",
+            normalization=normalization,
+        )
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, layer: LayerConfig, normalization: Normalization, last: bool) -> None:
+        super().__init__()
+        self.partial_conv = PartialConv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=1,
+            bias=layer.bias,
+            batch_norm=layer.batch_norm,
+            activation="none" if last else "leaky_relu",
+            normalization=normalization,
+        )
+
+
+class PartialConvUNet(nn.Module):
+    """The U-Net of CRAI (Kadow et al. 2020), built from a :class:`UNetConfig`.
+
+    Module names match CRAI's state dicts (``encoder.{i}.partial_conv...``).
+
+    Examples
+    --------
+    >>> net = PartialConvUNet(UNetConfig.from_n_filters(18, 3))
+    >>> x = torch.zeros(2, 1, 72, 72); m = torch.ones_like(x)
+    >>> out, reach = net(x, m, padding="global")
+    >>> out.shape, reach.shape
+    (torch.Size([2, 1, 72, 72]), torch.Size([2, 1, 72, 72]))
+    """
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        n = config.normalization
+        self.encoder = nn.ModuleList(EncoderBlock(layer, n) for layer in config.encoder)
+        self.decoder = nn.ModuleList(
+            DecoderBlock(layer, n, last=j == config.depth - 1)
+            for j, layer in enumerate(config.decoder)
+        )
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, padding: Padding = "zeros"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the network.
+
+        Parameters
+        ----------
+        x : Tensor (N, Cin, H, W)
+            Input fields; values under ``mask == 0`` are ignored (but must be
+            finite).
+        mask : Tensor (N, Cin, H, W)
+            1 where valid, 0 in holes.
+        padding : {"zeros", "global"}
+
+        Returns
+        -------
+        out : Tensor (N, Cout, H, W)
+            The raw network output.
+        reach : Tensor (N, 1, H, W)
+            1 where the output is backed by at least one valid input, 0 where
+            no window ever reached valid data (the output is 0 there).
+        """
+        # (features multiplied by their mask, channel-summed valid count, mask)
+        skips = [(x * mask, mask.sum(dim=1, keepdim=True))]
+        h, m = x, mask
+        for block in self.encoder:
+            h, m = block.partial_conv(skips[-1][0], skips[-1][1], padding)
+            skips.append((h * m, m * h.shape[1]))
+        masked, count = skips.pop()
+        for block in self.decoder:
+            skip_masked, skip_count = skips.pop()
+            size = skip_masked.shape[-2:]
+            masked = torch.cat([F.interpolate(masked, size=size, mode="nearest"), skip_masked], 1)
+            count = F.interpolate(count, size=size, mode="nearest") + skip_count
+            h, m = block.partial_conv(masked, count, padding)
+            masked, count = h * m, m * h.shape[1]
+        return h, m
