@@ -188,6 +188,9 @@ def _run(values: Any, valid: Any, plan: Plan, device: str, batch_size: int | Non
     halo = max(past, future)
     time_axis = values.ndim - 3
     values = values.rechunk({values.ndim - 2: -1, values.ndim - 1: -1})
+    if values.shape[time_axis] <= halo:  # a series shorter than its windows: one block
+        values = values.rechunk({time_axis: -1})
+        halo = 0
     valid = dsa.asarray(valid).rechunk(values.chunks)
     chunks = values.chunks
     if halo:

@@ -29,25 +29,14 @@ PADDINGS: tuple[str, ...] = ("zeros", "global")
 NORMALIZATIONS: tuple[str, ...] = ("crai", "window")
 
 
-def pad(x: torch.Tensor, width: int, padding: Padding) -> torch.Tensor:
-    """Pad the two last dimensions (lat, lon) by ``width`` on every side.
-
-    ``"zeros"`` pads with zeros everywhere; ``"global"`` wraps longitude (the
-    last dimension) around and pads latitude with zeros, as CRAI's global
-    padding does.
-    """
-    if width == 0:
-        return x
-    if padding == "global":
-        x = F.pad(x, (width, width, 0, 0), mode="circular")
-        return F.pad(x, (0, 0, width, width))
-    return F.pad(x, (width, width, width, width))
-
-
 def wrap_longitude(x: torch.Tensor, width: int) -> torch.Tensor:
     """Extend the last dimension circularly by ``width`` on both sides."""
     if width == 0:
         return x
+    size = x.shape[-1]
+    if width > size:  # tiny grids deep in the U-Net: wrap more than once
+        index = torch.arange(-width, size + width, device=x.device) % size
+        return x.index_select(-1, index)
     return torch.cat([x[..., -width:], x, x[..., :width]], dim=-1)
 
 

@@ -1,0 +1,139 @@
+"""The xcrai command line, run as a real process and through main()."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xcrai
+from xcrai.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def sample(tmp_path):
+    path = tmp_path / "in.nc"
+    shutil.copy(xcrai.data.hadcrut4_sample(), path)
+    return path
+
+
+def test_infill_file_equals_the_accessor(sample, tmp_path, hadcrut, demo_model):
+    out = tmp_path / "out.nc"
+    before = _sha(sample)
+    assert main(["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(out),
+                 "--time-chunk", "1", "--no-progress"]) == 0  # fmt: skip
+    assert _sha(sample) == before
+    with xr.open_dataset(out) as ds:
+        expected = hadcrut.tas.crai.infill(demo_model)
+        np.testing.assert_array_equal(ds.tas.values, expected.values)
+        assert ds.tas.attrs["units"] == hadcrut.tas.attrs["units"]
+        first = ds.attrs["history"].split("\n")[0]
+        fraction = 1 - np.isfinite(hadcrut.tas.values).mean()
+        assert "infilled tas with model 20crtasgn72.pth" in first
+        assert f"{fraction:.2%} of points infilled" in first
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_time_context_option(sample, tmp_path, hadcrut, memory_model):
+    from conftest import DATA
+
+    out = tmp_path / "out.nc"
+    model = str(DATA / "channel-memory.inp.pth")
+    code = main(["infill", str(sample), "-m", model, "-o", str(out), "--time-context", "3,1",
+                 "--padding", "zeros", "--no-progress"])  # fmt: skip
+    assert code == 0
+    with xr.open_dataset(out) as ds:
+        expected = hadcrut.tas.crai.infill(memory_model, padding="zeros")
+        np.testing.assert_array_equal(ds.tas.values, expected.values)
+
+
+def test_refuses_to_overwrite_its_input(sample, capsys):
+    before = _sha(sample)
+    code = main(["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(sample)])
+    assert code == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert _sha(sample) == before
+
+
+def test_existing_output_needs_overwrite(sample, tmp_path, capsys):
+    out = tmp_path / "out.nc"
+    out.write_text("precious")
+    args = ["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_text() == "precious"
+    assert main([*args, "--overwrite"]) == 0
+    with xr.open_dataset(out) as ds:
+        assert np.isfinite(ds.tas.values).all()
+
+
+def test_bad_model_writes_nothing(sample, tmp_path, capsys):
+    out = tmp_path / "out.nc"
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["infill", str(sample), "-m", str(bad), "-o", str(out)]) == 2
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth", "in.nc"]
+
+
+def test_error_during_infill_leaves_no_file(sample, tmp_path, capsys):
+    out = tmp_path / "out.nc"
+    code = main(["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(out),
+                 "--var", "nope"])  # fmt: skip
+    assert code == 2
+    assert "variables: ['nope'] not in the dataset" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nc"]
+
+
+def test_bad_option_values_are_explained(capsys):
+    with pytest.raises(SystemExit):
+        main(["infill", "a.nc", "-m", "m.pth", "-o", "b.nc", "--time-context", "3"])
+    assert "expected P,F" in capsys.readouterr().err
+
+
+def test_help_describes_every_option():
+    text = subprocess.run(
+        [sys.executable, "-m", "xcrai.cli", "infill", "--help"], capture_output=True, text=True,
+        check=True,
+    ).stdout  # fmt: skip
+    for option in ("--model", "--output", "--var", "--padding", "--time-context", "--device",
+                   "--batch-size", "--time-chunk", "--overwrite", "--no-progress"):  # fmt: skip
+        assert option in text
+    assert (
+        "demo"
+        in subprocess.run(
+            [sys.executable, "-m", "xcrai.cli", "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+
+
+def test_demo_writes_netcdf_and_picture(tmp_path):
+    result = subprocess.run(
+        ["xcrai", "demo", "-o", str(tmp_path / "demo")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    nc, png = (
+        tmp_path / "demo" / "hadcrut4_infilled.nc",
+        tmp_path / "demo" / "hadcrut4_infilled.png",
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    with xr.open_dataset(nc) as ds, xr.open_dataset(xcrai.data.hadcrut4_sample()) as raw:
+        assert np.isfinite(ds.tas.values).all()
+        valid = np.isfinite(raw.tas.values)
+        np.testing.assert_array_equal(ds.tas.values[valid], raw.tas.values[valid])
+        assert "padding global" in ds.attrs["history"]

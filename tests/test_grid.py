@@ -1,0 +1,70 @@
+"""xcrai.grid: finding latitude, longitude and time; what padding the grid allows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from xcrai.grid import find_grid, resolve_padding
+
+
+def _field(lat_name="lat", lon_name="lon", lon=None, lat_attrs=None, lon_attrs=None):
+    lon = np.arange(2.5, 360, 5.0) if lon is None else lon
+    lat = np.arange(-88.75, 90, 2.5)
+    return xr.DataArray(
+        np.zeros((2, lat.size, lon.size), dtype=np.float32),
+        dims=("t", lat_name, lon_name),
+        coords={
+            lat_name: (lat_name, lat, lat_attrs or {}),
+            lon_name: (lon_name, lon, lon_attrs or {}),
+        },
+    )
+
+
+def test_usual_names(hadcrut):
+    grid = find_grid(hadcrut.tas)
+    assert (grid.lat, grid.lon, grid.time) == ("lat", "lon", "time")
+    assert grid.periodic and grid.lat_ascending
+
+
+def test_cf_attributes_find_unusual_names():
+    da = _field(
+        "northing", "easting",
+        lat_attrs={"standard_name": "latitude", "units": "degrees_north"},
+        lon_attrs={"units": "degrees_east"},
+    )  # fmt: skip
+    da = da.rename(t="when").assign_coords(when=("when", [0, 1], {"axis": "T"}))
+    grid = find_grid(da)
+    assert (grid.lat, grid.lon, grid.time) == ("northing", "easting", "when")
+
+
+def test_no_latitude_is_a_clear_error():
+    da = xr.DataArray(np.zeros((3, 4)), dims=("a", "b"))
+    with pytest.raises(ValueError, match="data: no latitude dimension found"):
+        find_grid(da)
+
+
+def test_curvilinear_grid_is_refused():
+    da = xr.DataArray(np.zeros((3, 4)), dims=("y2", "x2"))
+    da = da.assign_coords(lat=(("y2", "x2"), np.zeros((3, 4)), {"standard_name": "latitude"}))
+    with pytest.raises(ValueError, match="curvilinear"):
+        find_grid(da)
+
+
+def test_auto_padding():
+    assert resolve_padding("auto", find_grid(_field())) == "global"
+    regional = find_grid(_field(lon=np.arange(0, 100, 5.0)))
+    assert resolve_padding("auto", regional) == "zeros"
+    # -180..180 and 0..360 conventions are both global
+    assert find_grid(_field(lon=np.arange(-177.5, 180, 5.0))).periodic
+
+
+def test_global_padding_needs_uniform_360_degree_longitude():
+    irregular = find_grid(_field(lon=np.r_[np.arange(2.5, 300, 5.0), np.arange(300, 360, 2.0)]))
+    with pytest.raises(ValueError, match=r"padding: 'global'.*not uniformly spaced"):
+        resolve_padding("global", irregular)
+    regional = find_grid(_field(lon=np.arange(0, 100, 5.0)))
+    with pytest.raises(ValueError, match="covering 100 degrees"):
+        resolve_padding("global", regional)
+    assert resolve_padding("zeros", irregular) == "zeros"

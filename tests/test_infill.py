@@ -1,0 +1,239 @@
+"""The infill contract: CRAI parity, the accessor on DataArrays and Datasets, dask."""
+
+from __future__ import annotations
+
+import warnings
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import DATA
+from reference import raw_state_dict, textbook_unet
+
+import xcrai
+
+pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
+
+
+def _oracle(path, fields: np.ndarray, global_padding: bool) -> np.ndarray:
+    """Infilled fields (T, H, W) by the textbook network of tests/reference.py."""
+    valid = np.isfinite(fields)
+    out, _ = textbook_unet(raw_state_dict(path), fields[:, None], valid[:, None], global_padding)
+    return np.where(valid, fields, out)
+
+
+# -- CRAI parity ---------------------------------------------------------------------------
+
+
+def test_minimum_model_reproduces_crai_output(hadcrut, minimum_model):
+    with xr.open_dataset(DATA / "minimum-1_infilled.nc") as ref:
+        expected = ref.tas.values
+    got = hadcrut.tas.crai.infill(minimum_model, padding="zeros")
+    assert np.abs(got.values - expected).max() < 1e-5
+
+
+def test_demo_model_global_padding_matches_textbook(hadcrut, demo_model):
+    got = hadcrut.tas.crai.infill(demo_model)  # auto -> global on this grid
+    assert "padding global" in got.attrs["history"].splitlines()[0]
+    want = _oracle(xcrai.data.demo_model(), hadcrut.tas.values, global_padding=True)
+    np.testing.assert_allclose(got.values, want, atol=2e-5, rtol=0)
+    zeros = hadcrut.tas.crai.infill(demo_model, padding="zeros")
+    assert np.abs(zeros.values - got.values).max() > 0.01
+
+
+def test_demo_model_zero_padding_on_odd_regional_crop(hadcrut, demo_model):
+    crop = hadcrut.tas.isel(lat=slice(9, 62), lon=slice(3, 44))  # 53 x 41
+    got = crop.crai.infill(demo_model)  # regional: auto -> zeros
+    assert "padding zeros" in got.attrs["history"].splitlines()[0]
+    want = _oracle(xcrai.data.demo_model(), crop.values, global_padding=False)
+    np.testing.assert_allclose(got.values, want, atol=2e-5, rtol=0)
+
+
+def test_time_context_interior_matches_textbook_windows(hadcrut_series, memory_model):
+    got = hadcrut_series.crai.infill(memory_model, padding="zeros")
+    values = hadcrut_series.values
+    steps = np.arange(3, 11)  # interior: t-3 .. t+1 inside the series
+    windows = np.stack([values[t - 3 : t + 2] for t in steps])
+    valid = np.isfinite(windows)
+    out, _ = textbook_unet(raw_state_dict(DATA / "channel-memory.inp.pth"), windows, valid, False)
+    want = np.where(np.isfinite(values[steps]), values[steps], out)
+    np.testing.assert_allclose(got.values[steps], want, atol=2e-5, rtol=0)
+    assert np.isfinite(got.values).all()  # every step infilled, edges included
+
+
+def test_time_context_edges_use_clamped_windows(hadcrut_series, memory_model):
+    got = hadcrut_series.crai.infill(memory_model, padding="zeros")
+    values = hadcrut_series.values
+    window = values[[0, 0, 0, 0, 1]][None]  # t=0: steps -3..1 clamped to 0..1
+    out, _ = textbook_unet(
+        raw_state_dict(DATA / "channel-memory.inp.pth"), window, np.isfinite(window), False
+    )
+    want = np.where(np.isfinite(values[0]), values[0], out[0])
+    np.testing.assert_allclose(got.values[0], want, atol=2e-5, rtol=0)
+
+
+def test_demo_model_on_a_series(hadcrut_series, demo_model):
+    got = hadcrut_series.crai.infill(demo_model)
+    want = _oracle(xcrai.data.demo_model(), hadcrut_series.values, global_padding=True)
+    np.testing.assert_allclose(got.values, want, atol=2e-5, rtol=0)
+
+
+# -- the accessor contract -----------------------------------------------------------------
+
+
+def test_valid_points_bitwise_unchanged_and_holes_filled(hadcrut, demo_model):
+    for dtype in (np.float32, np.float64):
+        da = hadcrut.tas.astype(dtype)
+        got = da.crai.infill(demo_model)
+        valid = np.isfinite(da.values)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got.values[valid], da.values[valid])
+        assert np.isfinite(got.values).all()
+
+
+def test_metadata_kept_and_history_gains_one_line(hadcrut, demo_model):
+    da = hadcrut.tas
+    got = da.crai.infill(demo_model)
+    assert got.name == da.name and got.dims == da.dims
+    xr.testing.assert_identical(got.coords.to_dataset(), da.coords.to_dataset())
+    assert {k: v for k, v in got.attrs.items() if k != "history"} == {
+        k: v for k, v in da.attrs.items() if k != "history"
+    }
+    old = da.attrs.get("history", "")
+    new = got.attrs["history"].split("\n")
+    assert "\n".join(new[1:]) == old
+    line = new[0]
+    fraction = 1 - np.isfinite(da.values).mean()
+    assert f"xcrai {xcrai.__version__}" in line
+    assert "20crtasgn72.pth" in line and demo_model.sha256 in line
+    assert f"{fraction:.2%} of points infilled" in line
+
+
+@pytest.mark.parametrize("order", [("lon", "lat", "time"), ("lat", "time", "lon")])
+def test_any_dimension_order(hadcrut, demo_model, order):
+    base = hadcrut.tas.crai.infill(demo_model)
+    got = hadcrut.tas.transpose(*order).crai.infill(demo_model)
+    assert got.dims == order
+    np.testing.assert_array_equal(got.transpose(*base.dims).values, base.values)
+
+
+def test_extra_dimensions_are_batched(hadcrut, demo_model):
+    members = xr.concat(
+        [hadcrut.tas, hadcrut.tas.roll(lon=11, roll_coords=False)], dim="member"
+    ).transpose("time", "member", "lat", "lon")
+    got = members.crai.infill(demo_model)
+    assert got.dims == members.dims
+    for i in range(2):
+        alone = members.isel(member=i).crai.infill(demo_model)
+        np.testing.assert_array_equal(got.isel(member=i).values, alone.values)
+
+
+def test_a_single_field_without_time(hadcrut, demo_model):
+    field = hadcrut.tas.isel(time=0)
+    got = field.crai.infill(demo_model)
+    np.testing.assert_array_equal(got.values, hadcrut.tas.crai.infill(demo_model)[0].values)
+
+
+def test_return_output_dataset(hadcrut, demo_model):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = hadcrut.tas.crai.infill(demo_model, return_output=True)
+    assert set(ds.data_vars) == {"infilled", "output", "mask"}
+    valid = np.isfinite(hadcrut.tas.values)
+    flags = ds["mask"].values
+    assert ds["mask"].dtype == np.int8
+    np.testing.assert_array_equal(flags == 1, valid)
+    holes = ~valid
+    np.testing.assert_array_equal(ds.infilled.values[holes], ds.output.values[holes])
+    # a few polar cells of 1877-09 are beyond the demo network's reach: CRAI's 0, flagged
+    unreachable = flags == -1
+    assert 0 < unreachable.sum() < 50
+    assert (ds.output.values[unreachable] == 0).all()
+    assert any(issubclass(w.category, xcrai.UnreachableWarning) for w in caught)
+
+
+def test_mask_argument_and_nan_under_valid_mask(hadcrut, demo_model):
+    da = hadcrut.tas
+    with xr.open_dataset(xcrai.data.hadcrut4_mask()) as f:
+        coverage = f.tas.isel(time=0, drop=True).load()
+    mask = coverage.fillna(0).astype(bool)
+    got = da.crai.infill(demo_model, mask=mask, return_output=True)
+    valid = mask.values[None] & np.isfinite(da.values)
+    np.testing.assert_array_equal(got["mask"].values == 1, valid)
+    np.testing.assert_array_equal(got.infilled.values[valid], da.values[valid])
+    # 0/1 integers work the same as bool
+    same = da.crai.infill(demo_model, mask=mask.astype("int8"))
+    np.testing.assert_array_equal(same.values, got.infilled.values)
+
+
+def test_integer_input_is_cast_to_float(hadcrut, demo_model):
+    da = (hadcrut.tas.fillna(0) * 10).round().astype("int16")
+    mask = np.isfinite(hadcrut.tas)
+    got = da.crai.infill(demo_model, mask=mask)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.values[mask.values], da.values[mask.values])
+
+
+def test_all_nan_field_stays_nan_with_a_warning(hadcrut, demo_model):
+    da = hadcrut.tas.copy()
+    da[1] = np.nan
+    with pytest.warns(xcrai.UnreachableWarning, match="no valid point"):
+        got = da.crai.infill(demo_model, return_output=True)
+    assert np.isnan(got.infilled.values[1]).all()
+    assert (got["mask"].values[1] == -1).all()
+    assert np.isfinite(got.infilled.values[0]).all()
+
+
+def test_dataset_infills_named_variables_and_keeps_the_rest(hadcrut, demo_model):
+    ds = hadcrut.assign(
+        tas2=hadcrut.tas * 2, station_count=("time", np.array([3, 4])),
+    )  # fmt: skip
+    out = ds.crai.infill(demo_model, variables=["tas"])
+    np.testing.assert_array_equal(out.tas.values, ds.tas.crai.infill(demo_model).values)
+    xr.testing.assert_identical(out.tas2, ds.tas2)
+    xr.testing.assert_identical(out.station_count, ds.station_count)
+    assert out.attrs["history"].startswith(out.attrs["history"].split("\n")[0])
+    assert "infilled tas with" in out.attrs["history"].split("\n")[0]
+    both = ds.crai.infill(demo_model)  # default: every variable with lat and lon
+    assert np.isfinite(both.tas2.values).all()
+    xr.testing.assert_identical(both.station_count, ds.station_count)
+
+
+def test_device_auto_runs_on_cpu_here(hadcrut, demo_model):
+    got = hadcrut.tas.crai.infill(demo_model, device="cpu", batch_size=1)
+    np.testing.assert_array_equal(got.values, hadcrut.tas.crai.infill(demo_model).values)
+
+
+# -- dask ----------------------------------------------------------------------------------
+
+
+def _refuse_to_compute(*args, **kwargs):
+    raise AssertionError("something was computed")
+
+
+def test_dask_input_gives_a_lazy_result(hadcrut_series, demo_model):
+    lazy = hadcrut_series.chunk({"time": 5})
+    with dask.config.set(scheduler=_refuse_to_compute):
+        got = lazy.crai.infill(demo_model)
+        ds = lazy.crai.infill(demo_model, return_output=True)
+    assert isinstance(got.data, dask.array.Array)
+    assert all(isinstance(ds[name].data, dask.array.Array) for name in ds.data_vars)
+    assert "not computed (lazy input)" in got.attrs["history"]
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 5, 7, 12])
+def test_any_time_chunking_gives_the_same_numbers(hadcrut_series, memory_model, chunks):
+    eager = hadcrut_series.crai.infill(memory_model, padding="zeros", return_output=True)
+    lazy = hadcrut_series.chunk({"time": chunks, "lat": 24})  # spatial chunks are merged
+    got = lazy.crai.infill(memory_model, padding="zeros", return_output=True).compute()
+    for name in ("infilled", "output", "mask"):
+        np.testing.assert_array_equal(got[name].values, eager[name].values)
+
+
+def test_chunked_extra_dimension(hadcrut_series, demo_model):
+    reversed_series = hadcrut_series.copy(data=hadcrut_series.values[::-1])
+    members = xr.concat([hadcrut_series, reversed_series], dim="member")
+    eager = members.crai.infill(demo_model)
+    got = members.chunk({"member": 1, "time": 4}).crai.infill(demo_model).compute()
+    np.testing.assert_array_equal(got.values, eager.values)
