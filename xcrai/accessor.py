@@ -6,6 +6,7 @@ from typing import Any
 
 import xarray as xr
 
+from xcrai.fit import fit
 from xcrai.infill import infill_dataarray, infill_dataset
 
 
@@ -82,6 +83,80 @@ class CraiDataArrayAccessor:
             device=device,
             batch_size=batch_size,
         )
+
+    def fit(self, masks: xr.DataArray, **kwargs: Any) -> Any:
+        """Train a partial-convolution U-Net to infill fields like these.
+
+        The DataArray holds complete training fields (time, lat, lon; extra
+        dimensions are more samples). Each training sample pairs a field with a
+        coverage pattern drawn at random (seeded) from ``masks``; the network sees
+        the field where the mask is 1 and learns to fill the rest.
+
+        Parameters
+        ----------
+        masks : DataArray
+            Coverage patterns on the same grid: bool, 0/1, or a field whose NaNs
+            mark missing points (e.g. real HadCRUT4 observations). Extra dimensions
+            (time, ...) enumerate the patterns.
+        validation : float, DataArray or None, default 0.1
+            The last fraction of the time axis, or separate fields, held out;
+            validation field k is paired with mask ``k % len(masks)``, so the
+            validation loss is comparable between runs.
+        iterations : int, default 10_000
+            Optimiser steps at ``lr``.
+        batch_size : int, default 16
+        lr : float, default 2e-4
+            Adam learning rate (CRAI's).
+        finetune_iterations : int, default 0
+            Further steps at ``lr_finetune`` with the encoder's batch norm frozen,
+            as in CRAI's fine-tuning phase.
+        lr_finetune : float, default 5e-5
+        loss : dict, optional
+            Weights of the ``valid``, ``hole`` and ``tv`` (total variation) terms;
+            default CRAI's ``{"valid": 1, "hole": 6, "tv": 0.1}`` (without its VGG
+            terms). Terms left out of a dict weigh 0, so ``{"hole": 1}`` is CRAI's
+            hole-only criterion.
+        architecture : dict or UNetConfig, optional
+            ``{"n_filters": 18, "depth": 3, "normalization": "crai"}`` (the CRAI
+            demo architecture, the default) or a full :class:`xcrai.nn.UNetConfig`.
+        padding : {"auto", "global", "zeros"}, default "auto"
+            "auto": global for a uniform 360-degree longitude.
+        time_context : (int, int), optional
+            (P, F): steps t-P .. t+F as input channels; default (0, 0).
+        normalize : bool, default True
+            Train on ``(x - mean) / std`` of the training data; the statistics are
+            stored in the model and applied when infilling.
+        device : str, default "auto"
+        seed : int, default 0
+            Initial weights and every batch follow from it.
+        checkpoint_dir : path, optional
+            Folder for ``checkpoint.pth``, written atomically every
+            ``checkpoint_every`` iterations and at the end.
+        checkpoint_every : int, optional
+        resume : path, optional
+            A training checkpoint (or its folder) to continue from; with the same
+            settings, the result equals an uninterrupted run's (on the CPU).
+        progress : bool, default True
+            A progress bar with the current losses (a widget in Jupyter).
+        early_stopping : int, optional
+            Stop after this many logging steps without a better validation loss
+            and return the best weights; without it, the last weights are returned.
+        log_every : int, optional
+            Iterations per logging step (losses, validation); default 1 % of the run.
+
+        Returns
+        -------
+        CraiModel
+            With normalisation, grid, variable, units, padding, time context,
+            provenance and the loss history (``model.history``).
+
+        Examples
+        --------
+        >>> model = train.zg.crai.fit(masks.zg, iterations=1500, batch_size=8)  # doctest: +SKIP
+        >>> model.save("zg.pth")  # doctest: +SKIP
+        >>> filled = test.zg.crai.infill("zg.pth")  # doctest: +SKIP
+        """
+        return fit(self._da, masks, **kwargs)
 
 
 @xr.register_dataset_accessor("crai")

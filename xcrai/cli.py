@@ -23,6 +23,16 @@ def _time_context(text: str) -> tuple[int, int]:
     return past, future
 
 
+def _loss(text: str) -> dict[str, float]:
+    try:
+        pairs = (item.split("=") for item in text.split(","))
+        return {name.strip(): float(value) for name, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected TERM=WEIGHT pairs separated by commas (e.g. hole=1), got {text!r}"
+        ) from None
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -77,6 +87,90 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     infill.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     infill.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+    fit = commands.add_parser(
+        "fit",
+        help="train a model on complete fields and coverage masks",
+        description="Train a partial-convolution U-Net on complete fields (DATA) with coverage "
+        "patterns (MASKS) and save it as an xcrai model file, which `xcrai infill` and "
+        "`.crai.infill` use without further options.",
+    )
+    fit.add_argument("data", type=Path, help="netCDF file with complete training fields")
+    fit.add_argument("--var", default=None, help="variable of DATA (default: the only gridded one)")
+    fit.add_argument(
+        "--masks",
+        required=True,
+        type=Path,
+        help="netCDF file of coverage patterns (1/0, bool, or NaN = missing)",
+    )
+    fit.add_argument("--mask-var", default=None, help="variable of MASKS (default: as --var)")
+    fit.add_argument("-o", "--output", required=True, type=Path, help="model file to write")
+    fit.add_argument(
+        "--validation",
+        type=float,
+        default=0.1,
+        help="fraction of the time axis (its end) held out (default 0.1; 0 for none)",
+    )
+    fit.add_argument("--iterations", type=_positive, default=10_000, help="default 10000")
+    fit.add_argument("--batch-size", type=_positive, default=16, help="default 16")
+    fit.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    fit.add_argument(
+        "--finetune-iterations",
+        type=int,
+        default=0,
+        help="further iterations with the encoder's batch norm frozen (default 0)",
+    )
+    fit.add_argument("--lr-finetune", type=float, default=5e-5, help="default 5e-5")
+    fit.add_argument(
+        "--loss",
+        type=_loss,
+        default=None,
+        metavar="TERM=W,...",
+        help="loss weights, e.g. hole=1 or valid=1,hole=6,tv=0.1 (the default)",
+    )
+    fit.add_argument(
+        "--padding",
+        choices=("zeros", "global", "auto"),
+        default="auto",
+        help="default auto: global for uniform 360-degree longitude",
+    )
+    fit.add_argument(
+        "--time-context",
+        type=_time_context,
+        default=None,
+        metavar="P,F",
+        help="past and future steps stacked as channels (default 0,0)",
+    )
+    fit.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="train on raw values instead of (x - mean) / std",
+    )
+    fit.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda:N")
+    fit.add_argument("--seed", type=int, default=0, help="default 0")
+    fit.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="folder for checkpoint.pth (written atomically)",
+    )
+    fit.add_argument("--checkpoint-every", type=_positive, default=None, metavar="N")
+    fit.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="training checkpoint (or its folder) to continue from",
+    )
+    fit.add_argument(
+        "--early-stopping",
+        type=int,
+        default=None,
+        metavar="PATIENCE",
+        help="stop after PATIENCE logging steps without a better validation loss",
+    )
+    fit.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    fit.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
     demo = commands.add_parser(
         "demo",
@@ -206,6 +300,50 @@ def _fill_in_fractions(path: str, fractions: dict) -> None:
         nc.setncattr("history", "\n".join(lines))
 
 
+def fit_file(args: argparse.Namespace) -> Path:
+    """Train from netCDF files and save the model (the ``xcrai fit`` command)."""
+    import xarray as xr
+
+    import xcrai  # noqa: F401  (registers .crai)
+    from xcrai.infill import gridded_variables
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise FileExistsError(f"output: {str(output)!r} exists; pass --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"output: folder {str(output.parent)!r} does not exist")
+    for name, path in (("data", args.data), ("masks", args.masks)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
+    with xr.open_dataset(args.data) as data_file, xr.open_dataset(args.masks) as mask_file:
+        var = args.var or _only(gridded_variables(data_file), "var", args.data)
+        if var not in data_file:
+            raise ValueError(f"var: {var!r} not in {args.data}; it has {list(data_file.data_vars)}")
+        mask_var = args.mask_var or (var if var in mask_file else None)
+        mask_var = mask_var or _only(gridded_variables(mask_file), "mask-var", args.masks)
+        if mask_var not in mask_file:
+            raise ValueError(f"mask-var: {mask_var!r} not in {args.masks}")
+        model = data_file[var].crai.fit(
+            mask_file[mask_var].load(), validation=args.validation or None,
+            iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
+            finetune_iterations=args.finetune_iterations, lr_finetune=args.lr_finetune,
+            loss=args.loss, padding=args.padding, time_context=args.time_context,
+            normalize=not args.no_normalize, device=args.device, seed=args.seed,
+            checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+            resume=args.resume, progress=not args.no_progress,
+            early_stopping=args.early_stopping,
+        )  # fmt: skip
+    return model.save(output)
+
+
+def _only(names: list[str], option: str, path: Path) -> str:
+    if len(names) != 1:
+        raise ValueError(
+            f"{option}: {path} has gridded variables {names}; name one with --{option}"
+        )
+    return names[0]
+
+
 def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:
     """Infill the bundled HadCRUT4 sample with the bundled demo model (``xcrai demo``)."""
     import matplotlib
@@ -254,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 overwrite=args.overwrite, progress=not args.no_progress,
             )  # fmt: skip
             print(f"wrote {path}")
+        elif args.command == "fit":
+            print(f"wrote {fit_file(args)}")
         elif args.command == "demo":
             nc_path, png_path = run_demo(args.output_dir, args.device)
             print(f"wrote {nc_path}\nwrote {png_path}")

@@ -160,6 +160,20 @@ class CraiModel:
         return str(self.config.provenance.get("file", "unsaved model"))
 
     @property
+    def history(self) -> Any:
+        """Loss history of training (train and validation losses per logging step) as an
+        xarray Dataset indexed by iteration; None for models not trained by xcrai."""
+        rows = self.config.provenance.get("history")
+        if not rows:
+            return None
+        import pandas as pd
+        import xarray as xr
+
+        frame = pd.DataFrame(rows).set_index("iteration")
+        frame.index = frame.index.astype(int)
+        return xr.Dataset.from_dataframe(frame)
+
+    @property
     def in_channels(self) -> int:
         return self.config.architecture.in_channels
 

@@ -1,0 +1,199 @@
+"""Training: da.crai.fit on the shipped fitbench data (500 hPa heights, HadCRUT4 masks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import xcrai
+
+FITBENCH = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
+SMALL = {"n_filters": 6, "depth": 3}
+pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
+
+
+def _open(name: str) -> xr.DataArray:
+    with xr.open_dataset(FITBENCH / name) as ds:
+        return ds.zg.load()
+
+
+@pytest.fixture(scope="module")
+def train():
+    return _open("zg_train.nc")
+
+
+@pytest.fixture(scope="module")
+def masks():
+    return _open("zg_masks.nc")
+
+
+@pytest.fixture(scope="module")
+def quick(train, masks):
+    """A short real training run, shared by several tests."""
+    return train.crai.fit(
+        masks, validation=_open("zg_val.nc"), iterations=60, batch_size=4, lr=2e-3,
+        architecture=SMALL, loss={"hole": 1}, progress=False, log_every=10,
+    )  # fmt: skip
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fit_save_load_infill(quick, tmp_path):
+    path = quick.save(tmp_path / "zg.pth")
+    model = xcrai.load_model(path)
+    assert model.config.variable == "zg" and model.config.padding == "global"
+    assert model.config.mean is not None and model.config.std > 0
+    assert model.config.grid["shape"] == [73, 144]
+    assert model.config.provenance["seed"] == 0
+    test = _open("zg_test.nc")
+    filled = test.crai.infill(path)  # nothing else needed
+    valid = np.isfinite(test.values)
+    assert np.isfinite(filled.values).all()
+    np.testing.assert_array_equal(filled.values[valid], test.values[valid])
+    truth = _open("zg_truth.nc").values
+    rmse = np.sqrt(np.mean((filled.values - truth)[~valid] ** 2))
+    zero_fill = np.sqrt(np.mean(truth[~valid] ** 2))
+    assert rmse < zero_fill  # even 60 small steps beat filling with zeros (35.9 m)
+
+
+def test_the_loss_falls(quick):
+    history = quick.history
+    assert list(history.iteration.values) == [10, 20, 30, 40, 50, 60]
+    assert history.val_loss[-1] < history.val_loss[0]
+    assert history.train_loss[-3:].mean() < history.train_loss[:3].mean()
+    assert np.isfinite(history.val_hole_rmse).all()
+
+
+def test_resume_equals_uninterrupted(train, masks, tmp_path):
+    options = dict(validation=0.2, batch_size=4, architecture={"n_filters": 4, "depth": 2},
+                   progress=False, log_every=5, seed=3)  # fmt: skip
+    whole = train.crai.fit(masks, iterations=20, **options)
+    train.crai.fit(masks, iterations=10, checkpoint_dir=tmp_path, **options)  # "interrupted"
+    resumed = train.crai.fit(masks, iterations=20, resume=tmp_path, **options)
+    assert _same_weights(whole.net.state_dict(), resumed.net.state_dict())
+    xr.testing.assert_equal(whole.history, resumed.history)
+    stale = train.crai.fit(masks, iterations=20, **{**options, "seed": 4})
+    assert not _same_weights(whole.net.state_dict(), stale.net.state_dict())
+
+
+def test_resume_refuses_other_settings(train, masks, tmp_path):
+    options = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False)
+    train.crai.fit(masks, iterations=2, checkpoint_dir=tmp_path, log_every=1, **options)
+    with pytest.raises(ValueError, match=r"resume: .* other settings: batch_size=4"):
+        train.crai.fit(masks, iterations=4, resume=tmp_path, log_every=1,
+                       **{**options, "batch_size": 2})  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="resume: no training checkpoint"):
+        train.crai.fit(masks, iterations=4, resume=tmp_path / "nope", **options)
+
+
+def test_validation_split_is_never_trained_on(train, masks):
+    options = dict(validation=0.2, iterations=6, batch_size=4, progress=False, log_every=3,
+                   architecture={"n_filters": 4, "depth": 2})  # fmt: skip
+    base = train.crai.fit(masks, **options)
+    changed = train.copy(data=train.values.copy())
+    changed[-4:] = changed[-4:] * 3 + 100  # the last 20 % (4 of 18 steps) is validation
+    other = changed.crai.fit(masks, **options)
+    a, b = base.net.state_dict(), other.net.state_dict()
+    # normalisation statistics come from the training part only, so they match too
+    assert base.config.mean == other.config.mean and base.config.std == other.config.std
+    assert _same_weights(a, b)
+    assert not np.allclose(base.history.val_loss, other.history.val_loss)
+
+
+def test_nan_points_of_the_data_are_never_targets(train, masks):
+    land = train.copy(data=train.values.copy())
+    land[:, 30:40, 50:70] = np.nan  # NaN in every field, like land in an SST field
+    model = land.crai.fit(masks, validation=0.2, iterations=6, batch_size=4, progress=False,
+                          log_every=3, architecture={"n_filters": 4, "depth": 2})  # fmt: skip
+    history = model.history
+    assert all(np.isfinite(history[v]).all() for v in history.data_vars)
+
+
+def test_losses_ignore_points_that_are_not_targets():
+    from xcrai.train.losses import loss_terms
+
+    rng = np.random.default_rng(0)
+    out, gt = (torch.from_numpy(rng.normal(size=(2, 1, 8, 8))) for _ in range(2))
+    mask = torch.from_numpy((rng.random((2, 1, 8, 8)) > 0.5).astype(np.float64))
+    target = torch.ones_like(out)
+    target[..., 2:5, 3:6] = 0
+    a = loss_terms(out, gt, mask, target)
+    out2, gt2 = out.clone(), gt.clone()
+    out2[..., 2:5, 3:6] += 1e3
+    gt2[..., 2:5, 3:6] -= 1e3
+    b = loss_terms(out2, gt2, mask, target)
+    for name in ("valid", "hole", "tv"):
+        assert float(a[name]) == float(b[name]), name
+
+
+def test_float_masks_with_nan_for_missing(train, masks):
+    as_nan = masks.where(masks == 1)  # 1 observed, NaN missing, like real observations
+    a = train.crai.fit(as_nan, iterations=3, batch_size=4, progress=False, log_every=3,
+                       architecture={"n_filters": 4, "depth": 2})  # fmt: skip
+    b = train.crai.fit(masks.astype(bool), iterations=3, batch_size=4, progress=False,
+                       log_every=3, architecture={"n_filters": 4, "depth": 2})  # fmt: skip
+    assert _same_weights(a.net.state_dict(), b.net.state_dict())
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+def test_masks_on_another_grid(train, hadcrut):
+    with pytest.raises(ValueError, match="masks: on another grid than the data"):
+        train.crai.fit(hadcrut.tas, iterations=1, progress=False)
+
+
+def test_masks_that_hide_everything_or_nothing(train, masks):
+    with pytest.raises(ValueError, match=r"masks: 1 of 60 masks hide every point"):
+        train.crai.fit(masks.where(masks.time != masks.time[5], 0), iterations=1)
+    with pytest.raises(ValueError, match="masks: no mask hides any point"):
+        train.crai.fit(xr.ones_like(masks), iterations=1)
+
+
+def test_scattered_nans_in_the_data(train, masks):
+    holes = train.copy(data=train.values.copy())
+    holes[3, 10, 10] = np.nan
+    with pytest.raises(ValueError, match="data: 1 grid points are NaN in some fields"):
+        holes.crai.fit(masks, iterations=1)
+
+
+def test_too_few_time_steps_for_the_batch(train, masks):
+    with pytest.raises(ValueError, match="batch_size: 32 is larger than the 16 training fields"):
+        train.crai.fit(masks, batch_size=32, iterations=1)
+
+
+def test_wrong_dtype_of_masks(train, masks):
+    with pytest.raises(TypeError, match="masks: expected bool, 0/1"):
+        train.crai.fit(masks.astype(str), iterations=1)
+    with pytest.raises(TypeError, match=r"masks: expected an xarray\.DataArray"):
+        train.crai.fit(masks.values, iterations=1)
+
+
+def test_bad_options(train, masks):
+    with pytest.raises(ValueError, match="loss: expected None or a dict"):
+        train.crai.fit(masks, loss={"perceptual": 0.05}, iterations=1)
+    with pytest.raises(ValueError, match="iterations: expected an integer >= 1"):
+        train.crai.fit(masks, iterations=0)
+    with pytest.raises(ValueError, match="validation: expected a fraction"):
+        train.crai.fit(masks, validation=2.0, iterations=1)
+
+
+def test_cli_fit_then_infill(tmp_path):
+    from xcrai.cli import main
+
+    model = tmp_path / "zg.pth"
+    code = main(["fit", str(FITBENCH / "zg_train.nc"), "--masks", str(FITBENCH / "zg_masks.nc"),
+                 "-o", str(model), "--iterations", "4", "--batch-size", "4", "--loss", "hole=1",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    out = tmp_path / "filled.nc"
+    assert main(["infill", str(FITBENCH / "zg_test.nc"), "-m", str(model), "-o", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    with xr.open_dataset(out) as ds:
+        assert np.isfinite(ds.zg.values).all()

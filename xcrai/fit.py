@@ -1,0 +1,305 @@
+"""Training on xarray data: checking data and masks, splitting, normalising, provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import dask.array as dsa
+import numpy as np
+import torch
+import xarray as xr
+
+from xcrai import __version__
+from xcrai.engine import resolve_device
+from xcrai.grid import describe, find_grid, resolve_padding
+from xcrai.model import CraiModel, ModelConfig, check_padding, check_time_context
+from xcrai.nn import PartialConvUNet, UNetConfig
+from xcrai.train.loop import CHECKPOINT_KEY, TrainConfig, TrainingData, train
+from xcrai.train.losses import LossWeights
+
+
+def _fields(da: xr.DataArray, argument: str) -> tuple[Any, Any]:
+    """(S, T, H, W) array (NumPy or dask, not loaded) and the grid of ``da``."""
+    if not isinstance(da, xr.DataArray):
+        raise TypeError(f"{argument}: expected an xarray.DataArray, got {type(da).__name__}")
+    if not np.issubdtype(da.dtype, np.floating):
+        if np.issubdtype(da.dtype, np.integer):
+            da = da.astype(np.float32)
+        else:
+            raise TypeError(f"{argument}: expected floating-point fields, got dtype {da.dtype}")
+    grid = find_grid(da, argument)
+    if grid.time is None:
+        raise ValueError(f"{argument}: expected a time dimension of training fields, dims "
+                         f"{tuple(da.dims)}")  # fmt: skip
+    extra = [d for d in da.dims if d not in (grid.time, grid.lat, grid.lon)]
+    da = da.transpose(*extra, grid.time, grid.lat, grid.lon)
+    data = da.data
+    shape = (-1, *data.shape[-3:])
+    return data.reshape(shape), grid
+
+
+def _same_axis(a: xr.DataArray, b: xr.DataArray) -> str | None:
+    """ "same", "reversed", or None when two 1-D coordinates do not match."""
+    x, y = np.asarray(a.values, np.float64), np.asarray(b.values, np.float64)
+    if x.shape != y.shape:
+        return None
+    if np.allclose(x, y, atol=1e-4):
+        return "same"
+    if np.allclose(x, y[::-1], atol=1e-4):
+        return "reversed"
+    return None
+
+
+def prepare_masks(masks: Any, da: xr.DataArray, grid: Any) -> np.ndarray:
+    """Coverage patterns as bool (M, H, W), True where observed, on ``da``'s grid."""
+    if not isinstance(masks, xr.DataArray):
+        raise TypeError(f"masks: expected an xarray.DataArray of coverage patterns, got "
+                        f"{type(masks).__name__}")  # fmt: skip
+    if masks.dtype != bool and not np.issubdtype(masks.dtype, np.number):
+        raise TypeError(
+            "masks: expected bool, 0/1, or a field whose NaNs mark missing points; "
+            f"got dtype {masks.dtype}"
+        )
+    mgrid = find_grid(masks, "masks")
+    for role, dim, mdim in (("latitude", grid.lat, mgrid.lat), ("longitude", grid.lon, mgrid.lon)):
+        same = None
+        if dim in da.coords and mdim in masks.coords:
+            same = _same_axis(da[dim], masks[mdim])
+        elif da.sizes[dim] == masks.sizes[mdim]:
+            same = "same"
+        if same is None:
+            raise ValueError(
+                f"masks: on another grid than the data: {role} {mdim!r} has {masks.sizes[mdim]} "
+                f"points ({_span(masks, mdim)}), the data's {dim!r} {da.sizes[dim]} "
+                f"({_span(da, dim)}); regrid the masks (e.g. nearest neighbour) first"
+            )
+        if same == "reversed":
+            masks = masks.isel({mdim: slice(None, None, -1)})
+    extra = [d for d in masks.dims if d not in (mgrid.lat, mgrid.lon)]
+    values = np.asarray(masks.transpose(*extra, mgrid.lat, mgrid.lon).values)
+    values = values.reshape(-1, *values.shape[-2:])
+    if values.dtype == bool:
+        observed = values
+    else:
+        finite = np.isfinite(values)
+        is_binary = np.isin(values[finite], (0, 1)).all()
+        observed = finite & (values == 1) if is_binary else finite
+    everything = np.flatnonzero(~observed.any(axis=(1, 2)))
+    if everything.size:
+        raise ValueError(
+            f"masks: {everything.size} of {len(observed)} masks hide every point (e.g. number "
+            f"{everything[0]}); the network would see nothing. Drop them."
+        )
+    if observed.all():
+        raise ValueError("masks: no mask hides any point, so there is no hole to learn to fill")
+    return observed
+
+
+def _span(da: xr.DataArray, dim: str) -> str:
+    if dim not in da.coords:
+        return "no coordinate"
+    values = np.asarray(da[dim].values)
+    return f"{values[0]:g} to {values[-1]:g}"
+
+
+def _static_target(fields: Any, argument: str) -> np.ndarray:
+    """Points valid in every field (False where NaN throughout); error on scattered NaNs."""
+    nan = dsa.isnan(fields) if isinstance(fields, dsa.Array) else np.isnan(fields)
+    some, every = nan.any(axis=(0, 1)), nan.all(axis=(0, 1))
+    if isinstance(fields, dsa.Array):
+        some, every = dsa.compute(some, every)
+    scattered = some & ~every
+    if scattered.any():
+        raise ValueError(
+            f"{argument}: {int(scattered.sum())} grid points are NaN in some fields but not in "
+            "others; training fields must be complete, apart from points that are NaN in every "
+            "field (e.g. land in an SST field), which are never used as targets. Infill or drop "
+            "the incomplete fields first."
+        )
+    if every.all():
+        raise ValueError(f"{argument}: every point is NaN")
+    return ~np.asarray(every)
+
+
+def _digest(array: Any) -> str:
+    if isinstance(array, dsa.Array):
+        from dask.base import tokenize
+
+        return f"dask:{tokenize(array)}"
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _architecture(architecture: Any, in_channels: int) -> UNetConfig:
+    if architecture is None:
+        return UNetConfig.from_n_filters(18, 3, in_channels=in_channels)
+    if isinstance(architecture, UNetConfig):
+        if architecture.in_channels != in_channels or architecture.out_channels != 1:
+            raise ValueError(
+                f"architecture: expected {in_channels} input channel(s) (time context) and 1 "
+                f"output channel, got {architecture.in_channels} and {architecture.out_channels}"
+            )
+        return architecture
+    if isinstance(architecture, dict):
+        allowed = {"n_filters", "depth", "normalization"}
+        if not set(architecture) <= allowed:
+            raise ValueError(f"architecture: expected keys among {sorted(allowed)}, got "
+                             f"{sorted(architecture)}")  # fmt: skip
+        return UNetConfig.from_n_filters(in_channels=in_channels, **architecture)
+    raise TypeError(f"architecture: expected None, a dict or a UNetConfig, got "
+                    f"{type(architecture).__name__}")  # fmt: skip
+
+
+def _positive_int(value: Any, argument: str, allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{argument}: expected an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def fit(
+    da: xr.DataArray,
+    masks: xr.DataArray,
+    *,
+    validation: float | xr.DataArray | None = 0.1,
+    iterations: int = 10_000,
+    batch_size: int = 16,
+    lr: float = 2e-4,
+    finetune_iterations: int = 0,
+    lr_finetune: float = 5e-5,
+    loss: dict[str, float] | LossWeights | None = None,
+    architecture: dict[str, Any] | UNetConfig | None = None,
+    padding: str = "auto",
+    time_context: tuple[int, int] | None = None,
+    normalize: bool = True,
+    device: str = "auto",
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    early_stopping: int | None = None,
+    log_every: int | None = None,
+) -> CraiModel:
+    """Train a model; see :meth:`xcrai.accessor.CraiDataArrayAccessor.fit`."""
+    fields, grid = _fields(da, "data")
+    target = _static_target(fields, "data")
+    observed = prepare_masks(masks, da, grid)
+    iterations = _positive_int(iterations, "iterations")
+    finetune_iterations = _positive_int(finetune_iterations, "finetune_iterations", True)
+    batch_size = _positive_int(batch_size, "batch_size")
+    for name, value in (("lr", lr), ("lr_finetune", lr_finetune)):
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name}: expected a positive learning rate, got {value!r}")
+    if early_stopping is not None:
+        early_stopping = _positive_int(early_stopping, "early_stopping", True)
+    if checkpoint_every is not None:
+        checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
+    weights = LossWeights.from_argument(loss)
+    time_context = check_time_context(time_context if time_context is not None else (0, 0))
+    padding = resolve_padding(check_padding(padding), grid)
+    arch = _architecture(architecture, sum(time_context) + 1)
+    dev = resolve_device(device)
+
+    val_fields = None
+    if isinstance(validation, xr.DataArray):
+        val_fields, _ = _fields(validation, "validation")
+        if val_fields.shape[-2:] != fields.shape[-2:]:
+            raise ValueError(f"validation: expected fields on the data's grid "
+                             f"{fields.shape[-2:]}, got {val_fields.shape[-2:]}")  # fmt: skip
+    elif validation:
+        if not isinstance(validation, float) or not 0 < validation < 1:
+            raise ValueError(f"validation: expected a fraction in (0, 1), a DataArray or None, "
+                             f"got {validation!r}")  # fmt: skip
+        n_val = max(1, round(fields.shape[1] * validation))
+        if n_val >= fields.shape[1]:
+            raise ValueError(f"validation: {validation} of {fields.shape[1]} time steps leaves "
+                             "none to train on")  # fmt: skip
+        fields, val_fields = fields[:, :-n_val], fields[:, -n_val:]
+    n_train = fields.shape[0] * fields.shape[1]
+    if n_train < batch_size:
+        raise ValueError(
+            f"batch_size: {batch_size} is larger than the {n_train} training fields (after "
+            "the validation split); use a smaller batch or more data"
+        )
+
+    mean, std = 0.0, 1.0
+    if normalize:  # statistics of the training fields over points that are ever valid
+        lazy = isinstance(fields, dsa.Array)
+        xp = dsa if lazy else np
+        masked = xp.where(target, fields, np.nan).astype(np.float64)
+        mean_, std_ = xp.nanmean(masked), xp.nanstd(masked)
+        if lazy:
+            mean_, std_ = dsa.compute(mean_, std_)
+        mean, std = float(mean_), float(std_) or 1.0
+
+    config = TrainConfig(
+        iterations=iterations, batch_size=batch_size, lr=float(lr),
+        finetune_iterations=finetune_iterations, lr_finetune=float(lr_finetune), loss=weights,
+        padding=padding, time_context=time_context, mean=mean, std=std, seed=int(seed),
+        log_every=log_every or max(1, (iterations + finetune_iterations) // 100),
+        early_stopping=early_stopping, checkpoint_every=checkpoint_every,
+    )  # fmt: skip
+    state = _load_resume(resume, config) if resume is not None else None
+    torch.manual_seed(seed)
+    net = PartialConvUNet(arch)
+    checkpoint_path = None
+    if checkpoint_dir is not None:
+        checkpoint_path = Path(checkpoint_dir)
+        checkpoint_path.mkdir(parents=True, exist_ok=True)
+    data = TrainingData(fields, observed, target, val_fields)
+    trained, history, done = train(
+        net, data, config, device=dev, checkpoint_dir=checkpoint_path, resume=state,
+        progress=progress,
+    )  # fmt: skip
+    model_config = ModelConfig(
+        architecture=arch,
+        padding=padding,
+        time_context=time_context,
+        mean=mean if normalize else None,
+        std=std if normalize else None,
+        variable=None if da.name is None else str(da.name),
+        units=da.attrs.get("units"),
+        grid={**describe(da, grid), "lat_ascending": grid.lat_ascending},
+        provenance={
+            "source": "xcrai fit",
+            "xcrai_version": __version__,
+            "data_shape": list(da.shape),
+            "data_dims": [str(d) for d in da.dims],
+            "data_sha256": _digest(da.data),
+            "masks_shape": list(observed.shape),
+            "masks_sha256": _digest(observed),
+            "iterations": done,
+            "seed": int(seed),
+            "train_config": config.to_dict(),
+            "history": history,
+        },
+    )
+    return CraiModel(model_config, trained)
+
+
+def _load_resume(path: Any, config: TrainConfig) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pth"
+    if not path.is_file():
+        raise FileNotFoundError(f"resume: no training checkpoint at {str(path)!r}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"resume: {str(path)!r} is not a readable training checkpoint: "
+                         f"{type(error).__name__}") from None  # fmt: skip
+    if not isinstance(state, dict) or CHECKPOINT_KEY not in state:
+        raise ValueError(f"resume: {str(path)!r} is not an xcrai training checkpoint")
+    saved = state["train_config"]
+    mine = config.to_dict()
+    differ = [k for k in ("batch_size", "seed", "time_context", "padding", "log_every")
+              if saved.get(k) != mine.get(k)]  # fmt: skip
+    if differ:
+        raise ValueError(
+            "resume: the checkpoint was made with other settings: "
+            + ", ".join(f"{k}={saved.get(k)!r} (now {mine.get(k)!r})" for k in differ)
+        )
+    return state
