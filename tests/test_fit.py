@@ -197,3 +197,16 @@ def test_cli_fit_then_infill(tmp_path):
                  "--no-progress"]) == 0  # fmt: skip
     with xr.open_dataset(out) as ds:
         assert np.isfinite(ds.zg.values).all()
+
+
+def test_dask_backed_training_data_is_streamed_to_the_same_result(train, masks):
+    import dask.array
+
+    options = dict(validation=0.2, iterations=6, batch_size=4, progress=False, log_every=3,
+                   architecture={"n_filters": 4, "depth": 2})  # fmt: skip
+    eager = train.crai.fit(masks, **options)
+    lazy_data = train.chunk({"time": 1})
+    assert isinstance(lazy_data.data, dask.array.Array)
+    lazy = lazy_data.crai.fit(masks, **options)
+    assert _same_weights(eager.net.state_dict(), lazy.net.state_dict())
+    xr.testing.assert_allclose(eager.history, lazy.history)

@@ -169,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATIENCE",
         help="stop after PATIENCE logging steps without a better validation loss",
     )
+    fit.add_argument(
+        "--init",
+        default="kaiming",
+        choices=("kaiming", "gaussian", "xavier", "orthogonal", "torch"),
+        help="initialisation of the convolution weights (default kaiming)",
+    )
+    fit.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training under torchrun (one process per GPU, or gloo "
+        "on CPUs): torchrun --nproc-per-node N -m xcrai.cli fit ... --distributed",
+    )
     fit.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     fit.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
@@ -192,9 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from xcrai import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-    return f"xcrai {__version__}"
+    try:
+        return f"xcrai {version('xcrai')}"
+    except PackageNotFoundError:  # pragma: no cover - source tree not installed
+        return "xcrai (version unknown)"
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -331,8 +346,13 @@ def fit_file(args: argparse.Namespace) -> Path:
             normalize=not args.no_normalize, device=args.device, seed=args.seed,
             checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
             resume=args.resume, progress=not args.no_progress,
-            early_stopping=args.early_stopping,
+            early_stopping=args.early_stopping, init=args.init, distributed=args.distributed,
         )  # fmt: skip
+    if args.distributed:
+        import torch.distributed as dist
+
+        if dist.get_rank() != 0:  # every process holds the same model; one writes it
+            return output
     return model.save(output)
 
 

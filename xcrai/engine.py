@@ -13,7 +13,14 @@ import numpy as np
 import torch
 
 from xcrai.model import CraiModel
+from xcrai.tiles import receptive_halo, tiles
 
+#: arithmetic of the forward pass: float32, or autocast to bfloat16 / float16
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 #: bytes of activations one CPU batch may hold
 CPU_BATCH_BYTES = 128 * 2**20
 MAX_BATCH = 1024
@@ -52,19 +59,35 @@ def bytes_per_field(model: CraiModel, shape: tuple[int, int]) -> int:
 
 
 def auto_batch_size(model: CraiModel, shape: tuple[int, int], device: torch.device) -> int:
-    """Fields per forward pass: a quarter of free GPU memory, or 128 MiB on the CPU."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        budget = free // 4
-    else:
-        budget = CPU_BATCH_BYTES  # small batches stay in cache: faster here
-    return int(max(1, min(MAX_BATCH, budget // bytes_per_field(model, shape))))
+    """Fields per forward pass: a quarter of free GPU memory, or 128 MiB on the CPU
+    (small batches stay in cache, which is faster there)."""
+    return int(max(1, min(MAX_BATCH, _budget(device) // bytes_per_field(model, shape))))
 
 
 def window_indices(length: int, past: int, future: int, start: int, stop: int) -> np.ndarray:
     """Indices of steps ``t - past .. t + future`` for t in [start, stop), clamped."""
     offsets = np.arange(-past, future + 1)
     return np.clip(np.arange(start, stop)[:, None] + offsets[None, :], 0, length - 1)
+
+
+def choose_tile(
+    model: CraiModel, shape: tuple[int, int], device: torch.device, tile_size: int | None
+) -> tuple[int, int] | None:
+    """Core size of spatial tiles, or None when whole fields fit the memory budget."""
+    if tile_size is not None:
+        return (tile_size, tile_size)
+    if bytes_per_field(model, shape) <= _budget(device):
+        return None
+    halo = receptive_halo(model.config.architecture)
+    per_point = bytes_per_field(model, (64, 64)) / 64**2
+    side = int((_budget(device) / per_point) ** 0.5) - 2 * halo
+    return (max(side, halo), max(side, halo))
+
+
+def _budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 4
+    return CPU_BATCH_BYTES
 
 
 def predict(
@@ -75,6 +98,8 @@ def predict(
     core: tuple[int, int] | None = None,
     device: str | torch.device = "auto",
     batch_size: int | None = None,
+    tile_size: int | None = None,
+    precision: str = "fp32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the network on every field of ``fields[:, core[0]:core[1]]``.
 
@@ -91,7 +116,14 @@ def predict(
         Windows are clamped to ``[0, T)``.
     device : str or torch.device
     batch_size : int, optional
-        Fields per forward pass; chosen from memory when omitted.
+        Fields (or tiles) per forward pass; chosen from memory when omitted.
+    tile_size : int, optional
+        Run fields in spatial tiles of this many points a side (plus halos wide
+        enough that the result equals the untiled one); by default only fields
+        too large for the memory budget are tiled.
+    precision : {"fp32", "bf16", "fp16"}
+        Arithmetic of the convolutions (autocast); valid counts and the division
+        by them stay in float32.
 
     Returns
     -------
@@ -107,30 +139,62 @@ def predict(
     dev = resolve_device(device)
     net = model.replica(dev)
     steps = window_indices(length, past, future, start, stop)  # (Tc, C)
-    samples = [(s, t) for s in range(n_series) for t in range(stop - start)]
+    series_all = np.repeat(np.arange(n_series), stop - start)
+    times_all = np.tile(np.arange(stop - start), n_series)
     output = np.empty((n_series, stop - start, height, width), dtype=np.float32)
     reach = np.empty((n_series, stop - start, height, width), dtype=bool)
-    size = batch_size or auto_batch_size(model, (height, width), dev)
+    tile = choose_tile(model, (height, width), dev, tile_size)
+    if tile is None:
+        regions = [None]
+        size = batch_size or auto_batch_size(model, (height, width), dev)
+    else:
+        regions = list(tiles((height, width), tile, model.config.architecture, padding))
+        largest = max(regions, key=lambda r: r.rows.size * r.cols.size)
+        size = batch_size or auto_batch_size(model, (largest.rows.size, largest.cols.size), dev)
     mean, std = model.config.mean, model.config.std
-    for first in range(0, len(samples), size):
-        batch = samples[first : first + size]
-        series = np.array([s for s, _ in batch])
-        windows = steps[[t for _, t in batch]]
+    for first in range(0, len(series_all), size):
+        series = series_all[first : first + size]
+        times = times_all[first : first + size]
+        windows = steps[times]
         x = fields[series[:, None], windows].astype(np.float32, copy=False)
         m = valid[series[:, None], windows]
         if mean is not None:
             x = (x - np.float32(mean)) / np.float32(std)
         x = np.where(m, x, np.float32(0))
-        xt = torch.from_numpy(x).to(dev).contiguous(memory_format=torch.channels_last)
-        mt = torch.from_numpy(m).to(dev).to(torch.float32)
-        mt = mt.contiguous(memory_format=torch.channels_last)
-        with model.lock, torch.inference_mode():
-            out, hit = net(xt, mt, padding=padding)
-        out_np = out[:, 0].float().cpu().numpy()
-        if mean is not None:
-            out_np = out_np * np.float32(std) + np.float32(mean)
-        series_index = series
-        time_index = np.array([t for _, t in batch])
-        output[series_index, time_index] = out_np
-        reach[series_index, time_index] = hit[:, 0].cpu().numpy() > 0
+        for region in regions:
+            if region is None:
+                out, hit = _forward(model, net, x, m, padding, dev, precision)
+                output[series, times], reach[series, times] = out, hit
+                continue
+            part = np.ix_(np.arange(len(x)), np.arange(x.shape[1]), region.rows, region.cols)
+            out, hit = _forward(model, net, x[part], m[part], region.padding, dev, precision)
+            keep = (slice(None), region.core_rows, region.core_cols)
+            output[series, times, region.out_rows, region.out_cols] = out[keep]
+            reach[series, times, region.out_rows, region.out_cols] = hit[keep]
+    if mean is not None:
+        output = output * np.float32(std) + np.float32(mean)
     return output, reach
+
+
+def _forward(
+    model: CraiModel,
+    net: torch.nn.Module,
+    x: np.ndarray,
+    m: np.ndarray,
+    padding: str,
+    device: torch.device,
+    precision: str = "fp32",
+) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass: (N, C, H, W) arrays in, output and reach (N, H, W) out."""
+    xt, mt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(m))
+    if device.type == "cuda":  # page-locked buffers: asynchronous host-to-device copies
+        xt, mt = xt.pin_memory(), mt.pin_memory()
+    xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    mt = mt.to(device, non_blocking=True).to(torch.float32)
+    mt = mt.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(
+        device.type, dtype=PRECISIONS[precision] or torch.float32, enabled=precision != "fp32"
+    )
+    with model.lock, torch.inference_mode(), autocast:
+        out, hit = net(xt, mt, padding=padding)
+    return out[:, 0].float().cpu().numpy(), hit[:, 0].cpu().numpy() > 0

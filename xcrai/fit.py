@@ -152,6 +152,17 @@ def _architecture(architecture: Any, in_channels: int) -> UNetConfig:
                     f"{type(architecture).__name__}")  # fmt: skip
 
 
+def _augment(augment: bool | str, grid: Any) -> bool:
+    """Random longitude rolls of the training fields: on by default for global grids."""
+    if augment == "auto":
+        return grid.periodic
+    if not isinstance(augment, bool):
+        raise ValueError(f"augment: expected True, False or 'auto', got {augment!r}")
+    if augment and not grid.periodic:
+        raise ValueError("augment: rolling fields in longitude needs a global (periodic) grid")
+    return augment
+
+
 def _positive_int(value: Any, argument: str, allow_zero: bool = False) -> int:
     low = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -182,6 +193,9 @@ def fit(
     progress: bool = True,
     early_stopping: int | None = None,
     log_every: int | None = None,
+    init: str = "kaiming",
+    distributed: bool = False,
+    augment: bool | str = "auto",
 ) -> CraiModel:
     """Train a model; see :meth:`xcrai.accessor.CraiDataArrayAccessor.fit`."""
     fields, grid = _fields(da, "data")
@@ -201,7 +215,18 @@ def fit(
     time_context = check_time_context(time_context if time_context is not None else (0, 0))
     padding = resolve_padding(check_padding(padding), grid)
     arch = _architecture(architecture, sum(time_context) + 1)
-    dev = resolve_device(device)
+    world = None
+    if distributed:
+        from xcrai.train.distributed import join
+
+        world, dev = join(device)
+        if batch_size % world.size:
+            raise ValueError(
+                f"batch_size: the global batch {batch_size} must split evenly over "
+                f"{world.size} processes"
+            )
+    else:
+        dev = resolve_device(device)
 
     val_fields = None
     if isinstance(validation, xr.DataArray):
@@ -241,10 +266,16 @@ def fit(
         padding=padding, time_context=time_context, mean=mean, std=std, seed=int(seed),
         log_every=log_every or max(1, (iterations + finetune_iterations) // 100),
         early_stopping=early_stopping, checkpoint_every=checkpoint_every,
+        augment=_augment(augment, grid),
     )  # fmt: skip
     state = _load_resume(resume, config) if resume is not None else None
     torch.manual_seed(seed)
     net = PartialConvUNet(arch)
+    initialize(net, init)
+    if world is not None:
+        from xcrai.train.distributed import globalize_batch_norm
+
+        net = globalize_batch_norm(net, dev)
     checkpoint_path = None
     if checkpoint_dir is not None:
         checkpoint_path = Path(checkpoint_dir)
@@ -252,7 +283,7 @@ def fit(
     data = TrainingData(fields, observed, target, val_fields)
     trained, history, done = train(
         net, data, config, device=dev, checkpoint_dir=checkpoint_path, resume=state,
-        progress=progress,
+        progress=progress, world=world,
     )  # fmt: skip
     model_config = ModelConfig(
         architecture=arch,
@@ -278,6 +309,29 @@ def fit(
         },
     )
     return CraiModel(model_config, trained)
+
+
+INITS = ("kaiming", "gaussian", "xavier", "orthogonal", "torch")
+
+
+def initialize(net: PartialConvUNet, init: str) -> None:
+    """CRAI's initialisations of convolution weights (biases zero); "torch" keeps PyTorch's."""
+    if init not in INITS:
+        raise ValueError(f"init: expected one of {INITS}, got {init!r}")
+    if init == "torch":
+        return
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            if init == "kaiming":
+                torch.nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+            elif init == "gaussian":
+                torch.nn.init.normal_(module.weight, 0.0, 0.02)
+            elif init == "xavier":
+                torch.nn.init.xavier_normal_(module.weight, gain=2**0.5)
+            else:
+                torch.nn.init.orthogonal_(module.weight, gain=2**0.5)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
 
 
 def _load_resume(path: Any, config: TrainConfig) -> dict[str, Any]:

@@ -8,13 +8,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import dask.array as dsa
 import numpy as np
 import xarray as xr
 
 from xcrai import __version__
 from xcrai.checkpoint import load_model
-from xcrai.engine import predict, resolve_device
+from xcrai.engine import PRECISIONS, predict, resolve_device
 from xcrai.grid import Grid, find_grid, resolve_padding
 from xcrai.model import CraiModel, check_padding, check_time_context
 
@@ -144,8 +145,7 @@ def _block(
     *,
     model: CraiModel,
     halo: int,
-    device: str,
-    batch_size: int | None,
+    engine: dict[str, Any],
 ) -> np.ndarray:
     """Infill one block shaped (*extra, time + 2 halo, lat, lon); returns (2, *extra, time, ...)
     holding the network output and where it reached valid data."""
@@ -153,9 +153,7 @@ def _block(
     core = (halo, length - halo)
     flat = fields.reshape(-1, length, height, width)
     flat_valid = valid.reshape(-1, length, height, width)
-    output, reach = predict(
-        model, flat, flat_valid, core=core, device=device, batch_size=batch_size
-    )
+    output, reach = predict(model, flat, flat_valid, core=core, **engine)
     core_valid = flat_valid[:, core[0] : core[1]]
     empty = ~core_valid.any(axis=(-2, -1))
     output[empty] = np.nan
@@ -179,12 +177,13 @@ def _block(
     return np.stack([output.reshape(shape), reach.reshape(shape).astype(np.float32)])
 
 
-def _run(values: Any, valid: Any, plan: Plan, device: str, batch_size: int | None) -> Any:
+def _run(values: Any, valid: Any, plan: Plan, engine: dict[str, Any]) -> Any:
     """(2, ...) array of output and reach, NumPy or lazy dask like ``values``."""
     past, future = plan.model.config.time_context or (0, 0)
-    kwargs = dict(model=plan.model, device=device, batch_size=batch_size)
     if not isinstance(values, dsa.Array):
-        return _block(values, np.asarray(valid), halo=0, **kwargs)
+        return _block(values, np.asarray(valid), model=plan.model, halo=0, engine=engine)
+    # one key for the model: dask.distributed ships it to each worker once, not per task
+    kwargs = dict(model=dask.delayed(plan.model, pure=True), engine=engine)
     halo = max(past, future)
     time_axis = values.ndim - 3
     values = values.rechunk({values.ndim - 2: -1, values.ndim - 1: -1})
@@ -244,10 +243,18 @@ def infill_dataarray(
     return_output: bool = False,
     device: str = "auto",
     batch_size: int | None = None,
+    tile_size: int | None = None,
+    precision: str = "fp32",
 ) -> xr.DataArray | xr.Dataset:
     """Infill ``da``; see :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`."""
     result, line = _infill(
-        da, model, mask, padding, time_context, return_output, device, batch_size
+        da,
+        model,
+        mask,
+        padding,
+        time_context,
+        return_output,
+        dict(device=device, batch_size=batch_size, tile_size=tile_size, precision=precision),
     )
     result.attrs = add_history(result.attrs, line)
     if return_output:
@@ -262,15 +269,20 @@ def _infill(
     padding: str | None,
     time_context: Any,
     return_output: bool,
-    device: str,
-    batch_size: int | None,
+    engine: dict[str, Any],
 ) -> tuple[xr.DataArray | xr.Dataset, str]:
     """The infilled result (attrs as the input's) and its history line."""
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"data: expected an xarray.DataArray, got {type(da).__name__}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size: expected a positive integer or None, got {batch_size!r}")
-    resolve_device(device)
+    for name in ("batch_size", "tile_size"):
+        value = engine[name]
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}: expected a positive integer or None, got {value!r}")
+    resolve_device(engine["device"])
+    if engine["precision"] not in PRECISIONS:
+        raise ValueError(
+            f"precision: expected one of {tuple(PRECISIONS)}, got {engine['precision']!r}"
+        )
     if da.dtype == bool or np.issubdtype(da.dtype, np.integer):
         da = da.astype(np.float32)
     elif not np.issubdtype(da.dtype, np.floating):
@@ -287,7 +299,7 @@ def _infill(
     if plan.flip_lat:
         reverse = {plan.grid.lat: slice(None, None, -1)}
         work, work_valid = work.isel(reverse), work_valid.isel(reverse)
-    result = _run(work.data, work_valid.data, plan, device, batch_size)
+    result = _run(work.data, work_valid.data, plan, engine)
     output = work.copy(data=result[0].astype(da.dtype))
     reach = work.copy(data=result[1] > 0)
     if plan.flip_lat:
@@ -329,7 +341,10 @@ def infill_dataset(
     if kwargs.get("return_output"):
         raise ValueError("return_output: only supported for a DataArray (ds[name].crai.infill)")
     model = as_model(model)
-    defaults = dict(mask=None, padding=None, time_context=None, device="auto", batch_size=None)
+    defaults = dict(
+        mask=None, padding=None, time_context=None, device="auto", batch_size=None,
+        tile_size=None, precision="fp32",
+    )  # fmt: skip
     unknown = set(kwargs) - set(defaults)
     if unknown:
         raise TypeError(f"infill() got unexpected keyword arguments {sorted(unknown)}")
@@ -339,7 +354,7 @@ def infill_dataset(
     for name in variables:
         filled, line = _infill(
             ds[name], model, options["mask"], options["padding"], options["time_context"],
-            False, options["device"], options["batch_size"],
+            False, {k: options[k] for k in ("device", "batch_size", "tile_size", "precision")},
         )  # fmt: skip
         lines.append(line)
         out[name] = filled

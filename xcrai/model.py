@@ -145,6 +145,9 @@ class CraiModel:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["config"], state["state_dict"], sha256=state["sha256"])
 
+    def __dask_tokenize__(self) -> tuple[str, str, str]:
+        return ("xcrai.CraiModel", self.sha256, repr(self.config))
+
     @property
     def sha256(self) -> str:
         """sha256 of the file this model came from, or of its weights if unsaved."""

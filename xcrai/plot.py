@@ -41,10 +41,6 @@ def plot_infilled(
     >>> fig = plot_infilled(ds.tas, filled, time="1877-09")  # doctest: +SKIP
     >>> fig.savefig("infilled.png")  # doctest: +SKIP
     """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     grid = find_grid(original, "original")

@@ -114,15 +114,17 @@ class PartialConv2d(nn.Module):
         else:
             lon_pad = p
         raw = F.conv2d(x, self.input_conv.weight, None, self.stride, (p, lon_pad))
+        if count.dtype in (torch.float16, torch.bfloat16):  # keep counts exact integers
+            count = count.float()
         msum = F.avg_pool2d(count, k, self.stride, (p, lon_pad), divisor_override=1)
-        mask = (msum > 0).to(raw.dtype)
+        mask = (msum > 0).to(msum.dtype)
         if self.normalization == "crai":
             out = raw / msum.clamp(min=1.0)
         else:
             out = raw * (self.window / msum.clamp(min=1.0))
         if self.input_conv.bias is not None:
             out = out + self.input_conv.bias.view(1, -1, 1, 1)
-        out = out * mask
+        out = out * mask.to(out.dtype)
         if self.bn is not None:
             out = self.bn(out)
         if self.activation == "relu":

@@ -191,7 +191,7 @@ class PartialConvUNet(nn.Module):
         h, m = x, mask
         for block in self.encoder:
             h, m = block.partial_conv(skips[-1][0], skips[-1][1], padding)
-            skips.append((h * m, m * h.shape[1]))
+            skips.append((h * m.to(h.dtype), m * h.shape[1]))
         masked, count = skips.pop()
         for block in self.decoder:
             skip_masked, skip_count = skips.pop()
@@ -199,5 +199,5 @@ class PartialConvUNet(nn.Module):
             masked = torch.cat([F.interpolate(masked, size=size, mode="nearest"), skip_masked], 1)
             count = F.interpolate(count, size=size, mode="nearest") + skip_count
             h, m = block.partial_conv(masked, count, padding)
-            masked, count = h * m, m * h.shape[1]
+            masked, count = h * m.to(h.dtype), m * h.shape[1]
         return h, m

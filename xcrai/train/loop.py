@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from xcrai.engine import window_indices
 from xcrai.nn import PartialConvUNet
+from xcrai.train.distributed import World, average
 from xcrai.train.losses import LossWeights, loss_terms, total_loss
 
 CHECKPOINT_KEY = "xcrai_training"
@@ -64,6 +68,7 @@ class TrainConfig:
     log_every: int
     early_stopping: int | None = None
     checkpoint_every: int | None = None
+    augment: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -79,11 +84,15 @@ class History:
 
 
 class _Batches(Dataset):
-    """Batch number -> (x, mask, gt, target) tensors, drawn from (seed, iteration)."""
+    """Batch number -> (x, mask, gt, target) tensors, drawn from (seed, iteration).
 
-    def __init__(self, data: TrainingData, config: TrainConfig) -> None:
+    With several processes, each takes its equal slice of the same global batch.
+    """
+
+    def __init__(self, data: TrainingData, config: TrainConfig, world: World | None) -> None:
         self.data = data
         self.config = config
+        self.world = world
         self.n_series, self.length = data.fields.shape[:2]
         self.target = torch.from_numpy(data.target[None, None].astype(np.float32))
 
@@ -93,10 +102,28 @@ class _Batches(Dataset):
     def __getitem__(self, iteration: int) -> tuple[torch.Tensor, ...]:
         rng = np.random.default_rng([self.config.seed, iteration])
         size = self.config.batch_size
-        samples = rng.integers(0, self.n_series * self.length, size)
-        mask_index = rng.integers(0, len(self.data.masks), size)
+        stream = np.arange(iteration * size, (iteration + 1) * size)
+        samples = shuffled(stream, self.n_series * self.length, (self.config.seed, 0))
+        mask_index = shuffled(stream, len(self.data.masks), (self.config.seed, 1))
+        width = self.data.fields.shape[-1]
+        shifts = rng.integers(0, width, size) if self.config.augment else np.zeros(size, int)
+        if self.world is not None:
+            local = size // self.world.size
+            part = slice(self.world.rank * local, (self.world.rank + 1) * local)
+            samples, mask_index, shifts = samples[part], mask_index[part], shifts[part]
         return make_batch(self.data.fields, self.data.masks, self.data.target, samples,
-                          mask_index, self.config)  # fmt: skip
+                          mask_index, self.config, shifts)  # fmt: skip
+
+
+def shuffled(positions: np.ndarray, n: int, key: tuple[int, int]) -> np.ndarray:
+    """Items at ``positions`` of an endless stream of shuffled passes over ``range(n)``:
+    every item once per pass (an epoch), each pass in its own seeded order."""
+    epochs, offsets = np.divmod(positions, n)
+    out = np.empty_like(positions)
+    for epoch in np.unique(epochs):
+        order = np.random.default_rng([*key, int(epoch)]).permutation(n)
+        out[epochs == epoch] = order[offsets[epochs == epoch]]
+    return out
 
 
 def make_batch(
@@ -106,8 +133,12 @@ def make_batch(
     samples: np.ndarray,
     mask_index: np.ndarray,
     config: TrainConfig,
+    shifts: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """Network input, mask, truth and target weights for samples ``s * T + t``."""
+    """Network input, mask, truth and target weights for samples ``s * T + t``.
+
+    ``shifts`` rolls each sample's fields (and their NaN points) in longitude.
+    """
     length = fields.shape[1]
     past, future = config.time_context
     series, steps = np.divmod(samples, length)
@@ -115,15 +146,23 @@ def make_batch(
     mask_windows = window_indices(len(masks), past, future, 0, len(masks))[mask_index]
     x = np.stack([np.asarray(fields[s, w]) for s, w in zip(series, windows, strict=True)])
     x = (x.astype(np.float32) - np.float32(config.mean)) / np.float32(config.std)
-    m = masks[mask_windows] & target
+    targets = np.broadcast_to(target, (len(x), 1, *target.shape))
+    if shifts is not None and shifts.any():
+        x = np.stack(
+            [np.roll(field, shift, axis=-1) for field, shift in zip(x, shifts, strict=True)]
+        )
+        targets = np.stack(
+            [np.roll(t, shift, axis=-1) for t, shift in zip(targets, shifts, strict=True)]
+        )
+    m = masks[mask_windows] & targets
     gt = x[:, past : past + 1]
     x = np.where(m, x, np.float32(0))
-    gt = np.where(target, gt, np.float32(0))
+    gt = np.where(targets, gt, np.float32(0))
     return (
         torch.from_numpy(x),
         torch.from_numpy(m.astype(np.float32)),
         torch.from_numpy(np.ascontiguousarray(gt)),
-        torch.from_numpy(np.broadcast_to(target, gt.shape).astype(np.float32)),
+        torch.from_numpy(targets.astype(np.float32)),
     )
 
 
@@ -170,6 +209,19 @@ def validate(
     return result
 
 
+def prefetch(iterable: Any, depth: int) -> Iterator[Any]:
+    """Iterate over ``iterable`` while a thread produces the next ``depth`` items."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        items = iter(iterable)
+        pending = deque(pool.submit(next, items, None) for _ in range(depth))
+        while pending:
+            item = pending.popleft().result()
+            if item is None:
+                break
+            pending.append(pool.submit(next, items, None))
+            yield item
+
+
 def save_training_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Atomically write a training checkpoint (temp file in the same folder, rename)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -206,6 +258,7 @@ def _train(
     resume: dict[str, Any] | None = None,
     progress: bool = True,
     describe: dict[str, Any] | None = None,
+    world: World | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
     from tqdm.auto import tqdm
 
@@ -227,10 +280,23 @@ def _train(
         _set_finetune(net)
         for group in optimizer.param_groups:
             group["lr"] = config.lr_finetune
-    loader = DataLoader(
-        _Batches(data, config), batch_size=None, sampler=range(start, total), num_workers=0
+    model: torch.nn.Module = net
+    if world is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        model = DistributedDataParallel(net, device_ids=ids)
+    main = world is None or world.main
+    loader: Any = DataLoader(
+        _Batches(data, config, world), batch_size=None, sampler=range(start, total), num_workers=0
     )
-    bar = tqdm(total=total, initial=start, desc="training", disable=not progress, unit="it")
+    if not isinstance(data.fields, np.ndarray):
+        # dask-backed fields are read batch by batch in a thread, ahead of the step (a
+        # loader process would fork dask's and HDF5's threads and locks)
+        loader = prefetch(loader, depth=4)
+    bar = tqdm(
+        total=total, initial=start, desc="training", disable=not (progress and main), unit="it"
+    )
     since_best = 0
     running: dict[str, float] = {}
     iteration = start
@@ -242,7 +308,7 @@ def _train(
         x, m, gt, target = (t.to(device, non_blocking=True) for t in batch)
         x = x.contiguous(memory_format=torch.channels_last)
         m = m.contiguous(memory_format=torch.channels_last)
-        out, _ = net(x, m, config.padding)
+        out, _ = model(x, m, config.padding)
         centre = m[:, config.time_context[0]][:, None]
         terms = loss_terms(out, gt, centre, target)
         loss = total_loss(terms, config.loss)
@@ -254,7 +320,7 @@ def _train(
         if iteration % config.log_every == 0 or iteration == total:
             steps = (iteration - 1) % config.log_every + 1
             row = {"iteration": float(iteration)}
-            row.update({f"train_{k}": v / steps for k, v in running.items()})
+            row.update({f"train_{k}": average(v / steps, world) for k, v in running.items()})
             running = {}
             if data.val_fields is not None:
                 row.update(validate(net, data, config, device))
@@ -269,10 +335,14 @@ def _train(
                              ("train_loss", "val_loss", "val_hole_rmse")})  # fmt: skip
         bar.update(1)
         stop = config.early_stopping is not None and since_best > config.early_stopping
-        if checkpoint_dir is not None and (
-            (config.checkpoint_every and iteration % config.checkpoint_every == 0)
-            or iteration == total
-            or stop
+        if (
+            main
+            and checkpoint_dir is not None
+            and (
+                (config.checkpoint_every and iteration % config.checkpoint_every == 0)
+                or iteration == total
+                or stop
+            )
         ):
             payload = {
                 CHECKPOINT_KEY: 1,

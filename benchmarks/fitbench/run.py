@@ -1,0 +1,115 @@
+"""fitbench: train on real 500 hPa heights with HadCRUT4 masks, score the hole RMSE.
+
+Two runs (see data/README.md for the data and CRAI's reference):
+
+1. CRAI's reference recipe: demo architecture (n_filters 18, 3 encoder layers), global
+   padding, normalisation, hole loss only, Adam lr 2e-4, batch 8, 1,500 iterations.
+   CRAI: 4 min 47 s of training on the 2-core CPU, hole RMSE 24.7 m on zg_test.nc.
+   Target: at most 24.7 m in at most half of CRAI's time.
+2. xcrai's own defaults (``fit`` with no options but iterations) for the same wall time
+   as CRAI's reference run (287 s, or ``--budget``).
+
+Prints training time, iterations per second, samples per second and hole RMSE for each,
+and the machine. ``--device cuda`` runs on a GPU.
+
+Usage: python benchmarks/fitbench/run.py [--runs recipe,defaults] [--device auto] [--budget 287]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+import xcrai
+
+DATA = Path(__file__).parent / "data"
+CRAI_SECONDS = 4 * 60 + 47
+CRAI_RMSE = 24.7
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return torch.cuda.get_device_name(0)
+    model = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def load(name: str) -> xr.DataArray:
+    with xr.open_dataset(DATA / name) as ds:
+        return ds.zg.load()
+
+
+def hole_rmse(model: xcrai.CraiModel, device: str) -> float:
+    test, truth = load("zg_test.nc"), load("zg_truth.nc")
+    filled = test.crai.infill(model, device=device)
+    holes = np.isnan(test.values)
+    return float(np.sqrt(np.mean((filled.values - truth.values)[holes] ** 2)))
+
+
+def run(name: str, device: str, **options) -> dict:
+    train, masks, val = load("zg_train.nc"), load("zg_masks.nc"), load("zg_val.nc")
+    start = time.perf_counter()
+    model = train.crai.fit(masks, validation=val, device=device, progress=False, **options)
+    seconds = time.perf_counter() - start
+    iterations = model.config.provenance["iterations"]
+    batch = model.config.provenance["train_config"]["batch_size"]
+    return {
+        "run": name,
+        "iterations": iterations,
+        "batch_size": batch,
+        "train_s": round(seconds, 1),
+        "it_per_s": round(iterations / seconds, 2),
+        "samples_per_s": round(iterations * batch / seconds, 1),
+        "hole_rmse_m": round(hole_rmse(model, device), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", default="recipe,defaults")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--budget", type=float, default=CRAI_SECONDS,
+                        help="seconds for the defaults run (default: CRAI's 287 s)")  # fmt: skip
+    parser.add_argument("--recipe-iterations", type=int, default=1500)
+    args = parser.parse_args()
+    print(f"machine: {machine(args.device)}")
+    results = []
+    for name in args.runs.split(","):
+        if name == "recipe":
+            result = run(
+                "CRAI recipe", args.device, iterations=args.recipe_iterations, batch_size=8,
+                lr=2e-4, loss={"hole": 1}, architecture={"n_filters": 18, "depth": 3},
+                padding="global", normalize=True, seed=0, log_every=100,
+            )  # fmt: skip
+            result["target"] = (
+                f"rmse <= {CRAI_RMSE} m and train_s <= {CRAI_SECONDS / 2:.0f} s "
+                f"(CRAI: {CRAI_RMSE} m in {CRAI_SECONDS} s)"
+            )
+        elif name == "defaults":
+            probe = run("probe", args.device, iterations=50, log_every=50)
+            iterations = int(args.budget * probe["it_per_s"] * 0.97)
+            result = run(f"xcrai defaults, {args.budget:.0f} s", args.device,
+                         iterations=iterations)  # fmt: skip
+        else:
+            raise SystemExit(f"--runs: unknown run {name!r} (recipe, defaults)")
+        print(json.dumps(result), flush=True)
+        results.append(result)
+
+
+if __name__ == "__main__":
+    main()

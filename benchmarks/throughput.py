@@ -1,0 +1,120 @@
+"""Infill throughput of the engine, in fields per second, against a naive baseline.
+
+xcrai: ``xcrai.engine.predict`` with the demo model (CRAI's 20crtasgn72, global padding),
+batched, channels-last, box-sum mask convolution, tiled where a field exceeds the memory
+budget. Baseline, in the same run: the textbook partial convolution (full ``Cout x Cin``
+mask convolution, explicit padding, NCHW), one field per call.
+
+Fields are the bundled HadCRUT4 months (72 x 72) or, for larger grids, those months
+resampled (nearest neighbour) to the grid, holes included.
+
+Usage: python benchmarks/throughput.py [--grid 72x72 --grid 721x1440] [--device auto]
+                                       [--fields N] [--baseline-fields N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+import xcrai
+from xcrai.engine import predict, resolve_device
+
+
+def sample_fields(shape: tuple[int, int], n: int) -> np.ndarray:
+    with xr.open_dataset(xcrai.data.hadcrut4_sample()) as ds:
+        base = ds.tas.values
+    rows = np.arange(shape[0]) * base.shape[1] // shape[0]
+    cols = np.arange(shape[1]) * base.shape[2] // shape[1]
+    grid = base[:, rows][:, :, cols]
+    return np.stack([np.roll(grid[i % 2], 3 * i, axis=-1) for i in range(n)])[None]
+
+
+def textbook_forward(state: dict, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """The naive partial-conv U-Net: full mask convolutions, per-channel masks."""
+
+    def layer(prefix, h, mask, stride, act):
+        weight = state[f"{prefix}.input_conv.weight"]
+        p = weight.shape[-1] // 2
+        pad = lambda t: F.pad(F.pad(t, (p, p, 0, 0), mode="circular"), (0, 0, p, p))  # noqa: E731
+        raw = F.conv2d(pad(h * mask), weight, stride=stride)
+        msum = F.conv2d(pad(mask), torch.ones_like(weight), stride=stride)
+        holes = msum == 0
+        out = raw / msum.masked_fill(holes, 1.0)
+        if f"{prefix}.input_conv.bias" in state:
+            out = out + state[f"{prefix}.input_conv.bias"].view(1, -1, 1, 1)
+        out = out.masked_fill(holes, 0.0)
+        if f"{prefix}.bn.weight" in state:
+            out = F.batch_norm(out, state[f"{prefix}.bn.running_mean"],
+                               state[f"{prefix}.bn.running_var"], state[f"{prefix}.bn.weight"],
+                               state[f"{prefix}.bn.bias"], False, 0.0, 1e-5)  # fmt: skip
+        out = F.relu(out) if act == "relu" else F.leaky_relu(out, 0.01) if act == "leaky" else out
+        return out, (~holes).to(out.dtype)
+
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("encoder."))
+    skips, h, mask = [(x, m)], x, m
+    for i in range(depth):
+        h, mask = layer(f"encoder.{i}.partial_conv", h, mask, 2, "relu")
+        skips.append((h, mask))
+    skips.pop()
+    for j in range(depth):
+        sh, sm = skips.pop()
+        size = sh.shape[-2:]
+        h = torch.cat([F.interpolate(h, size=size, mode="nearest"), sh], 1)
+        mask = torch.cat([F.interpolate(mask, size=size, mode="nearest"), sm], 1)
+        h, mask = layer(f"decoder.{j}.partial_conv", h, mask, 1,
+                        "none" if j == depth - 1 else "leaky")  # fmt: skip
+    return h
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", action="append", default=None, help="HxW, repeatable")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--fields", type=int, default=None, help="fields for xcrai")
+    parser.add_argument("--baseline-fields", type=int, default=None)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    model = xcrai.load_model(xcrai.data.demo_model(), padding="global")
+    state = {k: v.to(device) for k, v in model.net.state_dict().items()}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    for text in args.grid or ["72x72", "721x1440"]:
+        shape = tuple(int(v) for v in text.split("x"))
+        points = shape[0] * shape[1]
+        n = args.fields or max(8, int(4e6 // points) * (20 if device.type == "cuda" else 1))
+        fields = sample_fields(shape, n)
+        valid = np.isfinite(fields)
+        predict(model, fields[:, :2], valid[:, :2], device=device)  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        predict(model, fields, valid, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        fast = n / (time.perf_counter() - start)
+        nb = args.baseline_fields or max(2, n // 20)
+        x = torch.from_numpy(np.where(valid, fields, 0)[0, :nb, None]).to(device)
+        m = torch.from_numpy(valid[0, :nb, None].astype(np.float32)).to(device)
+        with torch.inference_mode():
+            textbook_forward(state, x[:1], m[:1])
+            start = time.perf_counter()
+            for i in range(nb):
+                textbook_forward(state, x[i : i + 1], m[i : i + 1])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        naive = nb / (time.perf_counter() - start)
+        print(json.dumps({
+            "grid": text, "device": name, "fields": n, "xcrai_fields_per_s": round(fast, 2),
+            "baseline_fields": nb, "baseline_fields_per_s": round(naive, 2),
+            "speedup": round(fast / naive, 1), "torch": torch.__version__,
+        }), flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""xcrai.engine: devices, batch sizes, reduced precision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xcrai.engine import auto_batch_size, bytes_per_field, predict, resolve_device
+
+pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
+
+
+def test_auto_device_is_the_cpu_without_cuda():
+    import torch
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device: "):
+        resolve_device("quantum")
+
+
+def test_batches_are_bounded_by_memory(demo_model):
+    import torch
+
+    small = auto_batch_size(demo_model, (72, 72), torch.device("cpu"))
+    large = auto_batch_size(demo_model, (721, 1440), torch.device("cpu"))
+    assert small > 1 and large == 1
+    assert bytes_per_field(demo_model, (721, 1440)) > 100 * bytes_per_field(demo_model, (72, 72))
+
+
+def test_results_do_not_depend_on_the_batch_size(hadcrut_series, demo_model):
+    fields = hadcrut_series.values[None]
+    valid = np.isfinite(fields)
+    a, _ = predict(demo_model.with_options(padding="global"), fields, valid, batch_size=12)
+    b, _ = predict(demo_model.with_options(padding="global"), fields, valid, batch_size=5)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_is_close_to_fp32(hadcrut, demo_model, precision):
+    full = hadcrut.tas.crai.infill(demo_model, return_output=True)
+    reduced = hadcrut.tas.crai.infill(demo_model, return_output=True, precision=precision)
+    difference = np.abs(reduced.output.values - full.output.values)
+    assert 0 < difference.max() < 0.5  # K; measured figures are in the README
+    np.testing.assert_array_equal(reduced["mask"].values, full["mask"].values)
+    valid = np.isfinite(hadcrut.tas.values)
+    np.testing.assert_array_equal(reduced.infilled.values[valid], hadcrut.tas.values[valid])
+
+
+def test_unknown_precision(hadcrut, demo_model):
+    with pytest.raises(ValueError, match="precision: expected one of"):
+        hadcrut.tas.crai.infill(demo_model, precision="fp8")
