@@ -237,3 +237,15 @@ def test_chunked_extra_dimension(hadcrut_series, demo_model):
     eager = members.crai.infill(demo_model)
     got = members.chunk({"member": 1, "time": 4}).crai.infill(demo_model).compute()
     np.testing.assert_array_equal(got.values, eager.values)
+
+
+def test_global_padding_is_exactly_periodic(hadcrut, demo_model):
+    """Rolling the input by a multiple of the encoder's stride (8) rolls the output."""
+    base = hadcrut.tas.crai.infill(demo_model, return_output=True).output
+    for shift in (8, 40):
+        rolled = hadcrut.tas.roll(lon=shift, roll_coords=False)
+        out = rolled.crai.infill(demo_model, return_output=True).output
+        np.testing.assert_array_equal(out.roll(lon=-shift, roll_coords=False).values, base.values)
+    zeros = hadcrut.tas.roll(lon=8, roll_coords=False).crai.infill(demo_model, padding="zeros")
+    assert not np.array_equal(zeros.roll(lon=-8, roll_coords=False).values,
+                              hadcrut.tas.crai.infill(demo_model, padding="zeros").values)  # fmt: skip

@@ -20,6 +20,7 @@ import torch
 from xcrai import __version__
 from xcrai.model import CraiModel, ModelConfig, check_padding, check_time_context
 from xcrai.nn import LayerConfig, UNetConfig
+from xcrai.zoo import REGISTRY
 
 FORMAT_KEY = "xcrai_format"
 FORMAT_VERSION = 1
@@ -64,9 +65,10 @@ def load_model(
 
     Parameters
     ----------
-    source : path or CraiModel
+    source : path, registered name, or CraiModel
         A CRAI checkpoint (with or without ``labels``, keys with or without a
-        ``module.`` prefix) or a file written by :meth:`CraiModel.save`.
+        ``module.`` prefix), a file written by :meth:`CraiModel.save`, or a name
+        from :mod:`xcrai.zoo` (e.g. ``"crai-20crtasgn72"``, bundled).
     padding : {"auto", "zeros", "global"}
         For CRAI checkpoints, which do not record it: "auto" decides from the
         data's grid at infill time (global for uniform 360-degree longitude).
@@ -96,8 +98,15 @@ def load_model(
                 f"got {type(source).__name__}"
             )
         path = Path(source)
+        if not path.is_file() and isinstance(source, str) and source in REGISTRY:
+            path, defaults = REGISTRY.fetch(source)
+            padding = defaults.get("padding", "auto") if padding == "auto" else padding
+            time_context = time_context or defaults.get("time_context")
         if not path.is_file():
-            raise FileNotFoundError(f"model: no checkpoint file at {str(path)!r}")
+            raise FileNotFoundError(
+                f"model: no checkpoint file at {str(path)!r}, and no registered model of that "
+                f"name (registered: {REGISTRY.names()})"
+            )
         checkpoint = _read(path)
         sha = file_sha256(path)
         if isinstance(checkpoint, dict) and FORMAT_KEY in checkpoint:

@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         "complete; the input is never modified.",
     )
     infill.add_argument("input", type=Path, help="netCDF file with holes as NaN / _FillValue")
-    infill.add_argument("-m", "--model", required=True, help="CRAI checkpoint or xcrai model file")
+    infill.add_argument(
+        "-m", "--model", required=True,
+        help="CRAI checkpoint, xcrai model file, or registered name (see `xcrai models`)",
+    )  # fmt: skip
     infill.add_argument("-o", "--output", required=True, type=Path, help="netCDF file to write")
     infill.add_argument(
         "--var", action="append", dest="variables", metavar="NAME",
@@ -183,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     fit.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+    commands.add_parser(
+        "models",
+        help="list the registered model names",
+        description="List the models that -m/--model and xcrai.load_model accept by name.",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -414,6 +423,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {path}")
         elif args.command == "fit":
             print(f"wrote {fit_file(args)}")
+        elif args.command == "models":
+            from xcrai.zoo import REGISTRY
+
+            for entry in REGISTRY.entries():
+                where = "bundled" if entry.path is not None else entry.url
+                print(f"{entry.name}\t{where}\t{entry.description}")
         elif args.command == "demo":
             nc_path, png_path = run_demo(args.output_dir, args.device)
             print(f"wrote {nc_path}\nwrote {png_path}")
