@@ -210,3 +210,14 @@ def test_dask_backed_training_data_is_streamed_to_the_same_result(train, masks):
     lazy = lazy_data.crai.fit(masks, **options)
     assert _same_weights(eager.net.state_dict(), lazy.net.state_dict())
     xr.testing.assert_allclose(eager.history, lazy.history)
+
+
+def test_bf16_training_runs_and_learns(train, masks):
+    model = train.crai.fit(masks, validation=0.2, iterations=30, batch_size=4, lr=2e-3,
+                           precision="bf16", progress=False, log_every=10,
+                           architecture={"n_filters": 6, "depth": 3})  # fmt: skip
+    history = model.history
+    assert np.isfinite(history.train_loss).all()
+    assert history.val_loss[-1] < history.val_loss[0]
+    with pytest.raises(ValueError, match="precision: expected"):
+        train.crai.fit(masks, precision="fp8", iterations=1)

@@ -183,6 +183,16 @@ class CraiDataArrayAccessor:
             and return the best weights; without it, the last weights are returned.
         log_every : int, optional
             Iterations per logging step (losses, validation); default 1 % of the run.
+        init : {"kaiming", "gaussian", "xavier", "orthogonal", "torch"}, default "kaiming"
+            Initialisation of the convolution weights (CRAI's options; biases zero).
+        augment : bool or "auto", default "auto"
+            Roll each training field by a random number of longitudes; "auto" does
+            so on global grids. Helps most when training fields are few.
+        precision : {"fp32", "bf16"}, default "fp32"
+            "bf16" runs forward and backward passes under bfloat16 autocast (faster
+            on recent GPUs); losses and weights stay float32.
+        distributed : bool, default False
+            Data-parallel training under ``torchrun`` (see the README).
 
         Returns
         -------

@@ -196,6 +196,7 @@ def fit(
     init: str = "kaiming",
     distributed: bool = False,
     augment: bool | str = "auto",
+    precision: str = "fp32",
 ) -> CraiModel:
     """Train a model; see :meth:`xcrai.accessor.CraiDataArrayAccessor.fit`."""
     fields, grid = _fields(da, "data")
@@ -212,6 +213,8 @@ def fit(
     if checkpoint_every is not None:
         checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
     weights = LossWeights.from_argument(loss)
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
     time_context = check_time_context(time_context if time_context is not None else (0, 0))
     padding = resolve_padding(check_padding(padding), grid)
     arch = _architecture(architecture, sum(time_context) + 1)
@@ -266,7 +269,7 @@ def fit(
         padding=padding, time_context=time_context, mean=mean, std=std, seed=int(seed),
         log_every=log_every or max(1, (iterations + finetune_iterations) // 100),
         early_stopping=early_stopping, checkpoint_every=checkpoint_every,
-        augment=_augment(augment, grid),
+        augment=_augment(augment, grid), precision=precision,
     )  # fmt: skip
     state = _load_resume(resume, config) if resume is not None else None
     torch.manual_seed(seed)

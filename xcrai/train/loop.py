@@ -69,6 +69,7 @@ class TrainConfig:
     early_stopping: int | None = None
     checkpoint_every: int | None = None
     augment: bool = False
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -308,9 +309,10 @@ def _train(
         x, m, gt, target = (t.to(device, non_blocking=True) for t in batch)
         x = x.contiguous(memory_format=torch.channels_last)
         m = m.contiguous(memory_format=torch.channels_last)
-        out, _ = model(x, m, config.padding)
+        with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
+            out, _ = model(x, m, config.padding)
         centre = m[:, config.time_context[0]][:, None]
-        terms = loss_terms(out, gt, centre, target)
+        terms = loss_terms(out.float(), gt, centre, target)
         loss = total_loss(terms, config.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
