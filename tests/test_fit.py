@@ -221,3 +221,22 @@ def test_bf16_training_runs_and_learns(train, masks):
     assert history.val_loss[-1] < history.val_loss[0]
     with pytest.raises(ValueError, match="precision: expected"):
         train.crai.fit(masks, precision="fp8", iterations=1)
+
+
+def test_augmentation_rolls_and_mirrors_fields_not_masks(train, masks):
+    from xcrai.train.loop import TrainConfig, make_batch
+    from xcrai.train.losses import LossWeights
+
+    config = TrainConfig(iterations=1, batch_size=2, lr=1e-3, finetune_iterations=0,
+                         lr_finetune=1e-4, loss=LossWeights(), padding="global",
+                         time_context=(0, 0), mean=0.0, std=1.0, seed=0, log_every=1,
+                         augment=True)  # fmt: skip
+    fields = train.values[None]
+    observed = masks.values.astype(bool)
+    target = np.ones(fields.shape[-2:], bool)
+    args = (fields, observed, target, np.array([3, 3]), np.array([5, 5]), config)
+    _, m, gt, _ = make_batch(*args, np.array([0, 10]), np.array([False, True]))
+    np.testing.assert_array_equal(gt[0, 0].numpy(), fields[0, 3])
+    np.testing.assert_array_equal(gt[1, 0].numpy(), np.roll(fields[0, 3], 10, axis=-1)[::-1])
+    np.testing.assert_array_equal(m[0].numpy(), m[1].numpy())  # the mask is not moved
+    np.testing.assert_array_equal(m[0, 0].numpy(), observed[5])

@@ -186,8 +186,9 @@ class CraiDataArrayAccessor:
         init : {"kaiming", "gaussian", "xavier", "orthogonal", "torch"}, default "kaiming"
             Initialisation of the convolution weights (CRAI's options; biases zero).
         augment : bool or "auto", default "auto"
-            Roll each training field by a random number of longitudes; "auto" does
-            so on global grids. Helps most when training fields are few.
+            Roll each training field by a random number of longitudes and mirror
+            half of them north-south (the coverage masks stay as they are); "auto"
+            does so on global grids. Helps most when training fields are few.
         precision : {"fp32", "bf16"}, default "fp32"
             "bf16" runs forward and backward passes under bfloat16 autocast (faster
             on recent GPUs); losses and weights stay float32.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from xcrai import __version__
+from xcrai.files import atomic_path
 from xcrai.model import CraiModel, ModelConfig, check_padding, check_time_context
 from xcrai.nn import LayerConfig, UNetConfig
 from xcrai.zoo import REGISTRY
@@ -228,20 +228,12 @@ def _from_crai(checkpoint: Any, path: Path, sha: str, label: str | None) -> Crai
 def save_model(model: CraiModel, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` in xcrai's format to ``path`` atomically (temp file, rename)."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"path: directory {str(path.parent)!r} does not exist")
     provenance = {**model.config.provenance, "xcrai_version": __version__}
     config = model.config.to_dict()
     config["provenance"] = provenance
     payload = {FORMAT_KEY: FORMAT_VERSION, "config": config, "state_dict": model.net.state_dict()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -248,6 +247,7 @@ def infill_file(
     import xarray as xr
 
     import xcrai
+    from xcrai.files import atomic_path
     from xcrai.infill import gridded_variables
 
     input, output = Path(input), Path(output)
@@ -270,9 +270,7 @@ def infill_file(
         )  # fmt: skip
         names = variables or gridded_variables(ds)
         holes = {name: (~np.isfinite(ds[name].data)).mean() for name in names}
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-        os.close(fd)
-        try:
+        with atomic_path(output) as tmp:
             write = result.to_netcdf(tmp, compute=False)
             if progress:
                 from tqdm.dask import TqdmCallback
@@ -282,10 +280,6 @@ def infill_file(
             else:
                 _, fractions = dask.compute(write, holes)
             _fill_in_fractions(tmp, fractions)
-            os.replace(tmp, output)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     finally:
         ds.close()
     return output
@@ -381,6 +375,7 @@ def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:
     import xarray as xr
 
     import xcrai
+    from xcrai.files import atomic_path
     from xcrai.plot import plot_infilled
 
     output_dir = Path(output_dir)
@@ -391,22 +386,12 @@ def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:
         ds = ds.load()
     model = xcrai.load_model(xcrai.data.demo_model(), padding="global")
     filled = ds.crai.infill(model, variables=["tas"], device=device)
-    _write_atomic(filled, nc_path)
+    with atomic_path(nc_path) as tmp:
+        filled.to_netcdf(tmp)
     fig = plot_infilled(ds.tas, filled.tas)
     fig.suptitle("HadCRUT4 infilled with CRAI's demo model (20crtasgn72) by xcrai")
     fig.savefig(png_path, dpi=90)
     return nc_path, png_path
-
-
-def _write_atomic(ds, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

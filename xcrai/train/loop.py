@@ -7,8 +7,6 @@ checkpoint draws exactly the batches the uninterrupted run would have drawn.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xcrai.engine import window_indices
+from xcrai.files import atomic_path
 from xcrai.nn import PartialConvUNet
 from xcrai.train.distributed import World, average
 from xcrai.train.losses import LossWeights, loss_terms, total_loss
@@ -107,13 +106,16 @@ class _Batches(Dataset):
         samples = shuffled(stream, self.n_series * self.length, (self.config.seed, 0))
         mask_index = shuffled(stream, len(self.data.masks), (self.config.seed, 1))
         width = self.data.fields.shape[-1]
-        shifts = rng.integers(0, width, size) if self.config.augment else np.zeros(size, int)
+        shifts, flips = np.zeros(size, int), np.zeros(size, bool)
+        if self.config.augment:
+            shifts, flips = rng.integers(0, width, size), rng.random(size) < 0.5
         if self.world is not None:
             local = size // self.world.size
             part = slice(self.world.rank * local, (self.world.rank + 1) * local)
-            samples, mask_index, shifts = samples[part], mask_index[part], shifts[part]
+            samples, mask_index = samples[part], mask_index[part]
+            shifts, flips = shifts[part], flips[part]
         return make_batch(self.data.fields, self.data.masks, self.data.target, samples,
-                          mask_index, self.config, shifts)  # fmt: skip
+                          mask_index, self.config, shifts, flips)  # fmt: skip
 
 
 def shuffled(positions: np.ndarray, n: int, key: tuple[int, int]) -> np.ndarray:
@@ -135,10 +137,12 @@ def make_batch(
     mask_index: np.ndarray,
     config: TrainConfig,
     shifts: np.ndarray | None = None,
+    flips: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Network input, mask, truth and target weights for samples ``s * T + t``.
 
-    ``shifts`` rolls each sample's fields (and their NaN points) in longitude.
+    ``shifts`` rolls each sample's fields (and their NaN points) in longitude; ``flips``
+    mirrors them north-south. The coverage masks are applied as they are.
     """
     length = fields.shape[1]
     past, future = config.time_context
@@ -155,6 +159,9 @@ def make_batch(
         targets = np.stack(
             [np.roll(t, shift, axis=-1) for t, shift in zip(targets, shifts, strict=True)]
         )
+    if flips is not None and flips.any():
+        x, targets = x.copy(), targets.copy()
+        x[flips], targets[flips] = x[flips][..., ::-1, :], targets[flips][..., ::-1, :]
     m = masks[mask_windows] & targets
     gt = x[:, past : past + 1]
     x = np.where(m, x, np.float32(0))
@@ -225,14 +232,8 @@ def prefetch(iterable: Any, depth: int) -> Iterator[Any]:
 
 def save_training_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Atomically write a training checkpoint (temp file in the same folder, rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def train(*args: Any, **kwargs: Any) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
