@@ -206,6 +206,8 @@ class CraiModel:
         convolutions on CPUs (oneDNN) and GPUs (cuDNN).
         """
         key = str(device)
+        if device.type == "cuda":  # fixed shapes per batch: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.benchmark = True
         with self._lock:
             if key not in self._replicas:
                 net = copy.deepcopy(self.net).to(device, memory_format=torch.channels_last)

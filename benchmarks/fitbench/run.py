@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -38,15 +37,10 @@ CRAI_RMSE = 24.7
 def machine(device: str) -> str:
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return torch.cuda.get_device_name(0)
-    model = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from infill_cli import machine as cpu
+
+    return f"{cpu()}, torch {torch.__version__}"
 
 
 def load(name: str) -> xr.DataArray:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xcrai.nn.pconv import NORMALIZATIONS, Normalization, Padding, PartialConv2d
+from xcrai.nn.pconv import NORMALIZATIONS, Activation, Normalization, Padding, PartialConv2d
 
 
 @dataclass(frozen=True)
@@ -110,32 +110,21 @@ class UNetConfig:
         )
 
 
-class EncoderBlock(nn.Module):
-    def __init__(self, layer: LayerConfig, normalization: Normalization) -> None:
+class Block(nn.Module):
+    """One U-Net layer; the ``partial_conv`` attribute gives CRAI's state-dict key names."""
+
+    def __init__(
+        self, layer: LayerConfig, normalization: Normalization, stride: int, activation: Activation
+    ) -> None:
         super().__init__()
         self.partial_conv = PartialConv2d(
             layer.in_channels,
             layer.out_channels,
             layer.kernel_size,
-            stride=2,
+            stride=stride,
             bias=layer.bias,
             batch_norm=layer.batch_norm,
-            activation="relu",
-            normalization=normalization,
-        )
-
-
-class DecoderBlock(nn.Module):
-    def __init__(self, layer: LayerConfig, normalization: Normalization, last: bool) -> None:
-        super().__init__()
-        self.partial_conv = PartialConv2d(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            stride=1,
-            bias=layer.bias,
-            batch_norm=layer.batch_norm,
-            activation="none" if last else "leaky_relu",
+            activation=activation,
             normalization=normalization,
         )
 
@@ -158,9 +147,9 @@ class PartialConvUNet(nn.Module):
         super().__init__()
         self.config = config
         n = config.normalization
-        self.encoder = nn.ModuleList(EncoderBlock(layer, n) for layer in config.encoder)
+        self.encoder = nn.ModuleList(Block(layer, n, 2, "relu") for layer in config.encoder)
         self.decoder = nn.ModuleList(
-            DecoderBlock(layer, n, last=j == config.depth - 1)
+            Block(layer, n, 1, "none" if j == config.depth - 1 else "leaky_relu")
             for j, layer in enumerate(config.decoder)
         )
 
