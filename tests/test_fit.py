@@ -240,3 +240,32 @@ def test_augmentation_rolls_and_mirrors_fields_not_masks(train, masks):
     np.testing.assert_array_equal(gt[1, 0].numpy(), np.roll(fields[0, 3], 10, axis=-1)[::-1])
     np.testing.assert_array_equal(m[0].numpy(), m[1].numpy())  # the mask is not moved
     np.testing.assert_array_equal(m[0, 0].numpy(), observed[5])
+
+
+def test_finetuning_freezes_the_encoder_batch_norm(train, masks):
+    options = dict(validation=0.2, batch_size=4, progress=False, log_every=2, seed=5,
+                   architecture={"n_filters": 4, "depth": 3})  # fmt: skip
+    first = train.crai.fit(masks, iterations=4, **options).net.state_dict()
+    tuned = train.crai.fit(masks, iterations=4, finetune_iterations=4, lr_finetune=1e-3,
+                           **options).net.state_dict()  # fmt: skip
+    for i in (1, 2):  # encoder layers with batch norm keep the statistics of iteration 4
+        key = f"encoder.{i}.partial_conv.bn.running_mean"
+        assert torch.equal(first[key], tuned[key])
+    key = "decoder.0.partial_conv.bn.running_mean"  # the decoder's go on
+    assert not torch.equal(first[key], tuned[key])
+    weight = "encoder.1.partial_conv.input_conv.weight"
+    assert not torch.equal(first[weight], tuned[weight])
+
+
+def test_early_stopping_returns_the_best_weights(train, masks):
+    options = dict(validation=0.2, batch_size=4, lr=2e-2, progress=False, log_every=1, seed=2,
+                   architecture={"n_filters": 4, "depth": 2})  # fmt: skip
+    stopped = train.crai.fit(masks, iterations=40, early_stopping=2, **options)
+    history = stopped.history
+    best = int(history.iteration[int(np.argmin(history.val_loss.values))])
+    assert len(history.iteration) == best + 3 < 40  # stopped after 3 steps without progress
+    again = train.crai.fit(masks, iterations=best, **options)
+    assert _same_weights(stopped.net.state_dict(), again.net.state_dict())
+    without = train.crai.fit(masks, iterations=int(history.iteration[-1]), **options)
+    if best != int(history.iteration[-1]):  # otherwise last and best coincide
+        assert not _same_weights(stopped.net.state_dict(), without.net.state_dict())

@@ -189,7 +189,7 @@ def validate(
     """Loss terms and hole RMSE (in data units) on the fixed validation pairs."""
     val = data.val_fields
     n = val.shape[0] * val.shape[1]
-    was_training = net.training
+    modes = {module: module.training for module in net.modules()}
     net.eval()
     totals = {"valid": 0.0, "hole": 0.0, "tv": 0.0}
     squared, count = 0.0, 0.0
@@ -205,7 +205,8 @@ def validate(
         holes = (1 - m[:, config.time_context[0]][:, None]) * target
         squared += float((((out - gt) * holes) ** 2).sum())
         count += float(holes.sum())
-    net.train(was_training)
+    for module, mode in modes.items():  # e.g. the encoder's frozen batch norm when fine-tuning
+        module.train(mode)
     result = {f"val_{k}": v / n for k, v in totals.items()}
     weights = config.loss
     result["val_loss"] = (
