@@ -269,3 +269,29 @@ def test_early_stopping_returns_the_best_weights(train, masks):
     without = train.crai.fit(masks, iterations=int(history.iteration[-1]), **options)
     if best != int(history.iteration[-1]):  # otherwise last and best coincide
         assert not _same_weights(stopped.net.state_dict(), without.net.state_dict())
+
+
+def test_cli_fit_errors_leave_files_alone(tmp_path, capsys):
+    from xcrai.cli import main
+
+    model = tmp_path / "zg.pth"
+    model.write_text("precious")
+    data, masks = str(FITBENCH / "zg_train.nc"), str(FITBENCH / "zg_masks.nc")
+    args = ["fit", data, "--masks", masks, "-o", str(model), "--iterations", "2",
+            "--batch-size", "4", "--no-progress"]  # fmt: skip
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert model.read_text() == "precious"
+    missing = ["fit", str(FITBENCH / "zg_train.nc"), "--masks", str(tmp_path / "nope.nc"),
+               "-o", str(tmp_path / "new.pth")]  # fmt: skip
+    assert main(missing) == 2
+    assert "masks: no file" in capsys.readouterr().err
+    assert not (tmp_path / "new.pth").exists()
+
+
+def test_checkpoint_dir_must_be_a_folder(train, masks, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=r"checkpoint_dir: .* is a file"):
+        train.crai.fit(masks, iterations=1, batch_size=4, checkpoint_dir=blocker, progress=False)
+    assert blocker.read_text() == "x"

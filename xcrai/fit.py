@@ -282,6 +282,8 @@ def fit(
     checkpoint_path = None
     if checkpoint_dir is not None:
         checkpoint_path = Path(checkpoint_dir)
+        if checkpoint_path.exists() and not checkpoint_path.is_dir():
+            raise ValueError(f"checkpoint_dir: {str(checkpoint_path)!r} is a file, not a folder")
         checkpoint_path.mkdir(parents=True, exist_ok=True)
     data = TrainingData(fields, observed, target, val_fields)
     trained, history, done = train(
