@@ -4,15 +4,17 @@ Two runs (see data/README.md for the data and CRAI's reference):
 
 1. CRAI's reference recipe: demo architecture (n_filters 18, 3 encoder layers), global
    padding, normalisation, hole loss only, Adam lr 2e-4, batch 8, 1,500 iterations.
-   CRAI: 4 min 47 s of training on the 2-core CPU, hole RMSE 24.7 m on zg_test.nc.
-   Target: at most 24.7 m in at most half of CRAI's time.
+   CRAI: 4 min 47 s of training on the 2-core CPU, hole RMSE 24.7 m on zg_test.nc (one run).
+   Target: at most 24.7 m in at most half of CRAI's time. Results vary by about +-0.5 m from
+   seed to seed on this small problem, so the target is checked on the mean of five seeds.
 2. xcrai's own defaults (``fit`` with no options but iterations) for the same wall time
    as CRAI's reference run (287 s, or ``--budget``).
 
 Prints training time, iterations per second, samples per second and hole RMSE for each,
 and the machine. ``--device cuda`` runs on a GPU.
 
-Usage: python benchmarks/fitbench/run.py [--runs recipe,defaults] [--device auto] [--budget 287]
+Usage: python benchmarks/fitbench/run.py [--runs recipe,defaults] [--seeds 0,1,2,3,4]
+                                        [--device auto] [--budget 287]
 """
 
 from __future__ import annotations
@@ -80,12 +82,15 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=CRAI_SECONDS,
                         help="seconds for the defaults run (default: CRAI's 287 s)")  # fmt: skip
     parser.add_argument("--recipe-iterations", type=int, default=1500)
-    parser.add_argument("--seeds", default="0", help="seeds of the recipe run, e.g. 0,1,2")
+    parser.add_argument(
+        "--seeds", default="0,1,2,3,4", help="seeds of the recipe run; the target is on their mean"
+    )
     args = parser.parse_args()
     print(f"machine: {machine(args.device)}")
     results = []
     for name in args.runs.split(","):
         if name == "recipe":
+            scores, times = [], []
             for seed in (int(s) for s in args.seeds.split(",")):
                 result = run(
                     f"CRAI recipe, seed {seed}", args.device, iterations=args.recipe_iterations,
@@ -98,6 +103,15 @@ def main() -> None:
                     f"(CRAI: {CRAI_RMSE} m in {CRAI_SECONDS} s)"
                 )
                 print(json.dumps(result), flush=True)
+                scores.append(result["hole_rmse_m"])
+                times.append(result["train_s"])
+            mean = sum(scores) / len(scores)
+            met = mean <= CRAI_RMSE and max(times) <= CRAI_SECONDS / 2
+            print(json.dumps({
+                "run": f"CRAI recipe, mean of {len(scores)} seeds", "hole_rmse_m": round(mean, 2),
+                "max_train_s": max(times), "seeds_at_or_below_24.7": sum(
+                    x <= CRAI_RMSE for x in scores), "target_met": met,
+            }), flush=True)  # fmt: skip
             continue
         elif name == "defaults":
             probe = run("probe", args.device, iterations=50, log_every=50)
