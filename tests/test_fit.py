@@ -176,8 +176,10 @@ def test_wrong_dtype_of_masks(train, masks):
 
 
 def test_bad_options(train, masks):
-    with pytest.raises(ValueError, match="loss: expected None or a dict"):
+    with pytest.raises(ValueError, match="vgg_weights: the perceptual and style terms"):
         train.crai.fit(masks, loss={"perceptual": 0.05}, iterations=1)
+    with pytest.raises(ValueError, match="loss: expected None or a dict"):
+        train.crai.fit(masks, loss={"ssim": 1.0}, iterations=1)
     with pytest.raises(ValueError, match="iterations: expected an integer >= 1"):
         train.crai.fit(masks, iterations=0)
     with pytest.raises(ValueError, match="validation: expected a fraction"):
@@ -295,3 +297,27 @@ def test_checkpoint_dir_must_be_a_folder(train, masks, tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint_dir: .* is a file"):
         train.crai.fit(masks, iterations=1, batch_size=4, checkpoint_dir=blocker, progress=False)
     assert blocker.read_text() == "x"
+
+
+def test_perceptual_and_style_terms_from_a_local_vgg16_file(train, masks, tmp_path):
+    from xcrai.train.perceptual import VGG16Features
+
+    # a file in torchvision's VGG16 layout (random weights: nothing can be downloaded here)
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in VGG16Features().features.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # other keys of the real file are ignored
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    model = train.crai.fit(masks, validation=0.2, iterations=4, batch_size=4, progress=False,
+                           log_every=2, architecture={"n_filters": 4, "depth": 2},
+                           loss={"hole": 6, "perceptual": 0.05, "style": 120},
+                           vgg_weights=path)  # fmt: skip
+    history = model.history
+    assert (history.train_perceptual > 0).all() and (history.train_style > 0).all()
+    weighted = (6 * history.train_hole + 0.05 * history.train_perceptual
+                + 120 * history.train_style)  # fmt: skip
+    np.testing.assert_allclose(history.train_loss, weighted, rtol=1e-5)
+    bad = tmp_path / "other.pth"
+    torch.save({"weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match=r"vgg_weights: .* not a torchvision VGG16"):
+        train.crai.fit(masks, loss={"style": 1}, vgg_weights=bad, iterations=1)

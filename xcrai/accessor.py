@@ -155,7 +155,8 @@ class CraiDataArrayAccessor:
             Weights of the ``valid``, ``hole`` and ``tv`` (total variation) terms;
             default CRAI's ``{"valid": 1, "hole": 6, "tv": 0.1}`` (without its VGG
             terms). Terms left out of a dict weigh 0, so ``{"hole": 1}`` is CRAI's
-            hole-only criterion.
+            hole-only criterion; ``"perceptual"`` and ``"style"`` need ``vgg_weights``.
+            The validation loss uses the valid, hole and tv terms.
         architecture : dict or UNetConfig, optional
             ``{"n_filters": 18, "depth": 3, "normalization": "crai"}`` (the CRAI
             demo architecture, the default) or a full :class:`xcrai.nn.UNetConfig`.
@@ -194,6 +195,10 @@ class CraiDataArrayAccessor:
             on recent GPUs); losses and weights stay float32.
         distributed : bool, default False
             Data-parallel training under ``torchrun`` (see the README).
+        vgg_weights : path, optional
+            A local file of ImageNet VGG16 weights (torchvision's state dict), needed
+            for ``perceptual`` and ``style`` loss terms (CRAI's weights: 0.05 and 120).
+            Nothing is downloaded.
 
         Returns
         -------

@@ -197,6 +197,7 @@ def fit(
     distributed: bool = False,
     augment: bool | str = "auto",
     precision: str = "fp32",
+    vgg_weights: str | os.PathLike[str] | None = None,
 ) -> CraiModel:
     """Train a model; see :meth:`xcrai.accessor.CraiDataArrayAccessor.fit`."""
     fields, grid = _fields(da, "data")
@@ -213,6 +214,16 @@ def fit(
     if checkpoint_every is not None:
         checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
     weights = LossWeights.from_argument(loss)
+    if weights.needs_vgg:
+        if vgg_weights is None:
+            raise ValueError(
+                "vgg_weights: the perceptual and style terms of loss need a local file of "
+                "ImageNet VGG16 weights (torchvision's vgg16-397923af.pth); xcrai downloads "
+                "nothing"
+            )
+        from xcrai.train.perceptual import VGG16Features
+
+        VGG16Features.from_file(vgg_weights)  # fail before any training, with a clear message
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
     time_context = check_time_context(time_context if time_context is not None else (0, 0))
@@ -270,6 +281,7 @@ def fit(
         log_every=log_every or max(1, (iterations + finetune_iterations) // 100),
         early_stopping=early_stopping, checkpoint_every=checkpoint_every,
         augment=_augment(augment, grid), precision=precision,
+        vgg_weights=None if vgg_weights is None else str(vgg_weights),
     )  # fmt: skip
     state = _load_resume(resume, config) if resume is not None else None
     torch.manual_seed(seed)

@@ -69,6 +69,7 @@ class TrainConfig:
     checkpoint_every: int | None = None
     augment: bool = False
     precision: str = "fp32"
+    vgg_weights: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -290,6 +291,11 @@ def _train(
         ids = [device.index] if device.type == "cuda" else None
         model = DistributedDataParallel(net, device_ids=ids)
     main = world is None or world.main
+    vgg = None
+    if config.loss.needs_vgg:
+        from xcrai.train.perceptual import VGG16Features
+
+        vgg = VGG16Features.from_file(config.vgg_weights).to(device)
     loader: Any = DataLoader(
         _Batches(data, config, world), batch_size=None, sampler=range(start, total), num_workers=0
     )
@@ -314,7 +320,7 @@ def _train(
         with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
             out, _ = model(x, m, config.padding)
         centre = m[:, config.time_context[0]][:, None]
-        terms = loss_terms(out.float(), gt, centre, target)
+        terms = loss_terms(out.float(), gt, centre, target, vgg)
         loss = total_loss(terms, config.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

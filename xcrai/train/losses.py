@@ -1,4 +1,5 @@
-"""CRAI's losses without the VGG terms: L1 on valid points, L1 on holes, total variation."""
+"""CRAI's losses: L1 on valid points, L1 on holes, total variation, and (from a local VGG16
+weights file only) perceptual and style terms."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ class LossWeights:
     """Weights of the loss terms (each an L1 mean over all points of the batch).
 
     The defaults are CRAI's weighting without its perceptual and style terms, whose
-    ImageNet VGG16 weights CRAI downloads at run time.
+    ImageNet VGG16 weights CRAI downloads at run time; xcrai computes those only from a
+    local weights file (``fit(..., vgg_weights=path)``; CRAI's weights: perceptual 0.05,
+    style 120).
 
     Attributes
     ----------
@@ -23,11 +26,20 @@ class LossWeights:
         ``|(1 - M) * (out - gt)|``: how well it fills the holes.
     tv : float
         Total variation of the composite ``M * gt + (1 - M) * out``: smoothness.
+    perceptual, style : float
+        L1 distances of VGG16 features, and of their Gram matrices, of the output and the
+        composite against the truth; 0 unless asked for.
     """
 
     valid: float = 1.0
     hole: float = 6.0
     tv: float = 0.1
+    perceptual: float = 0.0
+    style: float = 0.0
+
+    @property
+    def needs_vgg(self) -> bool:
+        return bool(self.perceptual or self.style)
 
     @classmethod
     def from_argument(cls, loss: Any) -> LossWeights:
@@ -39,16 +51,9 @@ class LossWeights:
             return loss
         names = [f.name for f in fields(cls)]
         if not isinstance(loss, dict) or not set(loss) <= set(names):
-            extra = sorted(set(loss) - set(names)) if isinstance(loss, dict) else None
-            hint = (
-                " (perceptual and style terms need ImageNet VGG16 weights, which xcrai does "
-                "not download; they are not available)"
-                if extra and {"perceptual", "style"} & set(extra)
-                else ""
-            )
             raise ValueError(
                 f"loss: expected None or a dict with keys among {names}, e.g. {{'hole': 1}}; "
-                f"got {loss!r}{hint}"
+                f"got {loss!r}"
             )
         values = {name: float(loss.get(name, 0.0)) for name in names}
         if any(v < 0 for v in values.values()) or not any(values.values()):
@@ -57,9 +62,13 @@ class LossWeights:
 
 
 def loss_terms(
-    out: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, target: torch.Tensor
+    out: torch.Tensor,
+    gt: torch.Tensor,
+    mask: torch.Tensor,
+    target: torch.Tensor,
+    vgg: Any = None,
 ) -> dict[str, torch.Tensor]:
-    """The three terms for a batch.
+    """The loss terms for a batch.
 
     Parameters
     ----------
@@ -70,6 +79,8 @@ def loss_terms(
     target : Tensor (N, 1, H, W)
         1 where the truth is known (0 at points that are NaN in the data, e.g. land
         in an SST field): those points never count.
+    vgg : VGG16Features, optional
+        Adds the ``perceptual`` and ``style`` terms.
     """
     diff = (out - gt).abs() * target
     valid = (diff * mask).mean()
@@ -78,8 +89,13 @@ def loss_terms(
     tv = (composite[..., :, 1:] - composite[..., :, :-1]).abs().mean() + (
         composite[..., 1:, :] - composite[..., :-1, :]
     ).abs().mean()
-    return {"valid": valid, "hole": hole, "tv": tv}
+    terms = {"valid": valid, "hole": hole, "tv": tv}
+    if vgg is not None:
+        from xcrai.train.perceptual import perceptual_style
+
+        terms["perceptual"], terms["style"] = perceptual_style(vgg, out * target, composite, gt)
+    return terms
 
 
 def total_loss(terms: dict[str, torch.Tensor], weights: LossWeights) -> torch.Tensor:
-    return weights.valid * terms["valid"] + weights.hole * terms["hole"] + weights.tv * terms["tv"]
+    return sum(getattr(weights, name) * value for name, value in terms.items())
