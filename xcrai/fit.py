@@ -242,37 +242,14 @@ def fit(
     else:
         dev = resolve_device(device)
 
-    val_fields = None
-    if isinstance(validation, xr.DataArray):
-        val_fields, _ = _fields(validation, "validation")
-        if val_fields.shape[-2:] != fields.shape[-2:]:
-            raise ValueError(f"validation: expected fields on the data's grid "
-                             f"{fields.shape[-2:]}, got {val_fields.shape[-2:]}")  # fmt: skip
-    elif validation:
-        if not isinstance(validation, float) or not 0 < validation < 1:
-            raise ValueError(f"validation: expected a fraction in (0, 1), a DataArray or None, "
-                             f"got {validation!r}")  # fmt: skip
-        n_val = max(1, round(fields.shape[1] * validation))
-        if n_val >= fields.shape[1]:
-            raise ValueError(f"validation: {validation} of {fields.shape[1]} time steps leaves "
-                             "none to train on")  # fmt: skip
-        fields, val_fields = fields[:, :-n_val], fields[:, -n_val:]
+    fields, val_fields = _split_validation(fields, validation)
     n_train = fields.shape[0] * fields.shape[1]
     if n_train < batch_size:
         raise ValueError(
             f"batch_size: {batch_size} is larger than the {n_train} training fields (after "
             "the validation split); use a smaller batch or more data"
         )
-
-    mean, std = 0.0, 1.0
-    if normalize:  # statistics of the training fields over points that are ever valid
-        lazy = isinstance(fields, dsa.Array)
-        xp = dsa if lazy else np
-        masked = xp.where(target, fields, np.nan).astype(np.float64)
-        mean_, std_ = xp.nanmean(masked), xp.nanstd(masked)
-        if lazy:
-            mean_, std_ = dsa.compute(mean_, std_)
-        mean, std = float(mean_), float(std_) or 1.0
+    mean, std = _statistics(fields, target) if normalize else (0.0, 1.0)
 
     config = TrainConfig(
         iterations=iterations, batch_size=batch_size, lr=float(lr),
@@ -349,6 +326,42 @@ def initialize(net: PartialConvUNet, init: str) -> None:
                 torch.nn.init.orthogonal_(module.weight, gain=2**0.5)
             if module.bias is not None:
                 torch.nn.init.zeros_(module.bias)
+
+
+def _split_validation(fields: Any, validation: Any) -> tuple[Any, Any]:
+    """(training fields, validation fields or None) from the ``validation`` argument."""
+    if isinstance(validation, xr.DataArray):
+        val_fields, _ = _fields(validation, "validation")
+        if val_fields.shape[-2:] != fields.shape[-2:]:
+            raise ValueError(
+                f"validation: expected fields on the data's grid {fields.shape[-2:]}, got "
+                f"{val_fields.shape[-2:]}"
+            )
+        return fields, val_fields
+    if not validation:
+        return fields, None
+    if not isinstance(validation, float) or not 0 < validation < 1:
+        raise ValueError(
+            f"validation: expected a fraction in (0, 1), a DataArray or None, got {validation!r}"
+        )
+    n_val = max(1, round(fields.shape[1] * validation))
+    if n_val >= fields.shape[1]:
+        raise ValueError(
+            f"validation: {validation} of {fields.shape[1]} time steps leaves none to train on"
+        )
+    return fields[:, :-n_val], fields[:, -n_val:]
+
+
+def _statistics(fields: Any, target: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the training fields over points that are ever valid
+    (streamed through dask for lazy fields)."""
+    lazy = isinstance(fields, dsa.Array)
+    xp = dsa if lazy else np
+    masked = xp.where(target, fields, np.nan).astype(np.float64)
+    mean, std = xp.nanmean(masked), xp.nanstd(masked)
+    if lazy:
+        mean, std = dsa.compute(mean, std)
+    return float(mean), float(std) or 1.0
 
 
 def _load_resume(path: Any, config: TrainConfig) -> dict[str, Any]:
