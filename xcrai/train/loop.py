@@ -261,7 +261,6 @@ def _train(
     checkpoint_dir: Path | None = None,
     resume: dict[str, Any] | None = None,
     progress: bool = True,
-    describe: dict[str, Any] | None = None,
     world: World | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
     from tqdm.auto import tqdm
@@ -364,7 +363,6 @@ def _train(
                 "best": None
                 if best is None
                 else {"loss": best[0], "iteration": best[1], "state": best[2]},
-                "describe": describe or {},
             }
             save_training_checkpoint(Path(checkpoint_dir) / "checkpoint.pth", payload)
         if stop:
