@@ -72,7 +72,7 @@ def test_model_of_the_wrong_type(hadcrut):
 def test_bad_options(hadcrut, demo_model):
     with pytest.raises(ValueError, match="padding: expected one of"):
         hadcrut.tas.crai.infill(demo_model, padding="circular")
-    with pytest.raises(ValueError, match="batch_size: expected a positive integer"):
+    with pytest.raises(ValueError, match="batch_size: expected an integer >= 1"):
         hadcrut.tas.crai.infill(demo_model, batch_size=0)
     with pytest.raises(ValueError, match="device: "):
         hadcrut.tas.crai.infill(demo_model, device="tpu")

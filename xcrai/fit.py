@@ -15,7 +15,7 @@ import xarray as xr
 from xcrai import __version__
 from xcrai.engine import resolve_device
 from xcrai.grid import describe, find_grid, resolve_padding
-from xcrai.model import CraiModel, ModelConfig, check_padding, check_time_context
+from xcrai.model import CraiModel, ModelConfig, check_int, check_padding, check_time_context
 from xcrai.nn import PartialConvUNet, UNetConfig
 from xcrai.train.loop import CHECKPOINT_KEY, TrainConfig, TrainingData, train
 from xcrai.train.losses import LossWeights
@@ -163,13 +163,6 @@ def _augment(augment: bool | str, grid: Any) -> bool:
     return augment
 
 
-def _positive_int(value: Any, argument: str, allow_zero: bool = False) -> int:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{argument}: expected an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def fit(
     da: xr.DataArray,
     masks: xr.DataArray,
@@ -203,16 +196,16 @@ def fit(
     fields, grid = _fields(da, "data")
     target = _static_target(fields, "data")
     observed = prepare_masks(masks, da, grid)
-    iterations = _positive_int(iterations, "iterations")
-    finetune_iterations = _positive_int(finetune_iterations, "finetune_iterations", True)
-    batch_size = _positive_int(batch_size, "batch_size")
+    iterations = check_int(iterations, "iterations")
+    finetune_iterations = check_int(finetune_iterations, "finetune_iterations", True)
+    batch_size = check_int(batch_size, "batch_size")
     for name, value in (("lr", lr), ("lr_finetune", lr_finetune)):
         if not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"{name}: expected a positive learning rate, got {value!r}")
     if early_stopping is not None:
-        early_stopping = _positive_int(early_stopping, "early_stopping", True)
+        early_stopping = check_int(early_stopping, "early_stopping", True)
     if checkpoint_every is not None:
-        checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
+        checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
     weights = LossWeights.from_argument(loss)
     if weights.needs_vgg:
         if vgg_weights is None:

@@ -17,7 +17,7 @@ from xcrai import __version__
 from xcrai.checkpoint import load_model
 from xcrai.engine import PRECISIONS, predict, resolve_device
 from xcrai.grid import Grid, find_grid, resolve_padding
-from xcrai.model import CraiModel, check_padding, check_time_context
+from xcrai.model import CraiModel, check_int, check_padding, check_time_context
 
 #: values of the ``mask`` variable that ``return_output=True`` adds
 FLAG_OBSERVED, FLAG_INFILLED, FLAG_UNREACHABLE = 1, 0, -1
@@ -275,9 +275,8 @@ def _infill(
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"data: expected an xarray.DataArray, got {type(da).__name__}")
     for name in ("batch_size", "tile_size"):
-        value = engine[name]
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name}: expected a positive integer or None, got {value!r}")
+        if engine[name] is not None:
+            engine = {**engine, name: check_int(engine[name], name)}
     resolve_device(engine["device"])
     if engine["precision"] not in PRECISIONS:
         raise ValueError(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from xcrai.nn import PartialConvUNet, UNetConfig
@@ -21,6 +22,14 @@ def check_padding(padding: str, argument: str = "padding") -> str:
     if padding not in PADDING_CHOICES:
         raise ValueError(f"{argument}: expected one of {PADDING_CHOICES}, got {padding!r}")
     return padding
+
+
+def check_int(value: Any, argument: str, allow_zero: bool = False) -> int:
+    """A whole number >= 1 (>= 0 with ``allow_zero``), or a ValueError naming ``argument``."""
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{argument}: expected an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 def check_time_context(time_context: Any, in_channels: int | None = None) -> tuple[int, int]:
