@@ -52,3 +52,31 @@ def test_tiles_cover_the_field_once(demo_model):
             hits[tile.out_rows, tile.out_cols] += 1
             assert tile.rows[0] % 8 == 0
         assert (hits == 1).all()
+
+
+@pytest.mark.parametrize("shape", [(721, 1440), (1801, 3600)], ids=["era5", "0.1deg"])
+def test_era5_size_fields_are_tiled_and_equal_the_untiled_network(hadcrut, demo_model, shape):
+    """ERA5's 0.25 degree grid and a 0.1 degree grid exceed the CPU budget, so ``infill``
+    runs them in tiles; the result equals one untiled pass of the network (global padding)."""
+    import torch
+
+    from xcrai.engine import choose_tile
+
+    rows = np.arange(shape[0]) * 72 // shape[0]
+    cols = np.arange(shape[1]) * 72 // shape[1]
+    field = xr.DataArray(
+        hadcrut.tas.values[0][rows][:, cols], dims=("lat", "lon"), attrs={"units": "K"},
+        coords={"lat": np.linspace(-90, 90, shape[0]), "lon": np.arange(shape[1]) * 360 / shape[1]},
+    )  # fmt: skip
+    assert choose_tile(demo_model, shape, torch.device("cpu"), None) is not None
+    assert demo_model.config.mean is None  # the network takes the data as they are
+    tiled = field.crai.infill(demo_model, return_output=True, device="cpu")
+    valid = np.isfinite(field.values)[None, None]
+    x = torch.from_numpy(np.where(valid, field.values, 0).astype(np.float32))
+    with torch.inference_mode():
+        whole, reach = demo_model.replica(torch.device("cpu"))(
+            x, torch.from_numpy(valid.astype(np.float32)), padding="global"
+        )
+    difference = np.abs(tiled.output.values - whole[0, 0].numpy()).max()
+    assert difference <= 1e-4 * float(field.std()), difference
+    np.testing.assert_array_equal(tiled["mask"].values >= 0, reach[0, 0].numpy() > 0)
