@@ -59,6 +59,7 @@ class Result:
     """One timed run of ``xcrai infill``."""
 
     fields: int
+    options: str
     wall_s: float
     fields_per_s: float
     peak_rss_MB: float
@@ -187,6 +188,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None, help="folder for input/output")
     parser.add_argument("--keep", action="store_true", help="keep the input and output files")
     parser.add_argument(
+        "--options", default="", help='extra options of xcrai infill, e.g. "--compile"'
+    )
+    parser.add_argument(
         "--json", type=Path, default=None, help="append JSON lines here instead of stdout"
     )
     args = parser.parse_args(argv)
@@ -209,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         model = in_worker(build_input, input_path, args.fields)
         command = [
             *xcrai_command(), "infill", str(input_path), "-m", model,
-            "-o", str(output_path), "--no-progress",
+            "-o", str(output_path), "--no-progress", *args.options.split(),
         ]  # fmt: skip
         where = machine()
         for _ in range(args.runs):
@@ -218,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             in_worker(check_output, input_path, output_path)
             result = Result(
                 fields=args.fields,
+                options=args.options,
                 wall_s=round(wall, 3),
                 fields_per_s=round(args.fields / wall, 1),
                 peak_rss_MB=round(rss, 1),

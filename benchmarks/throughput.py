@@ -8,15 +8,25 @@ mask convolution, explicit padding, NCHW), one field per call.
 Fields are the bundled HadCRUT4 months (72 x 72) or, for larger grids, those months
 resampled (nearest neighbour) to the grid, holes included.
 
+Each figure is the best of ``--repeats`` timed passes after a warm-up pass.
+
+``--compile MODE`` adds, at one batch of the engine's size, the network alone (no host
+copies) in eager mode against ``torch.compile(net, mode=MODE)``; on CUDA, MODE
+"reduce-overhead" captures CUDA graphs.
+
 Usage: python benchmarks/throughput.py [--grid 72x72 --grid 721x1440] [--device auto]
-                                       [--fields N] [--baseline-fields N]
+                                       [--fields N] [--baseline-fields N] [--repeats 3]
+                                       [--compile default|reduce-overhead|max-autotune]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +34,10 @@ import torch.nn.functional as F
 import xarray as xr
 
 import xcrai
-from xcrai.engine import predict, resolve_device
+from xcrai.engine import auto_batch_size, choose_tile, predict, resolve_device
+
+sys.path.insert(0, str(Path(__file__).parent))
+from infill_cli import machine
 
 
 def sample_fields(shape: tuple[int, int], n: int) -> np.ndarray:
@@ -73,47 +86,91 @@ def textbook_forward(state: dict, x: torch.Tensor, m: torch.Tensor) -> torch.Ten
     return h
 
 
+def best_rate(func, count: int, repeats: int, device: torch.device) -> float:
+    """Items per second of ``func()`` (which handles ``count`` items), best of ``repeats``."""
+    func()  # warm-up: allocations, cuDNN autotuning, compilation
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        func()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return count / best
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compiled_against_eager(model, fields, valid, device, mode: str, repeats: int) -> dict:
+    """The network alone on one batch: eager against ``torch.compile``, fields/s."""
+    batch = auto_batch_size(model, fields.shape[-2:], device)
+    net = model.replica(device)
+    x = torch.from_numpy(np.where(valid, fields, 0)[0, :batch, None]).to(device)
+    m = torch.from_numpy(valid[0, :batch, None].astype(np.float32)).to(device)
+    x, m = (t.contiguous(memory_format=torch.channels_last) for t in (x, m))
+    compiled = torch.compile(net, mode=mode, dynamic=False)
+    padding = model.config.padding
+    with torch.inference_mode():
+        eager = best_rate(lambda: net(x, m, padding=padding), len(x), repeats, device)
+        start = time.perf_counter()
+        compiled(x, m, padding=padding)
+        compile_s = time.perf_counter() - start
+        fast = best_rate(lambda: compiled(x, m, padding=padding), len(x), repeats, device)
+        difference = (compiled(x, m, padding=padding)[0] - net(x, m, padding=padding)[0]).abs()
+    return {
+        "compile_mode": mode, "net_batch": len(x), "net_eager_fields_per_s": round(eager, 1),
+        "net_compiled_fields_per_s": round(fast, 1), "compile_speedup": round(fast / eager, 2),
+        "compile_s": round(compile_s, 1), "compiled_max_abs_diff": float(difference.max()),
+    }  # fmt: skip
+
+
+def one_by_one(state: dict, x: torch.Tensor, m: torch.Tensor) -> None:
+    """The baseline's way: one field per call."""
+    for i in range(len(x)):
+        textbook_forward(state, x[i : i + 1], m[i : i + 1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--grid", action="append", default=None, help="HxW, repeatable")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--fields", type=int, default=None, help="fields for xcrai")
     parser.add_argument("--baseline-fields", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", default=None, help="also time torch.compile in this mode")
     args = parser.parse_args()
     device = resolve_device(args.device)
     model = xcrai.load_model(xcrai.data.demo_model(), padding="global")
     state = {k: v.to(device) for k, v in model.net.state_dict().items()}
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine()
     for text in args.grid or ["72x72", "721x1440"]:
         shape = tuple(int(v) for v in text.split("x"))
         points = shape[0] * shape[1]
-        n = args.fields or max(8, int(4e6 // points) * (20 if device.type == "cuda" else 1))
+        n = args.fields or max(16, int(2e7 // points) * (20 if device.type == "cuda" else 1))
         fields = sample_fields(shape, n)
         valid = np.isfinite(fields)
-        predict(model, fields[:, :2], valid[:, :2], device=device)  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        predict(model, fields, valid, device=device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        fast = n / (time.perf_counter() - start)
+        fast = best_rate(partial(predict, model, fields, valid, device=device), n,
+                         args.repeats, device)  # fmt: skip
         nb = args.baseline_fields or max(2, n // 20)
         x = torch.from_numpy(np.where(valid, fields, 0)[0, :nb, None]).to(device)
         m = torch.from_numpy(valid[0, :nb, None].astype(np.float32)).to(device)
+
         with torch.inference_mode():
-            textbook_forward(state, x[:1], m[:1])
-            start = time.perf_counter()
-            for i in range(nb):
-                textbook_forward(state, x[i : i + 1], m[i : i + 1])
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        naive = nb / (time.perf_counter() - start)
-        print(json.dumps({
-            "grid": text, "device": name, "fields": n, "xcrai_fields_per_s": round(fast, 2),
-            "baseline_fields": nb, "baseline_fields_per_s": round(naive, 2),
-            "speedup": round(fast / naive, 1), "torch": torch.__version__,
-        }), flush=True)  # fmt: skip
+            naive = best_rate(partial(one_by_one, state, x, m), nb, args.repeats, device)
+        result = {
+            "grid": text, "device": name, "fields": n,
+            "tiled": choose_tile(model, shape, device, None) is not None,
+            "xcrai_fields_per_s": round(fast, 2), "baseline_fields": nb,
+            "baseline_fields_per_s": round(naive, 2), "speedup": round(fast / naive, 1),
+            "repeats": args.repeats, "torch": torch.__version__,
+        }  # fmt: skip
+        if args.compile:
+            result |= compiled_against_eager(model, fields, valid, device, args.compile,
+                                             args.repeats)  # fmt: skip
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

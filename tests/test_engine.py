@@ -49,3 +49,28 @@ def test_reduced_precision_is_close_to_fp32(hadcrut, demo_model, precision):
 def test_unknown_precision(hadcrut, demo_model):
     with pytest.raises(ValueError, match="precision: expected one of"):
         hadcrut.tas.crai.infill(demo_model, precision="fp8")
+
+
+def test_compiled_network_gives_the_eager_result(hadcrut_series, demo_model):
+    """torch.compile, with the last batch padded to the others' size (12 fields in batches
+    of 5), equals the eager network."""
+    model = demo_model.with_options(padding="global")
+    eager = hadcrut_series.crai.infill(model, return_output=True, batch_size=5)
+    fast = hadcrut_series.crai.infill(model, return_output=True, batch_size=5, compile=True)
+    scale = 1e-4 * float(hadcrut_series.std())
+    np.testing.assert_allclose(fast.output.values, eager.output.values, rtol=0, atol=scale)
+    np.testing.assert_array_equal(fast["mask"].values, eager["mask"].values)
+
+
+@pytest.mark.slow
+def test_compiled_network_in_tiles_gives_the_eager_result(hadcrut, demo_model):
+    """Tiles of several shapes through the compiled network (recompiles: about 30 s)."""
+    eager = hadcrut.tas.crai.infill(demo_model, return_output=True)
+    tiled = hadcrut.tas.crai.infill(demo_model, return_output=True, tile_size=40, compile=True)
+    scale = 1e-4 * float(hadcrut.tas.std())
+    np.testing.assert_allclose(tiled.output.values, eager.output.values, rtol=0, atol=scale)
+
+
+def test_compile_takes_a_bool(hadcrut, demo_model):
+    with pytest.raises(TypeError, match="compile: expected True or False"):
+        hadcrut.tas.crai.infill(demo_model, compile="yes")

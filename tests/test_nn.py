@@ -84,3 +84,29 @@ def test_unreachable_points_are_zero_and_flagged():
         out, reach = net(x, m, "zeros")
     assert not reach[0, 0, -1, -1] and reach[0, 0, 0, 0]
     assert (out[reach == 0] == 0).all()
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "autograd"])
+@pytest.mark.parametrize("channels", [1, 5])
+def test_longitude_wrap_and_channel_concat_keep_values_and_layout(grad, channels):
+    """Both the in-place (inference) and the ``cat`` (autograd) paths give ``torch.cat``'s
+    values, and NHWC inputs give NHWC outputs, even next to a one-channel skip."""
+    from xcrai.nn.pconv import wrap_longitude
+    from xcrai.nn.unet import concat_channels
+
+    x = torch.randn(2, channels, 6, 9).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(grad)
+    wrapped = wrap_longitude(x, 2)
+    torch.testing.assert_close(wrapped, torch.cat([x[..., -2:], x, x[..., :2]], -1), rtol=0, atol=0)
+    assert wrapped.is_contiguous(memory_format=torch.channels_last)
+    deep = torch.randn(2, 4, 6, 9).contiguous(memory_format=torch.channels_last)
+    joined = concat_channels(deep, x)
+    torch.testing.assert_close(joined, torch.cat([deep, x], 1), rtol=0, atol=0)
+    assert joined.is_contiguous(memory_format=torch.channels_last)
+    assert joined.requires_grad == grad
+    if grad:
+        (wrapped.sum() + joined.sum()).backward()
+        expected = torch.full_like(x, 2.0)
+        expected[..., :2] += 1  # the wrap repeats the first and last two longitudes
+        expected[..., -2:] += 1
+        torch.testing.assert_close(x.grad, expected, rtol=0, atol=0)

@@ -30,6 +30,9 @@ FLAG_ATTRS = {
 }
 
 
+#: keyword arguments of ``infill`` that go to :func:`xcrai.engine.predict`
+ENGINE_OPTIONS = ("device", "batch_size", "tile_size", "precision", "compile")
+
 #: said in ``history`` when the input is lazy (the share of holes is unknown at call time)
 LAZY_NOTE = "fraction infilled not computed (lazy input)"
 
@@ -245,17 +248,14 @@ def infill_dataarray(
     batch_size: int | None = None,
     tile_size: int | None = None,
     precision: str = "fp32",
+    compile: bool = False,
 ) -> xr.DataArray | xr.Dataset:
     """Infill ``da``; see :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`."""
-    result, line = _infill(
-        da,
-        model,
-        mask,
-        padding,
-        time_context,
-        return_output,
-        dict(device=device, batch_size=batch_size, tile_size=tile_size, precision=precision),
-    )
+    engine = dict(
+        device=device, batch_size=batch_size, tile_size=tile_size, precision=precision,
+        compile=compile,
+    )  # fmt: skip
+    result, line = _infill(da, model, mask, padding, time_context, return_output, engine)
     result.attrs = add_history(result.attrs, line)
     if return_output:
         result["infilled"].attrs = result.attrs
@@ -282,6 +282,8 @@ def _infill(
         raise ValueError(
             f"precision: expected one of {tuple(PRECISIONS)}, got {engine['precision']!r}"
         )
+    if not isinstance(engine["compile"], bool):
+        raise TypeError(f"compile: expected True or False, got {engine['compile']!r}")
     if da.dtype == bool or np.issubdtype(da.dtype, np.integer):
         da = da.astype(np.float32)
     elif not np.issubdtype(da.dtype, np.floating):
@@ -342,7 +344,7 @@ def infill_dataset(
     model = as_model(model)
     defaults = dict(
         mask=None, padding=None, time_context=None, device="auto", batch_size=None,
-        tile_size=None, precision="fp32",
+        tile_size=None, precision="fp32", compile=False,
     )  # fmt: skip
     unknown = set(kwargs) - set(defaults)
     if unknown:
@@ -353,7 +355,7 @@ def infill_dataset(
     for name in variables:
         filled, line = _infill(
             ds[name], model, options["mask"], options["padding"], options["time_context"],
-            False, {k: options[k] for k in ("device", "batch_size", "tile_size", "precision")},
+            False, {k: options[k] for k in ENGINE_OPTIONS},
         )  # fmt: skip
         lines.append(line)
         out[name] = filled

@@ -37,7 +37,23 @@ def wrap_longitude(x: torch.Tensor, width: int) -> torch.Tensor:
     if width > size:  # tiny grids deep in the U-Net: wrap more than once
         index = torch.arange(-width, size + width, device=x.device) % size
         return x.index_select(-1, index)
-    return torch.cat([x[..., -width:], x, x[..., :width]], dim=-1)
+    if x.requires_grad:  # cat's backward is cheaper than that of slice assignments
+        return torch.cat([x[..., -width:], x, x[..., :width]], dim=-1)
+    n, c, h, w = x.shape  # without autograd, filling a new tensor is faster than cat
+    out = torch.empty(
+        (n, c, h, w + 2 * width), dtype=x.dtype, device=x.device, memory_format=memory_format(x)
+    )
+    out[..., width:-width] = x
+    out[..., :width] = x[..., -width:]
+    out[..., -width:] = x[..., :width]
+    return out
+
+
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """``channels_last`` for an NHWC tensor with more than one channel, else NCHW."""
+    if x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 class PartialConv2d(nn.Module):

@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xcrai.nn.pconv import NORMALIZATIONS, Activation, Normalization, Padding, PartialConv2d
+from xcrai.nn.pconv import (
+    NORMALIZATIONS,
+    Activation,
+    Normalization,
+    Padding,
+    PartialConv2d,
+    memory_format,
+)
 
 
 @dataclass(frozen=True)
@@ -185,8 +192,29 @@ class PartialConvUNet(nn.Module):
         for block in self.decoder:
             skip_masked, skip_count = skips.pop()
             size = skip_masked.shape[-2:]
-            masked = torch.cat([F.interpolate(masked, size=size, mode="nearest"), skip_masked], 1)
+            masked = concat_channels(F.interpolate(masked, size=size, mode="nearest"), skip_masked)
             count = F.interpolate(count, size=size, mode="nearest") + skip_count
             h, m = block.partial_conv(masked, count, padding)
             masked, count = h * m.to(h.dtype), m * h.shape[1]
         return h, m
+
+
+def concat_channels(deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``torch.cat([deep, skip], 1)`` in the memory format of ``deep``.
+
+    A one-channel skip (the network input) is both NCHW- and NHWC-contiguous, and a plain
+    ``cat`` then returns NCHW, which the next convolution would convert back at a cost.
+    Without autograd the result is filled in place, which is faster than ``cat`` on CPUs;
+    with it, ``cat`` is (its backward is cheaper than that of slice assignments).
+    """
+    fmt = memory_format(deep)
+    if deep.requires_grad or skip.requires_grad:
+        return torch.cat([deep, skip], 1).contiguous(memory_format=fmt)
+    n, c, h, w = deep.shape
+    out = torch.empty(
+        (n, c + skip.shape[1], h, w), dtype=torch.promote_types(deep.dtype, skip.dtype),
+        device=deep.device, memory_format=fmt,
+    )  # fmt: skip
+    out[:, :c] = deep
+    out[:, c:] = skip
+    return out
