@@ -58,6 +58,16 @@ def test_time_context_option(sample, tmp_path, hadcrut, memory_model):
         np.testing.assert_array_equal(ds.tas.values, expected.values)
 
 
+def test_precision_option(sample, tmp_path, hadcrut, demo_model):
+    out = tmp_path / "out.nc"
+    assert main(["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(out),
+                 "--precision", "bf16", "--no-progress"]) == 0  # fmt: skip
+    with xr.open_dataset(out) as ds:
+        expected = hadcrut.tas.crai.infill(demo_model, precision="bf16")
+        np.testing.assert_array_equal(ds.tas.values, expected.values)
+        assert not np.array_equal(ds.tas.values, hadcrut.tas.crai.infill(demo_model).values)
+
+
 def test_refuses_to_overwrite_its_input(sample, capsys):
     before = _sha(sample)
     code = main(["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(sample)])
@@ -109,7 +119,8 @@ def test_help_describes_every_option():
         check=True,
     ).stdout  # fmt: skip
     for option in ("--model", "--output", "--var", "--padding", "--time-context", "--device",
-                   "--batch-size", "--time-chunk", "--overwrite", "--no-progress"):  # fmt: skip
+                   "--batch-size", "--precision", "--compile", "--time-chunk", "--overwrite",
+                   "--no-progress"):  # fmt: skip
         assert option in text
     assert (
         "demo"

@@ -194,7 +194,7 @@ def _run(values: Any, valid: Any, plan: Plan, engine: dict[str, Any]) -> Any:
         values = values.rechunk({time_axis: -1})
         halo = 0
     valid = dsa.asarray(valid).rechunk(values.chunks)
-    chunks = values.chunks
+    chunks = user_chunks = values.chunks
     if halo:
         time_chunks = dsa.overlap.ensure_minimum_chunksize(halo, chunks[time_axis])
         values = values.rechunk({time_axis: time_chunks})
@@ -204,11 +204,14 @@ def _run(values: Any, valid: Any, plan: Plan, engine: dict[str, Any]) -> Any:
         boundary = {time_axis: "nearest"}
         values = dsa.overlap.overlap(values, depth=depth, boundary=boundary)
         valid = dsa.overlap.overlap(valid, depth=depth, boundary=boundary)
-    return dsa.map_blocks(
+    result = dsa.map_blocks(
         _block, values, valid, halo=halo, **kwargs,
         new_axis=0, chunks=((2,), *chunks), dtype=np.float32,
         meta=np.empty((0,) * (values.ndim + 1), dtype=np.float32),
     )  # fmt: skip
+    # back to the input's time chunks (halos may have needed larger ones): zarr, for one,
+    # takes only uniform chunks, and merging two chunkings would fragment them
+    return result.rechunk({time_axis + 1: user_chunks[time_axis]})
 
 
 def history_line(model: CraiModel, padding: str, fraction: float | None, name: Any) -> str:
