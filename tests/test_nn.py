@@ -110,3 +110,21 @@ def test_longitude_wrap_and_channel_concat_keep_values_and_layout(grad, channels
         expected[..., :2] += 1  # the wrap repeats the first and last two longitudes
         expected[..., -2:] += 1
         torch.testing.assert_close(x.grad, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "global"])
+def test_inference_and_autograd_paths_agree(demo_model, hadcrut, padding):
+    """Without autograd the network writes wrapped and concatenated inputs in place; with
+    it, it uses ``cat``. Both give the same numbers (channels-last input, as the engine's)."""
+    net = demo_model.replica(torch.device("cpu"))
+    values = hadcrut.tas.values[:, None]
+    valid = np.isfinite(values)
+    x = torch.from_numpy(np.where(valid, values, 0).astype(np.float32))
+    m = torch.from_numpy(valid.astype(np.float32))
+    x, m = (t.contiguous(memory_format=torch.channels_last) for t in (x, m))
+    with torch.no_grad():
+        fast, fast_reach = net(x, m, padding=padding)
+    with torch.enable_grad():
+        slow, slow_reach = net(x.requires_grad_(), m, padding=padding)
+    torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(fast_reach, slow_reach, rtol=0, atol=0)

@@ -39,14 +39,38 @@ def wrap_longitude(x: torch.Tensor, width: int) -> torch.Tensor:
         return x.index_select(-1, index)
     if x.requires_grad:  # cat's backward is cheaper than that of slice assignments
         return torch.cat([x[..., -width:], x, x[..., :width]], dim=-1)
-    n, c, h, w = x.shape  # without autograd, filling a new tensor is faster than cat
-    out = torch.empty(
-        (n, c, h, w + 2 * width), dtype=x.dtype, device=x.device, memory_format=memory_format(x)
-    )
+    out = wider_empty(x, x.shape[1], width, x.dtype)  # without autograd, faster than cat
     out[..., width:-width] = x
-    out[..., :width] = x[..., -width:]
-    out[..., -width:] = x[..., :width]
+    return fill_margins(out, width)
+
+
+def wider_empty(like: torch.Tensor, channels: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised (N, channels, H, W + 2 width) tensor in the layout of ``like``."""
+    n, _, h, w = like.shape
+    return torch.empty(
+        (n, channels, h, w + 2 * width), dtype=dtype, device=like.device,
+        memory_format=memory_format(like),
+    )  # fmt: skip
+
+
+def fill_margins(out: torch.Tensor, width: int) -> torch.Tensor:
+    """Copy the periodic margins of ``out``, whose middle (all but ``width`` columns on
+    each side) is filled already; returns ``out``."""
+    size = out.shape[-1] - 2 * width
+    out[..., :width] = out[..., size : size + width]
+    out[..., -width:] = out[..., width : 2 * width]
     return out
+
+
+def masked_features(h: torch.Tensor, m: torch.Tensor, width: int = 0) -> torch.Tensor:
+    """``h * m`` extended circularly by ``width`` columns on each side, written in place
+    (no separate copy for the wrap); ``width=0`` is the plain product."""
+    size = h.shape[-1]
+    if width == 0 or width > size or h.requires_grad:
+        return wrap_longitude(h * m, width)
+    out = wider_empty(h, h.shape[1], width, torch.promote_types(h.dtype, m.dtype))
+    torch.mul(h, m, out=out[..., width : width + size])
+    return fill_margins(out, width)
 
 
 def memory_format(x: torch.Tensor) -> torch.memory_format:
@@ -105,7 +129,7 @@ class PartialConv2d(nn.Module):
         self.window = float(in_channels * kernel_size * kernel_size)
 
     def forward(
-        self, x: torch.Tensor, count: torch.Tensor, padding: Padding = "zeros"
+        self, x: torch.Tensor, count: torch.Tensor, padding: Padding = "zeros", wrapped: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Convolve masked features.
 
@@ -116,6 +140,9 @@ class PartialConv2d(nn.Module):
         count : Tensor (N, 1, H, W)
             Number of valid input channels at each point.
         padding : {"zeros", "global"}
+        wrapped : int
+            0, or (global padding only) ``kernel_size // 2`` when ``x`` is already
+            extended circularly by that many columns on each side (W + 2 wrapped).
 
         Returns
         -------
@@ -125,8 +152,11 @@ class PartialConv2d(nn.Module):
         """
         p = self.kernel_size // 2
         k = self.kernel_size
+        if wrapped and (padding != "global" or wrapped != p):
+            raise ValueError(f"wrapped: expected 0 or {p} with global padding, got {wrapped}")
         if padding == "global":  # wrap longitude here; the convolution pads latitude
-            x, count, lon_pad = wrap_longitude(x, p), wrap_longitude(count, p), 0
+            x = x if wrapped else wrap_longitude(x, p)
+            count, lon_pad = wrap_longitude(count, p), 0
         else:
             lon_pad = p
         raw = F.conv2d(x, self.input_conv.weight, None, self.stride, (p, lon_pad))

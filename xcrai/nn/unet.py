@@ -15,7 +15,11 @@ from xcrai.nn.pconv import (
     Normalization,
     Padding,
     PartialConv2d,
+    fill_margins,
+    masked_features,
     memory_format,
+    wider_empty,
+    wrap_longitude,
 )
 
 
@@ -182,25 +186,34 @@ class PartialConvUNet(nn.Module):
             1 where the output is backed by at least one valid input, 0 where
             no window ever reached valid data (the output is 0 there).
         """
-        # (features multiplied by their mask, channel-summed valid count, mask)
-        skips = [(x * mask, mask.sum(dim=1, keepdim=True))]
-        h, m = x, mask
-        for block in self.encoder:
-            h, m = block.partial_conv(skips[-1][0], skips[-1][1], padding)
-            skips.append((h * m.to(h.dtype), m * h.shape[1]))
-        masked, count = skips.pop()
+        # Without autograd and with global padding, each layer's input is written already
+        # extended by its kernel's half-width in longitude (no separate copy for the wrap).
+        prewrap = padding == "global" and not torch.is_grad_enabled()
+        widths = [b.partial_conv.kernel_size // 2 if prewrap else 0 for b in self.encoder]
+        # (features multiplied by their mask and extended by `width`, width, valid count)
+        skips = [(masked_features(x, mask, widths[0]), widths[0], mask.sum(dim=1, keepdim=True))]
+        for i, block in enumerate(self.encoder):
+            masked, width, count = skips[-1]
+            h, m = block.partial_conv(masked, count, padding, wrapped=width)
+            width = widths[i + 1] if i + 1 < len(widths) else 0
+            skips.append((masked_features(h, m.to(h.dtype), width), width, m * h.shape[1]))
+        masked, _, count = skips.pop()
         for block in self.decoder:
-            skip_masked, skip_count = skips.pop()
+            skip_masked, skip_width, skip_count = skips.pop()
+            skip_masked = skip_masked[..., skip_width : skip_masked.shape[-1] - skip_width]
             size = skip_masked.shape[-2:]
-            masked = concat_channels(F.interpolate(masked, size=size, mode="nearest"), skip_masked)
+            width = block.partial_conv.kernel_size // 2 if prewrap else 0
+            deep = F.interpolate(masked, size=size, mode="nearest")
+            masked = concat_channels(deep, skip_masked, width)
             count = F.interpolate(count, size=size, mode="nearest") + skip_count
-            h, m = block.partial_conv(masked, count, padding)
+            h, m = block.partial_conv(masked, count, padding, wrapped=width)
             masked, count = h * m.to(h.dtype), m * h.shape[1]
         return h, m
 
 
-def concat_channels(deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """``torch.cat([deep, skip], 1)`` in the memory format of ``deep``.
+def concat_channels(deep: torch.Tensor, skip: torch.Tensor, width: int = 0) -> torch.Tensor:
+    """``torch.cat([deep, skip], 1)`` in the memory format of ``deep``, extended circularly
+    by ``width`` columns on each side (as ``wrap_longitude`` would).
 
     A one-channel skip (the network input) is both NCHW- and NHWC-contiguous, and a plain
     ``cat`` then returns NCHW, which the next convolution would convert back at a cost.
@@ -208,13 +221,12 @@ def concat_channels(deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     with it, ``cat`` is (its backward is cheaper than that of slice assignments).
     """
     fmt = memory_format(deep)
-    if deep.requires_grad or skip.requires_grad:
-        return torch.cat([deep, skip], 1).contiguous(memory_format=fmt)
-    n, c, h, w = deep.shape
-    out = torch.empty(
-        (n, c + skip.shape[1], h, w), dtype=torch.promote_types(deep.dtype, skip.dtype),
-        device=deep.device, memory_format=fmt,
-    )  # fmt: skip
-    out[:, :c] = deep
-    out[:, c:] = skip
-    return out
+    size = deep.shape[-1]
+    if deep.requires_grad or skip.requires_grad or width > size:
+        return wrap_longitude(torch.cat([deep, skip], 1).contiguous(memory_format=fmt), width)
+    c = deep.shape[1]
+    dtype = torch.promote_types(deep.dtype, skip.dtype)
+    out = wider_empty(deep, c + skip.shape[1], width, dtype)
+    out[:, :c, :, width : width + size] = deep
+    out[:, c:, :, width : width + size] = skip
+    return fill_margins(out, width) if width else out
