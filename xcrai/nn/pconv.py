@@ -40,8 +40,7 @@ def wrap_longitude(x: torch.Tensor, width: int) -> torch.Tensor:
     if x.requires_grad:  # cat's backward is cheaper than that of slice assignments
         return torch.cat([x[..., -width:], x, x[..., :width]], dim=-1)
     out = wider_empty(x, x.shape[1], width, x.dtype)  # without autograd, faster than cat
-    out[..., width:-width] = x
-    return fill_margins(out, width)
+    return write_wrapped(out, x, width)
 
 
 def wider_empty(like: torch.Tensor, channels: int, width: int, dtype: torch.dtype) -> torch.Tensor:
@@ -53,12 +52,18 @@ def wider_empty(like: torch.Tensor, channels: int, width: int, dtype: torch.dtyp
     )  # fmt: skip
 
 
-def fill_margins(out: torch.Tensor, width: int) -> torch.Tensor:
-    """Copy the periodic margins of ``out``, whose middle (all but ``width`` columns on
-    each side) is filled already; returns ``out``."""
-    size = out.shape[-1] - 2 * width
-    out[..., :width] = out[..., size : size + width]
-    out[..., -width:] = out[..., width : 2 * width]
+def write_wrapped(out: torch.Tensor, x: torch.Tensor, width: int) -> torch.Tensor:
+    """Write ``x`` (N, C, H, W) into ``out`` (N, C, H, W + 2 width) extended circularly by
+    ``width`` columns on each side; returns ``out``.
+
+    The margins are copied from ``x``, not from ``out``: a read of ``out`` after writing it
+    would keep ``torch.compile`` from fusing the three copies into one kernel.
+    """
+    size = x.shape[-1]
+    out[..., width : width + size] = x
+    if width:
+        out[..., :width] = x[..., size - width :]
+        out[..., width + size :] = x[..., :width]
     return out
 
 
@@ -70,7 +75,9 @@ def masked_features(h: torch.Tensor, m: torch.Tensor, width: int = 0) -> torch.T
         return wrap_longitude(h * m, width)
     out = wider_empty(h, h.shape[1], width, torch.promote_types(h.dtype, m.dtype))
     torch.mul(h, m, out=out[..., width : width + size])
-    return fill_margins(out, width)
+    torch.mul(h[..., size - width :], m[..., size - width :], out=out[..., :width])
+    torch.mul(h[..., :width], m[..., :width], out=out[..., width + size :])
+    return out
 
 
 def memory_format(x: torch.Tensor) -> torch.memory_format:

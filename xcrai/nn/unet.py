@@ -15,11 +15,11 @@ from xcrai.nn.pconv import (
     Normalization,
     Padding,
     PartialConv2d,
-    fill_margins,
     masked_features,
     memory_format,
     wider_empty,
     wrap_longitude,
+    write_wrapped,
 )
 
 
@@ -188,7 +188,12 @@ class PartialConvUNet(nn.Module):
         """
         # Without autograd and with global padding, each layer's input is written already
         # extended by its kernel's half-width in longitude (no separate copy for the wrap).
-        prewrap = padding == "global" and not torch.is_grad_enabled()
+        # (torch.compile fuses the wraps itself and does worse with the in-place writes)
+        prewrap = (
+            padding == "global"
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        )
         widths = [b.partial_conv.kernel_size // 2 if prewrap else 0 for b in self.encoder]
         # (features multiplied by their mask and extended by `width`, width, valid count)
         skips = [(masked_features(x, mask, widths[0]), widths[0], mask.sum(dim=1, keepdim=True))]
@@ -227,6 +232,6 @@ def concat_channels(deep: torch.Tensor, skip: torch.Tensor, width: int = 0) -> t
     c = deep.shape[1]
     dtype = torch.promote_types(deep.dtype, skip.dtype)
     out = wider_empty(deep, c + skip.shape[1], width, dtype)
-    out[:, :c, :, width : width + size] = deep
-    out[:, c:, :, width : width + size] = skip
-    return fill_margins(out, width) if width else out
+    write_wrapped(out[:, :c], deep, width)
+    write_wrapped(out[:, c:], skip, width)
+    return out
