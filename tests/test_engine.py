@@ -74,3 +74,25 @@ def test_compiled_network_in_tiles_gives_the_eager_result(hadcrut, demo_model):
 def test_compile_takes_a_bool(hadcrut, demo_model):
     with pytest.raises(TypeError, match="compile: expected True or False"):
         hadcrut.tas.crai.infill(demo_model, compile="yes")
+
+
+def test_forward_passes_from_dask_threads_run_on_one_device_thread(hadcrut_series, demo_model):
+    """Blocks computed by several dask threads queue their forward passes on one thread per
+    device (one OpenMP team on the CPU), and give the eager result."""
+    import threading
+
+    import dask
+    import torch
+
+    seen: set[str] = set()
+    replica = demo_model.replica(torch.device("cpu"))
+    hook = replica.register_forward_pre_hook(lambda *_: seen.add(threading.current_thread().name))
+    try:
+        eager = hadcrut_series.crai.infill(demo_model, device="cpu")
+        lazy = hadcrut_series.chunk(time=2).crai.infill(demo_model, device="cpu")
+        with dask.config.set(scheduler="threads", num_workers=4):
+            lazy = lazy.compute()
+    finally:
+        hook.remove()
+    assert seen == {"xcrai-cpu_0"}  # ThreadPoolExecutor names its thread prefix_0
+    np.testing.assert_array_equal(lazy.values, eager.values)

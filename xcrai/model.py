@@ -228,11 +228,6 @@ class CraiModel:
                 self._replicas[f"{key} compiled"] = torch.compile(self._replicas[key])
             return self._replicas[f"{key} compiled" if compiled else key]
 
-    @property
-    def lock(self) -> threading.Lock:
-        """Serialises forward passes so that threads do not oversubscribe a device."""
-        return self._lock
-
     def save(self, path: str | Path) -> Path:
         """Write xcrai's own checkpoint (weights and configuration), atomically.
 
