@@ -8,7 +8,8 @@ mask convolution, explicit padding, NCHW), one field per call.
 Fields are the bundled HadCRUT4 months (72 x 72) or, for larger grids, those months
 resampled (nearest neighbour) to the grid, holes included.
 
-Each figure is the best of ``--repeats`` timed passes after a warm-up pass.
+Each figure is the best of ``--repeats`` timed passes after a warm-up pass; the contenders
+of a comparison take turns, so that a slow spell of a shared machine hits them alike.
 
 ``--compile MODE`` adds, at one batch of the engine's size, the network alone (no host
 copies) in eager mode against ``torch.compile(net, mode=MODE)``; on CUDA, MODE
@@ -16,6 +17,7 @@ copies) in eager mode against ``torch.compile(net, mode=MODE)``; on CUDA, MODE
 
 Usage: python benchmarks/throughput.py [--grid 72x72 --grid 721x1440] [--device auto]
                                        [--fields N] [--baseline-fields N] [--repeats 3]
+                                       [--precision fp32|bf16|fp16]
                                        [--compile default|reduce-overhead|max-autotune]
 """
 
@@ -86,17 +88,24 @@ def textbook_forward(state: dict, x: torch.Tensor, m: torch.Tensor) -> torch.Ten
     return h
 
 
-def best_rate(func, count: int, repeats: int, device: torch.device) -> float:
-    """Items per second of ``func()`` (which handles ``count`` items), best of ``repeats``."""
-    func()  # warm-up: allocations, cuDNN autotuning, compilation
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
+def best_rates(contenders: dict[str, tuple], repeats: int, device: torch.device) -> dict:
+    """Items per second of each ``name: (func, count)``, best of ``repeats`` passes.
+
+    The contenders take turns (one pass of each per round) after one warm-up pass each
+    (allocations, cuDNN autotuning, compilation), so that a slow spell of a shared machine
+    hits them alike and their ratio holds.
+    """
+    for func, _ in contenders.values():
         func()
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return count / best
+    best = dict.fromkeys(contenders, float("inf"))
+    for _ in range(repeats):
+        for name, (func, _) in contenders.items():
+            sync(device)
+            start = time.perf_counter()
+            func()
+            sync(device)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: count / best[name] for name, (_, count) in contenders.items()}
 
 
 def sync(device: torch.device) -> None:
@@ -114,11 +123,14 @@ def compiled_against_eager(model, fields, valid, device, mode: str, repeats: int
     compiled = torch.compile(net, mode=mode, dynamic=False)
     padding = model.config.padding
     with torch.inference_mode():
-        eager = best_rate(lambda: net(x, m, padding=padding), len(x), repeats, device)
         start = time.perf_counter()
         compiled(x, m, padding=padding)
         compile_s = time.perf_counter() - start
-        fast = best_rate(lambda: compiled(x, m, padding=padding), len(x), repeats, device)
+        rates = best_rates({
+            "eager": (lambda: net(x, m, padding=padding), len(x)),
+            "compiled": (lambda: compiled(x, m, padding=padding), len(x)),
+        }, repeats, device)  # fmt: skip
+        eager, fast = rates["eager"], rates["compiled"]
         difference = (compiled(x, m, padding=padding)[0] - net(x, m, padding=padding)[0]).abs()
     return {
         "compile_mode": mode, "net_batch": len(x), "net_eager_fields_per_s": round(eager, 1),
@@ -140,6 +152,7 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=None, help="fields for xcrai")
     parser.add_argument("--baseline-fields", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--compile", default=None, help="also time torch.compile in this mode")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -152,20 +165,23 @@ def main() -> None:
         n = args.fields or max(16, int(2e7 // points) * (20 if device.type == "cuda" else 1))
         fields = sample_fields(shape, n)
         valid = np.isfinite(fields)
-        fast = best_rate(partial(predict, model, fields, valid, device=device), n,
-                         args.repeats, device)  # fmt: skip
+        run = partial(predict, model, fields, valid, device=device, precision=args.precision)
         nb = args.baseline_fields or max(2, n // 20)
         x = torch.from_numpy(np.where(valid, fields, 0)[0, :nb, None]).to(device)
         m = torch.from_numpy(valid[0, :nb, None].astype(np.float32)).to(device)
 
-        with torch.inference_mode():
-            naive = best_rate(partial(one_by_one, state, x, m), nb, args.repeats, device)
+        def baseline(x=x, m=m) -> None:
+            with torch.inference_mode():
+                one_by_one(state, x, m)
+
+        rates = best_rates({"xcrai": (run, n), "baseline": (baseline, nb)}, args.repeats, device)
+        fast, naive = rates["xcrai"], rates["baseline"]
         result = {
             "grid": text, "device": name, "fields": n,
             "tiled": choose_tile(model, shape, device, None) is not None,
             "xcrai_fields_per_s": round(fast, 2), "baseline_fields": nb,
             "baseline_fields_per_s": round(naive, 2), "speedup": round(fast / naive, 1),
-            "repeats": args.repeats, "torch": torch.__version__,
+            "precision": args.precision, "repeats": args.repeats, "torch": torch.__version__,
         }  # fmt: skip
         if args.compile:
             result |= compiled_against_eager(model, fields, valid, device, args.compile,

@@ -78,7 +78,8 @@ def test_compile_takes_a_bool(hadcrut, demo_model):
 
 def test_forward_passes_from_dask_threads_run_on_one_device_thread(hadcrut_series, demo_model):
     """Blocks computed by several dask threads queue their forward passes on one thread per
-    device (one OpenMP team on the CPU), and give the eager result."""
+    device (one OpenMP team on the CPU), and give the eager result, which runs on the
+    calling (main) thread."""
     import threading
 
     import dask
@@ -89,6 +90,8 @@ def test_forward_passes_from_dask_threads_run_on_one_device_thread(hadcrut_serie
     hook = replica.register_forward_pre_hook(lambda *_: seen.add(threading.current_thread().name))
     try:
         eager = hadcrut_series.crai.infill(demo_model, device="cpu")
+        assert seen == {threading.main_thread().name}
+        seen.clear()
         lazy = hadcrut_series.chunk(time=2).crai.infill(demo_model, device="cpu")
         with dask.config.set(scheduler="threads", num_workers=4):
             lazy = lazy.compute()

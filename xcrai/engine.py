@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from xcrai.model import CraiModel
 from xcrai.tiles import receptive_halo, tiles
+
+T = TypeVar("T")
 
 #: arithmetic of the forward pass: float32, or autocast to bfloat16 / float16
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -218,33 +222,46 @@ def _forward(
             out, hit = net(xt, mt, padding=padding)
         return out[:, 0].float().cpu().numpy(), hit[:, 0].cpu().numpy() > 0
 
-    return device_thread(device).submit(run).result()
+    return on_device(device, run)
 
 
 _threads: dict[str, ThreadPoolExecutor] = {}
-_threads_lock = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+_registry_lock = threading.Lock()
 
 
-def device_thread(device: torch.device) -> ThreadPoolExecutor:
-    """The one thread of this process that runs forward passes on ``device``.
+def on_device(device: torch.device, func: Callable[[], T]) -> T:
+    """Run ``func`` (a forward pass) on ``device``, one at a time per device and process.
 
-    Dask runs blocks on several threads; their forward passes queue here, one at a time
-    per device, so that they do not oversubscribe it. On the CPU this also keeps a single
-    OpenMP team: each calling thread would otherwise start its own, and the idle threads
-    of one team spin on the cores the other needs (netCDF-to-netCDF on 2 cores ran at
-    about 0.7x the speed of the network alone).
+    Called from the main thread, it runs there; called from other threads (dask's
+    workers), it runs on one thread kept for the device. So every forward pass of a process
+    runs on at most two threads, not on each of dask's: on the CPU each calling thread
+    starts its own OpenMP team, and the idle threads of one team spin on the cores the
+    others need (netCDF-to-netCDF on 2 cores ran at about 0.7x the speed of the network
+    alone), while the main thread's team is the one a user's own torch work (and ``fit``)
+    uses too.
     """
-    with _threads_lock:
-        key = str(device)
-        if key not in _threads:
+    key = str(device)
+    with _registry_lock:
+        lock = _locks.setdefault(key, threading.Lock())
+        if threading.current_thread() is not threading.main_thread() and key not in _threads:
             _threads[key] = ThreadPoolExecutor(1, thread_name_prefix=f"xcrai-{key}")
-        return _threads[key]
+        worker = _threads.get(key)
+
+    def locked() -> T:
+        with lock:
+            return func()
+
+    if threading.current_thread() is threading.main_thread():
+        return locked()
+    return worker.submit(locked).result()
 
 
 def _forget_threads() -> None:  # a forked child has none of its parent's threads
-    global _threads_lock
+    global _registry_lock
     _threads.clear()
-    _threads_lock = threading.Lock()
+    _locks.clear()
+    _registry_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_threads)
