@@ -2,17 +2,18 @@
 
 Writes an input file of N fields (the bundled HadCRUT4 months resampled to the grid and
 rolled in longitude from step to step, holes as NaN, float32, one netCDF chunk per field),
-then times, in this process and alternately:
+then times, in this process:
 
 - ``io``: what reading and writing alone take: ``xr.open_dataset`` with the chunks that
   ``xcrai infill`` uses, straight to ``to_netcdf`` (the same dask scheduler and writer);
 - ``compute``: the network alone, ``xcrai.engine.predict`` on the fields already in memory;
 - ``pipeline``: ``xcrai.cli.infill_file``, the function behind ``xcrai infill``.
 
-and prints, best of ``--runs``, fields per second of each, ``pipeline / io`` (the target on
-a GPU is at least 0.8) and ``overlap``: the pipeline's time against running I/O and compute
-one after the other (1.0 = no overlap, 0.5 = one hides the other entirely). Imports, the
-model and the page cache are warm; the first run of each is a warm-up and not counted.
+taking turns (one of each per round, so that a slow spell of a shared machine hits all
+three alike). It prints, best of ``--runs``, fields per second of each, ``pipeline / io``
+(the target on a GPU is at least 0.8) and ``overlap``: the pipeline's time against running
+I/O and compute one after the other (1.0 = no overlap, 0.5 = one hides the other entirely).
+Imports, the model and the page cache are warm; a first, untimed run of each warms them up.
 
 Usage: python benchmarks/pipeline.py --fields 2000 [--grid 72x72] [--device auto] [--runs 3]
 """
@@ -23,7 +24,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from xcrai.engine import predict, resolve_device
 sys.path.insert(0, str(Path(__file__).parent))
 from infill_cli import machine
 from streaming import lazy_dataset
+from throughput import best_rates
 
 
 def write_input(path: Path, fields: int, shape: tuple[int, int]) -> None:
@@ -69,16 +70,6 @@ def compute_only(model: xcrai.CraiModel, source: Path, device: torch.device):
     return run
 
 
-def best_seconds(func, runs: int) -> float:
-    func()  # warm-up: allocations, cuDNN autotuning, page cache
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fields", type=int, required=True)
@@ -91,7 +82,8 @@ def main() -> None:
     warnings.simplefilter("ignore", xcrai.UnreachableWarning)
     shape = tuple(int(v) for v in args.grid.split("x"))
     device = resolve_device(args.device)
-    model = xcrai.load_model(xcrai.data.demo_model())
+    # the grid is global, so `xcrai infill` resolves padding "auto" to "global"; so does this
+    model = xcrai.load_model(xcrai.data.demo_model(), padding="global")
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         source, target = Path(folder) / "in.nc", Path(folder) / "out.nc"
         write_input(source, args.fields, shape)
@@ -104,11 +96,12 @@ def main() -> None:
             target.unlink(missing_ok=True)
             infill_file(source, model, target, device=str(device), progress=False)
 
-        seconds = {
-            "io": best_seconds(io, args.runs),
-            "compute": best_seconds(compute_only(model, source, device), args.runs),
-            "pipeline": best_seconds(pipeline, args.runs),
-        }
+        compute = compute_only(model, source, device)
+        rates = best_rates({
+            "io": (io, args.fields), "compute": (compute, args.fields),
+            "pipeline": (pipeline, args.fields),
+        }, args.runs, device)  # fmt: skip
+        seconds = {name: args.fields / rate for name, rate in rates.items()}
         with xr.open_dataset(target) as out:
             assert out.t2m.shape == (args.fields, *shape)
             assert not np.isnan(out.t2m.values).any(), "NaN left in the output"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from xcrai.engine import auto_batch_size, bytes_per_field, predict, resolve_device
 
@@ -11,16 +12,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
 
 
 def test_auto_device_is_the_cpu_without_cuda():
-    import torch
-
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="device: "):
         resolve_device("quantum")
 
 
 def test_batches_are_bounded_by_memory(demo_model):
-    import torch
-
     small = auto_batch_size(demo_model, (72, 72), torch.device("cpu"))
     large = auto_batch_size(demo_model, (721, 1440), torch.device("cpu"))
     assert small > 1 and large == 1
@@ -83,7 +80,6 @@ def test_forward_passes_from_dask_threads_run_on_one_device_thread(hadcrut_serie
     import threading
 
     import dask
-    import torch
 
     seen: set[str] = set()
     replica = demo_model.replica(torch.device("cpu"))
@@ -99,3 +95,15 @@ def test_forward_passes_from_dask_threads_run_on_one_device_thread(hadcrut_serie
         hook.remove()
     assert seen == {"xcrai-cpu_0"}  # ThreadPoolExecutor names its thread prefix_0
     np.testing.assert_array_equal(lazy.values, eager.values)
+
+
+def test_predict_needs_a_resolved_padding(hadcrut_series, demo_model):
+    """'auto' is resolved from the grid by the accessor; predict has no grid and refuses it
+    (the network used to treat any padding but 'global' as 'zeros')."""
+    fields = hadcrut_series.values[None, :2]
+    with pytest.raises(ValueError, match="model: its padding is 'auto'"):
+        predict(demo_model, fields, np.isfinite(fields))
+    net = demo_model.replica(torch.device("cpu"))
+    x = torch.zeros(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="padding: expected 'zeros' or 'global', got 'auto'"):
+        net(x, torch.ones_like(x), padding="auto")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from xcrai.model import CraiModel
+from xcrai.nn.pconv import PADDINGS
 from xcrai.tiles import receptive_halo, tiles
 
 T = TypeVar("T")
@@ -150,6 +151,11 @@ def predict(
     start, stop = core if core is not None else (0, length)
     past, future = model.config.time_context or (0, 0)
     padding = model.config.padding
+    if padding not in PADDINGS:
+        raise ValueError(
+            f"model: its padding is {padding!r}; predict needs 'zeros' or 'global' (the "
+            "accessor resolves 'auto' from the grid), e.g. model.with_options(padding='global')"
+        )
     dev = resolve_device(device)
     net = model.replica(dev, compiled=compile)
     steps = window_indices(length, past, future, start, stop)  # (Tc, C)

@@ -164,8 +164,10 @@ class PartialConv2d(nn.Module):
         if padding == "global":  # wrap longitude here; the convolution pads latitude
             x = x if wrapped else wrap_longitude(x, p)
             count, lon_pad = wrap_longitude(count, p), 0
-        else:
+        elif padding == "zeros":
             lon_pad = p
+        else:
+            raise ValueError(f"padding: expected 'zeros' or 'global', got {padding!r}")
         raw = F.conv2d(x, self.input_conv.weight, None, self.stride, (p, lon_pad))
         if count.dtype in (torch.float16, torch.bfloat16):  # keep counts exact integers
             count = count.float()
