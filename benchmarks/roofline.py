@@ -42,7 +42,9 @@ from throughput import sample_fields
 
 
 class ByteCounter(TorchDispatchMode):
-    """Sums the bytes of every tensor each ATen operator takes and returns."""
+    """Sums the bytes each ATen operator reads and writes: every distinct tensor it takes or
+    returns (an in-place result is its input, counted once); views and allocations move
+    no data and count nothing."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,8 +52,17 @@ class ByteCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        flat = torch.utils._pytree.tree_leaves((args, kwargs, out))
-        self.bytes += sum(t.nbytes for t in flat if isinstance(t, torch.Tensor))
+        if func.is_view or func.overloadpacket in (
+            torch.ops.aten.empty,
+            torch.ops.aten.empty_strided,
+        ):
+            return out
+        tensors = {
+            (t.data_ptr(), tuple(t.shape), t.stride()): t.nbytes
+            for t in torch.utils._pytree.tree_leaves((args, kwargs, out))
+            if isinstance(t, torch.Tensor)
+        }
+        self.bytes += sum(tensors.values())
         return out
 
 

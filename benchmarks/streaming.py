@@ -63,7 +63,7 @@ def main() -> None:
     da = lazy_dataset(args.fields, shape, args.time_chunk)
     model = xcrai.load_model(xcrai.data.demo_model())
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / f"out.{args.store}"
+        out = Path(folder) / ("out.zarr" if args.store == "zarr" else "out.nc")
         start = time.perf_counter()
         filled = da.crai.infill(model, device=args.device)
         if args.store == "zarr":
