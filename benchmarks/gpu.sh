@@ -1,23 +1,45 @@
 #!/usr/bin/env bash
-# Every GPU figure of benchmarks/README.md in one go (about 8 minutes on one H100), for a
-# session with a GPU: `bash benchmarks/gpu.sh OUTDIR` from the repository root, with xcrai
-# installed (pip install -e . with a CUDA build of torch). JSON lines go to OUTDIR/gpu.jsonl.
+# Every GPU figure of benchmarks/README.md in one go, for a session with a GPU:
+#   bash benchmarks/gpu.sh OUTDIR
+# from the repository root, with xcrai importable (pip install -e ., or PYTHONPATH=$PWD plus
+# the wheels of benchmarks/gpu_wheels.sh on the device machine: see benchmarks/README.md).
+# Each step's JSON lines are appended to OUTDIR/gpu.jsonl as soon as it ends, and its wall
+# time to OUTDIR/steps.txt, so a run cut short still leaves what it finished.
+# DEVICE=cpu QUICK=1 rehearses the whole script on a CPU with tiny sizes (no figures).
 set -euo pipefail
-out=${1:-.}/gpu.jsonl
-mkdir -p "$(dirname "$out")"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "${out%.jsonl}.txt"
-run() { echo "+ $*" >&2; python "$@" | grep '^{' | tee -a "$out"; }
+out=${1:-.}
+mkdir -p "$out"
+device=${DEVICE:-cuda}
+py=${PYTHON:-python3}
+if [[ ${QUICK:-0} == 1 ]]; then  # sizes for a rehearsal: every step runs, in seconds
+    small=(--fields 8 --baseline-fields 2 --repeats 1); big=(--fields 2); many=200; large=4
+    era5=(--grid 72x144)
+else
+    small=(); big=(--fields 64); many=50000; large=400; era5=(--grid 721x1440)
+fi
+if [[ $device == cuda* ]]; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+fi
+"$py" -c "import torch, xarray, dask, xcrai; print('torch', torch.__version__, 'xarray',
+xarray.__version__, 'dask', dask.__version__, 'xcrai', xcrai.__file__)" | tee -a "$out/gpu.txt"
+step() {
+    local start=$SECONDS
+    echo "+ $*" >&2
+    "$py" "$@" --device "$device" | { grep '^{' || true; } | tee -a "$out/gpu.jsonl"
+    echo "$((SECONDS - start)) s: $*" | tee -a "$out/steps.txt" >&2
+}
 # engine throughput against the textbook baseline, with torch.compile and CUDA graphs
-run benchmarks/throughput.py --device cuda --grid 72x72 --grid 721x1440 --compile default
-run benchmarks/throughput.py --device cuda --grid 72x72 --grid 721x1440 --compile reduce-overhead
-run benchmarks/throughput.py --device cuda --grid 72x72 --grid 721x1440 --precision bf16
-run benchmarks/throughput.py --device cuda --grid 1801x3600 --fields 64
-# the roofline: measured copy bandwidth and fp32 matrix-product rate of this GPU
-run benchmarks/roofline.py --device cuda --grid 72x72
-run benchmarks/roofline.py --device cuda --grid 721x1440
+step benchmarks/throughput.py --grid 72x72 "${era5[@]}" "${small[@]}" --compile default
+step benchmarks/throughput.py --grid 72x72 "${era5[@]}" "${small[@]}" --compile reduce-overhead
+step benchmarks/throughput.py --grid 72x72 "${era5[@]}" "${small[@]}" --precision bf16
+step benchmarks/throughput.py --grid 1801x3600 "${big[@]}" --baseline-fields 2 --repeats 2
+# the roofline: measured copy bandwidth and fp32 matrix-product rate of this device
+step benchmarks/roofline.py --grid 72x72
+if [[ $device == cuda* ]]; then step benchmarks/roofline.py --grid 721x1440 --fields 16; fi
 # netCDF to netCDF against reading and writing alone
-run benchmarks/pipeline.py --device cuda --fields 50000 --runs 2
-run benchmarks/pipeline.py --device cuda --grid 721x1440 --fields 400 --runs 2
+step benchmarks/pipeline.py --fields "$many" --runs 2
+step benchmarks/pipeline.py "${era5[@]}" --fields "$large" --runs 2
 # a lazily generated ERA5-size record streamed to netCDF (peak RSS against size)
-run benchmarks/streaming.py --device cuda --fields 400 --time-chunk 16
-run benchmarks/streaming.py --device cuda --fields 1600 --time-chunk 16
+step benchmarks/streaming.py "${era5[@]}" --fields "$large" --time-chunk 16
+step benchmarks/streaming.py "${era5[@]}" --fields "$((4 * large))" --time-chunk 16
+echo "done" | tee -a "$out/steps.txt"
