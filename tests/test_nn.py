@@ -8,6 +8,8 @@ import torch
 from reference import textbook_layer
 
 from xcrai.nn import PartialConv2d, PartialConvUNet, UNetConfig
+from xcrai.nn.pconv import wrap_longitude
+from xcrai.nn.unet import concat_channels, upsample_concat
 
 
 def _random_case(seed, n, cin, h, w, hole_fraction):
@@ -91,9 +93,6 @@ def test_unreachable_points_are_zero_and_flagged():
 def test_longitude_wrap_and_channel_concat_keep_values_and_layout(grad, channels):
     """Both the in-place (inference) and the ``cat`` (autograd) paths give ``torch.cat``'s
     values, and NHWC inputs give NHWC outputs, even next to a one-channel skip."""
-    from xcrai.nn.pconv import wrap_longitude
-    from xcrai.nn.unet import concat_channels
-
     x = torch.randn(2, channels, 6, 9).contiguous(memory_format=torch.channels_last)
     x.requires_grad_(grad)
     wrapped = wrap_longitude(x, 2)
@@ -128,3 +127,21 @@ def test_inference_and_autograd_paths_agree(demo_model, hadcrut, padding):
         slow, slow_reach = net(x.requires_grad_(), m, padding=padding)
     torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-6)
     torch.testing.assert_close(fast_reach, slow_reach, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("rows,cols", [(72, 72), (721, 1440), (19, 7), (3, 2)])
+@pytest.mark.parametrize("width", [0, 1, 2])
+def test_upsampling_into_the_concatenation_equals_interpolate_then_cat(rows, cols, width):
+    """The fused inference path writes nearest upsampling (row i // 2, column j // 2) straight
+    into the concatenation; it equals ``F.interpolate`` then ``cat`` then the wrap, bit for bit,
+    for odd and even sizes (a stride-2 layer halves H to ceil(H / 2))."""
+    g = torch.Generator().manual_seed(rows * cols + width)
+    small = torch.randn(2, 5, (rows + 1) // 2, (cols + 1) // 2, generator=g)
+    small = small.contiguous(memory_format=torch.channels_last)
+    skip = torch.randn(2, 1, rows, cols, generator=g)
+    deep = torch.nn.functional.interpolate(small, size=(rows, cols), mode="nearest")
+    expected = wrap_longitude(torch.cat([deep, skip], 1), width)
+    with torch.no_grad():
+        fused = upsample_concat(small, skip, width)
+    torch.testing.assert_close(fused, expected, rtol=0, atol=0)
+    assert fused.is_contiguous(memory_format=torch.channels_last)

@@ -208,8 +208,11 @@ class PartialConvUNet(nn.Module):
             skip_masked = skip_masked[..., skip_width : skip_masked.shape[-1] - skip_width]
             size = skip_masked.shape[-2:]
             width = block.partial_conv.kernel_size // 2 if prewrap else 0
-            deep = F.interpolate(masked, size=size, mode="nearest")
-            masked = concat_channels(deep, skip_masked, width)
+            if prewrap:
+                masked = upsample_concat(masked, skip_masked, width)
+            else:
+                deep = F.interpolate(masked, size=size, mode="nearest")
+                masked = concat_channels(deep, skip_masked, width)
             count = F.interpolate(count, size=size, mode="nearest") + skip_count
             h, m = block.partial_conv(masked, count, padding, wrapped=width)
             masked, count = h * m.to(h.dtype), m * h.shape[1]
@@ -234,4 +237,32 @@ def concat_channels(deep: torch.Tensor, skip: torch.Tensor, width: int = 0) -> t
     out = wider_empty(deep, c + skip.shape[1], width, dtype)
     write_wrapped(out[:, :c], deep, width)
     write_wrapped(out[:, c:], skip, width)
+    return out
+
+
+def upsample_concat(small: torch.Tensor, skip: torch.Tensor, width: int = 0) -> torch.Tensor:
+    """``concat_channels(F.interpolate(small, size=skip.shape[-2:], mode="nearest"), skip,
+    width)`` without the upsampled intermediate (for inference).
+
+    A stride-2 layer maps H points to ceil(H / 2), and nearest upsampling back to H takes
+    row ``i // 2`` (and column ``j // 2``) for every H, odd or even: four strided copies
+    write it straight into the concatenation. Other sizes fall back to ``F.interpolate``.
+    """
+    n, c, h, w = small.shape
+    rows, cols = skip.shape[-2:]
+    if (rows + 1) // 2 != h or (cols + 1) // 2 != w or width > cols or torch.is_grad_enabled():
+        deep = F.interpolate(small, size=(rows, cols), mode="nearest")
+        return concat_channels(deep, skip, width)
+    out = torch.empty(
+        (n, c + skip.shape[1], rows, cols + 2 * width), device=small.device,
+        dtype=torch.promote_types(small.dtype, skip.dtype), memory_format=memory_format(small),
+    )  # fmt: skip
+    middle = out[..., width : width + cols]
+    for dy in (0, 1):
+        for dx in (0, 1):
+            middle[:, :c, dy::2, dx::2] = small[..., : (rows - dy + 1) // 2, : (cols - dx + 1) // 2]
+    middle[:, c:] = skip
+    if width:  # the margins, from the middle just written
+        out[..., :width] = out[..., cols : cols + width]
+        out[..., cols + width :] = out[..., width : 2 * width]
     return out
