@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run HERE (with internet) before a GPU session: downloads into .whl/ (git-ignored) the wheels that the device machine's image (Python 3.12, x86-64, torch,
-# xarray, pandas, numpy; no network) lacks for xcrai and gpu.sh. The versions are those the
+# Run HERE (with internet) before a GPU session: downloads into .whl/ (git-ignored) the
+# wheels that the device machine's image (Python 3.12, x86-64, torch, xarray, pandas, numpy;
+# no network) lacks for xcrai and gpu.sh. The versions are those the
 # CPU figures were measured with. See "gpu.sh" in benchmarks/README.md for the device call.
 set -euo pipefail
 cd "$(dirname "$0")/.."

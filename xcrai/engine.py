@@ -248,19 +248,18 @@ def on_device(device: torch.device, func: Callable[[], T]) -> T:
     uses too.
     """
     key = str(device)
+    on_main = threading.current_thread() is threading.main_thread()
     with _registry_lock:
         lock = _locks.setdefault(key, threading.Lock())
-        if threading.current_thread() is not threading.main_thread() and key not in _threads:
+        if not on_main and key not in _threads:
             _threads[key] = ThreadPoolExecutor(1, thread_name_prefix=f"xcrai-{key}")
-        worker = _threads.get(key)
+        worker = None if on_main else _threads[key]
 
     def locked() -> T:
         with lock:
             return func()
 
-    if threading.current_thread() is threading.main_thread():
-        return locked()
-    return worker.submit(locked).result()
+    return locked() if worker is None else worker.submit(locked).result()
 
 
 def _forget_threads() -> None:  # a forked child has none of its parent's threads

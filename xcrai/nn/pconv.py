@@ -43,9 +43,17 @@ def wrap_longitude(x: torch.Tensor, width: int) -> torch.Tensor:
     return write_wrapped(out, x, width)
 
 
-def wider_empty(like: torch.Tensor, channels: int, width: int, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised (N, channels, H, W + 2 width) tensor in the layout of ``like``."""
+def wider_empty(
+    like: torch.Tensor,
+    channels: int,
+    width: int,
+    dtype: torch.dtype,
+    size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """An uninitialised (N, channels, H, W + 2 width) tensor in the layout of ``like``;
+    (H, W) is ``size``, by default that of ``like``."""
     n, _, h, w = like.shape
+    h, w = size or (h, w)
     return torch.empty(
         (n, channels, h, w + 2 * width), dtype=dtype, device=like.device,
         memory_format=memory_format(like),

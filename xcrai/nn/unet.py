@@ -212,7 +212,7 @@ class PartialConvUNet(nn.Module):
                 masked = upsample_concat(masked, skip_masked, width)
             else:
                 deep = F.interpolate(masked, size=size, mode="nearest")
-                masked = concat_channels(deep, skip_masked, width)
+                masked = concat_channels(deep, skip_masked)
             count = F.interpolate(count, size=size, mode="nearest") + skip_count
             h, m = block.partial_conv(masked, count, padding, wrapped=width)
             masked, count = h * m.to(h.dtype), m * h.shape[1]
@@ -248,15 +248,13 @@ def upsample_concat(small: torch.Tensor, skip: torch.Tensor, width: int = 0) -> 
     row ``i // 2`` (and column ``j // 2``) for every H, odd or even: four strided copies
     write it straight into the concatenation. Other sizes fall back to ``F.interpolate``.
     """
-    n, c, h, w = small.shape
+    _, c, h, w = small.shape
     rows, cols = skip.shape[-2:]
     if (rows + 1) // 2 != h or (cols + 1) // 2 != w or width > cols or torch.is_grad_enabled():
         deep = F.interpolate(small, size=(rows, cols), mode="nearest")
         return concat_channels(deep, skip, width)
-    out = torch.empty(
-        (n, c + skip.shape[1], rows, cols + 2 * width), device=small.device,
-        dtype=torch.promote_types(small.dtype, skip.dtype), memory_format=memory_format(small),
-    )  # fmt: skip
+    dtype = torch.promote_types(small.dtype, skip.dtype)
+    out = wider_empty(small, c + skip.shape[1], width, dtype, size=(rows, cols))
     middle = out[..., width : width + cols]
     for dy in (0, 1):
         for dx in (0, 1):
