@@ -1,7 +1,14 @@
-"""Shared fixtures: the shipped real data and models, loaded once."""
+"""Shared fixtures: the shipped real data and models, loaded once.
+
+The device-dependent tests run on whatever ``device="auto"`` finds. ``XCRAI_TEST_DEVICE``
+chooses: ``cuda`` insists on a GPU (and fails without one), ``cpu`` hides the GPUs from
+torch, so the same suite checks either device. Tests marked ``cuda`` need a GPU and are
+skipped without one.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +17,38 @@ import xarray as xr
 import xcrai
 
 DATA = Path(__file__).parent / "data"
+TEST_DEVICE = os.environ.get("XCRAI_TEST_DEVICE", "auto")
+if TEST_DEVICE == "cpu":  # before torch looks for GPUs
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    if TEST_DEVICE not in ("auto", "cpu", "cuda"):
+        raise pytest.UsageError(f"XCRAI_TEST_DEVICE: expected auto, cpu or cuda, got "
+                                f"{TEST_DEVICE!r}")  # fmt: skip
+    if TEST_DEVICE == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("XCRAI_TEST_DEVICE=cuda, but torch finds no CUDA device")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    """The device the device-dependent tests run on ("cuda" or "cpu")."""
+    from xcrai.engine import resolve_device
+
+    return resolve_device("auto").type
 
 
 @pytest.fixture(scope="session")

@@ -92,6 +92,32 @@ def test_resume_refuses_other_settings(train, masks, tmp_path):
         train.crai.fit(masks, iterations=4, resume=tmp_path / "nope", **options)
 
 
+def test_resume_refuses_other_data_masks_and_options(train, masks, tmp_path):
+    """A checkpoint continues only the run it came from: other data, validation fields,
+    masks, architecture or settings are named and refused, and so is a resumed run shorter
+    than the checkpoint's. A longer one continues (with the checkpoint's logging)."""
+    options = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False)
+    train.crai.fit(masks, iterations=4, checkpoint_dir=tmp_path, **options)
+    other = train.copy(data=train.values[::-1].copy())  # the same fields in another order
+    first = train.copy(data=train.values.copy())
+    first[0] += 1  # a training field, not a validation one
+    with pytest.raises(ValueError, match=r"resume: .* other data than given now \(data: sha"):
+        first.crai.fit(masks, iterations=8, resume=tmp_path, **options)
+    with pytest.raises(ValueError, match=r"resume: .* other data and validation than"):
+        other.crai.fit(masks, iterations=8, resume=tmp_path, **options)
+    with pytest.raises(ValueError, match=r"resume: .* other masks than"):
+        train.crai.fit(masks[::-1], iterations=8, resume=tmp_path, **options)
+    with pytest.raises(ValueError, match=r"other architecture than .*channels 4-8 in the check"):
+        train.crai.fit(masks, iterations=8, resume=tmp_path,
+                       **{**options, "architecture": {"n_filters": 5, "depth": 2}})  # fmt: skip
+    with pytest.raises(ValueError, match=r"other settings: lr=0.0002 \(now 0.001\)"):
+        train.crai.fit(masks, iterations=8, resume=tmp_path, lr=1e-3, **options)
+    with pytest.raises(ValueError, match=r"has run 4 iterations, more than the 3 asked for"):
+        train.crai.fit(masks, iterations=3, resume=tmp_path, **options)
+    longer = train.crai.fit(masks, iterations=6, resume=tmp_path, **options)
+    assert longer.config.provenance["iterations"] == 6
+
+
 def test_validation_split_is_never_trained_on(train, masks):
     options = dict(validation=0.2, iterations=6, batch_size=4, progress=False, log_every=3,
                    architecture={"n_filters": 4, "depth": 2})  # fmt: skip
@@ -321,3 +347,16 @@ def test_perceptual_and_style_terms_from_a_local_vgg16_file(train, masks, tmp_pa
     torch.save({"weight": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match=r"vgg_weights: .* not a torchvision VGG16"):
         train.crai.fit(masks, loss={"style": 1}, vgg_weights=bad, iterations=1)
+
+
+def test_data_digests_do_not_depend_on_chunking(train):
+    """Resume compares per-field sha256s: the same for NumPy and any dask chunking."""
+    import dask
+
+    from xcrai.fit import field_digests
+
+    fields = train.values[None]
+    lazy = train.chunk(time=5, lat=40).data[None]
+    eager = field_digests(fields)
+    np.testing.assert_array_equal(dask.compute(field_digests(lazy))[0], eager)
+    assert len({bytes(d) for d in eager.reshape(-1, 32)}) == fields.shape[1]

@@ -30,6 +30,7 @@ class CraiDataArrayAccessor:
         tile_size: int | None = None,
         precision: str = "fp32",
         compile: bool = False,
+        threads: int | str = "auto",
     ) -> xr.DataArray | xr.Dataset:
         """Fill the holes of this DataArray with a partial-convolution U-Net.
 
@@ -65,14 +66,20 @@ class CraiDataArrayAccessor:
             with a halo as wide as the network's receptive field, so the result
             equals the untiled one. By default only fields too large for the
             device's memory are tiled.
-        precision : {"fp32", "bf16", "fp16"}
-            "bf16"/"fp16" run the convolutions in reduced precision (autocast;
-            much faster on GPUs). On the HadCRUT4 demo, bf16 differs from fp32
-            by about 0.1 K at most (see the README); valid points are unchanged.
+        precision : {"fp32", "tf32", "bf16", "fp16"}
+            "fp32" is IEEE float32 on every device, with the same numbers for any
+            batch size and chunking. "tf32" lets CUDA convolutions use TF32;
+            "bf16"/"fp16" run the convolutions in reduced precision (autocast).
+            They are faster on GPUs and differ from fp32 by amounts the README
+            gives; valid points are unchanged.
         compile : bool
-            Run the network through ``torch.compile``: about 1.5x faster on CPUs
-            (see the README), after building kernels for 10-60 s at the first
-            batch (cached on disk by PyTorch for later runs). For long runs.
+            Run the network through ``torch.compile``, after building kernels at
+            the first batch (cached on disk by PyTorch for later runs). For long
+            runs; figures in ``benchmarks/README.md``.
+        threads : int or "auto"
+            CPU threads of the forward passes. "auto" takes the cores that other
+            processes leave free when called (never more than torch's setting);
+            results do not depend on it.
 
         Returns
         -------
@@ -103,6 +110,7 @@ class CraiDataArrayAccessor:
             tile_size=tile_size,
             precision=precision,
             compile=compile,
+            threads=threads,
         )
 
     def plot(self, original: xr.DataArray | None = None, *, time: Any = None, **kwargs: Any) -> Any:
@@ -196,9 +204,19 @@ class CraiDataArrayAccessor:
             Roll each training field by a random number of longitudes and mirror
             half of them north-south (the coverage masks stay as they are); "auto"
             does so on global grids. Helps most when training fields are few.
-        precision : {"fp32", "bf16"}, default "fp32"
+        precision : {"fp32", "tf32", "bf16"}, default "fp32"
+            "fp32" is IEEE float32 on every device; "tf32" lets CUDA use TF32;
             "bf16" runs forward and backward passes under bfloat16 autocast (faster
             on recent GPUs); losses and weights stay float32.
+        deterministic : bool, default True
+            Only deterministic algorithms, no cuDNN autotuning: the same seed gives
+            the same weights on CUDA, and a resumed run equals the uninterrupted
+            one. (The CPU is deterministic either way, for a given ``threads``.)
+            False lets cuDNN autotune; see the README for what each costs.
+        threads : int or "auto", default "auto"
+            CPU threads. "auto" takes the cores other processes leave free at the
+            start (a resumed run takes its checkpoint's count). On the CPU the
+            weights repeat bit for bit for the same count.
         distributed : bool, default False
             Data-parallel training under ``torchrun`` (see the README).
         vgg_weights : path, optional
@@ -242,7 +260,7 @@ class CraiDatasetAccessor:
             Default: every data variable with latitude and longitude dimensions.
         **kwargs
             ``mask``, ``padding``, ``time_context``, ``device``, ``batch_size``,
-            ``tile_size``, ``precision``, ``compile`` as for
+            ``tile_size``, ``precision``, ``compile``, ``threads`` as for
             :meth:`CraiDataArrayAccessor.infill`.
 
         Returns

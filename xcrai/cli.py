@@ -42,7 +42,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int | str:
+    return text if text == "auto" else _positive(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from xcrai.numerics import PRECISIONS, TRAINING_PRECISIONS
+
     parser = argparse.ArgumentParser(
         prog="xcrai",
         description="Infill gaps in gridded climate data with CRAI's partial-convolution U-Net.",
@@ -84,8 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fields per forward pass (default: from free memory)",
     )  # fmt: skip
     infill.add_argument(
-        "--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-        help="arithmetic of the convolutions (default fp32; bf16/fp16 are for GPUs)",
+        "--precision", choices=tuple(PRECISIONS), default="fp32",
+        help="arithmetic of the convolutions (default fp32, IEEE on every device; "
+        "tf32/bf16/fp16 are faster on GPUs)",
+    )  # fmt: skip
+    infill.add_argument(
+        "--threads", type=_threads, default="auto", metavar="N",
+        help="CPU threads (default auto: the cores other processes leave free)",
     )  # fmt: skip
     infill.add_argument(
         "--compile", action="store_true",
@@ -187,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="initialisation of the convolution weights (default kaiming)",
     )
     fit.add_argument(
+        "--precision", choices=TRAINING_PRECISIONS, default="fp32",
+        help="arithmetic of forward and backward passes (default fp32, IEEE on every device)",
+    )  # fmt: skip
+    fit.add_argument(
+        "--deterministic", action=argparse.BooleanOptionalAction, default=True,
+        help="deterministic algorithms, no cuDNN autotuning: the same weights for the same "
+        "seed on CUDA (default: on)",
+    )  # fmt: skip
+    fit.add_argument(
+        "--threads", type=_threads, default="auto", metavar="N",
+        help="CPU threads (default auto: the cores other processes leave free at the start)",
+    )  # fmt: skip
+    fit.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel training under torchrun (one process per GPU, or gloo "
@@ -248,6 +272,7 @@ def infill_file(
     batch_size: int | None = None,
     precision: str = "fp32",
     compile: bool = False,
+    threads: int | str = "auto",
     time_chunk: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -278,6 +303,7 @@ def infill_file(
         result = ds.crai.infill(
             model_obj, variables=variables, padding=padding, time_context=time_context,
             device=device, batch_size=batch_size, precision=precision, compile=compile,
+            threads=threads,
         )  # fmt: skip
         names = variables or gridded_variables(ds)
         holes = {name: (~np.isfinite(ds[name].data)).mean() for name in names}
@@ -361,6 +387,7 @@ def fit_file(args: argparse.Namespace) -> Path:
             checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
             resume=args.resume, progress=not args.no_progress,
             early_stopping=args.early_stopping, init=args.init, distributed=args.distributed,
+            precision=args.precision, deterministic=args.deterministic, threads=args.threads,
         )  # fmt: skip
     if args.distributed:
         import torch.distributed as dist
@@ -414,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.input, args.model, args.output, variables=args.variables,
                 padding=args.padding, time_context=args.time_context, device=args.device,
                 batch_size=args.batch_size, precision=args.precision, compile=args.compile,
-                time_chunk=args.time_chunk, overwrite=args.overwrite,
+                threads=args.threads, time_chunk=args.time_chunk, overwrite=args.overwrite,
                 progress=not args.no_progress,
             )  # fmt: skip
             print(f"wrote {path}")

@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import TypeVar
 
 import numpy as np
@@ -20,16 +21,11 @@ import torch
 
 from xcrai.model import CraiModel
 from xcrai.nn.pconv import PADDINGS
+from xcrai.numerics import PRECISIONS, Numerics, cpu_threads, scoped
 from xcrai.tiles import receptive_halo, tiles
 
 T = TypeVar("T")
 
-#: arithmetic of the forward pass: float32, or autocast to bfloat16 / float16
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
 #: bytes of activations one CPU batch may hold
 CPU_BATCH_BYTES = 128 * 2**20
 MAX_BATCH = 1024
@@ -110,6 +106,7 @@ def predict(
     tile_size: int | None = None,
     precision: str = "fp32",
     compile: bool = False,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the network on every field of ``fields[:, core[0]:core[1]]``.
 
@@ -131,14 +128,22 @@ def predict(
         Run fields in spatial tiles of this many points a side (plus halos wide
         enough that the result equals the untiled one); by default only fields
         too large for the memory budget are tiled.
-    precision : {"fp32", "bf16", "fp16"}
-        Arithmetic of the convolutions (autocast); valid counts and the division
-        by them stay in float32.
+    precision : {"fp32", "tf32", "bf16", "fp16"}
+        Arithmetic of the convolutions: IEEE float32; TF32 on CUDA (float32 on
+        the CPU); bfloat16 or float16 under autocast, with valid counts and the
+        division by them in float32.
     compile : bool
         Run the network through ``torch.compile`` (fused kernels). Building them
-        takes seconds to a minute at the first batch of each shape, so it pays off
-        on long runs; the last, partial batch is padded to the full size so that
-        it reuses the kernels.
+        takes a while at the first batch of each shape, so it pays off on long runs.
+    threads : int, optional
+        Intra-op CPU threads of the forward passes (the caller's setting by default).
+
+    Notes
+    -----
+    On CUDA and when compiled, batches come in a fixed set of shapes: a short last
+    batch is padded with empty fields to the next power of two (at most the batch
+    size). cuDNN chooses its algorithm per shape, so a field gives the same numbers
+    whichever batch it falls in, and compiled kernels are reused.
 
     Returns
     -------
@@ -158,6 +163,8 @@ def predict(
         )
     dev = resolve_device(device)
     net = model.replica(dev, compiled=compile)
+    fixed_shapes = compile or dev.type == "cuda"
+    run = _Pass(net, dev, precision, threads)
     steps = window_indices(length, past, future, start, stop)  # (Tc, C)
     series_all = np.repeat(np.arange(n_series), stop - start)
     times_all = np.tile(np.arange(stop - start), n_series)
@@ -181,15 +188,16 @@ def predict(
         if mean is not None:
             x = (x - np.float32(mean)) / np.float32(std)
         x = np.where(m, x, np.float32(0))
-        if compile and len(x) < size:  # same shape as the other batches: no new kernels
-            x, m = _pad_batch(x, size), _pad_batch(m, size)
+        if fixed_shapes and len(x) < size:
+            shape = padded_size(len(x), size)
+            x, m = _pad_batch(x, shape), _pad_batch(m, shape)
         for region in regions:
             if region is None:
-                out, hit = _forward(model, net, x, m, padding, dev, precision)
+                out, hit = run(x, m, padding)
                 output[series, times], reach[series, times] = out[: len(series)], hit[: len(series)]
                 continue
             part = np.ix_(np.arange(len(x)), np.arange(x.shape[1]), region.rows, region.cols)
-            out, hit = _forward(model, net, x[part], m[part], region.padding, dev, precision)
+            out, hit = run(x[part], m[part], region.padding)
             keep = (slice(None), region.core_rows, region.core_cols)
             output[series, times, region.out_rows, region.out_cols] = out[keep][: len(series)]
             reach[series, times, region.out_rows, region.out_cols] = hit[keep][: len(series)]
@@ -198,37 +206,51 @@ def predict(
     return output, reach
 
 
+def padded_size(n: int, size: int) -> int:
+    """The batch shape that ``n`` fields are padded to when shapes are fixed: the next
+    power of two, at most ``size`` (a 2-field call is not padded to 1,024)."""
+    return min(size, 1 << (n - 1).bit_length())
+
+
 def _pad_batch(a: np.ndarray, size: int) -> np.ndarray:
     """``a`` with zero fields appended up to ``size`` (fully masked: they change nothing)."""
     return np.concatenate([a, np.zeros((size - len(a), *a.shape[1:]), a.dtype)])
 
 
-def _forward(
-    model: CraiModel,
-    net: torch.nn.Module,
-    x: np.ndarray,
-    m: np.ndarray,
-    padding: str,
-    device: torch.device,
-    precision: str = "fp32",
-) -> tuple[np.ndarray, np.ndarray]:
-    """One forward pass: (N, C, H, W) arrays in, output and reach (N, H, W) out."""
-    xt, mt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(m))
-    if device.type == "cuda":  # page-locked buffers: asynchronous host-to-device copies
-        xt, mt = xt.pin_memory(), mt.pin_memory()
-    xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    mt = mt.to(device, non_blocking=True).to(torch.float32)
-    mt = mt.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(
-        device.type, dtype=PRECISIONS[precision] or torch.float32, enabled=precision != "fp32"
-    )
+class _Pass:
+    """Forward passes of one network on one device, under xcrai's own torch settings."""
 
-    def run() -> tuple[np.ndarray, np.ndarray]:
-        with torch.inference_mode(), autocast:
-            out, hit = net(xt, mt, padding=padding)
-        return out[:, 0].float().cpu().numpy(), hit[:, 0].cpu().numpy() > 0
+    def __init__(
+        self, net: torch.nn.Module, device: torch.device, precision: str, threads: int | None
+    ) -> None:
+        self.net = net
+        self.device = device
+        self.numerics = Numerics.inference(precision)
+        self.autocast = PRECISIONS[precision]
+        self.threads = threads
 
-    return on_device(device, run)
+    def __call__(self, x: np.ndarray, m: np.ndarray, padding: str) -> tuple[np.ndarray, ...]:
+        """(N, C, H, W) arrays in; output and reach (N, H, W) out."""
+        device = self.device
+        xt = torch.from_numpy(np.ascontiguousarray(x))
+        mt = torch.from_numpy(np.ascontiguousarray(m))
+        if device.type == "cuda":  # page-locked buffers: asynchronous host-to-device copies
+            xt, mt = xt.pin_memory(), mt.pin_memory()
+        xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        mt = mt.to(device, non_blocking=True).to(torch.float32)
+        mt = mt.contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast(
+            device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
+        )
+        on_cpu = device.type == "cpu" and self.threads
+
+        def run() -> tuple[np.ndarray, np.ndarray]:
+            threads = cpu_threads(self.threads) if on_cpu else nullcontext()
+            with scoped(self.numerics), threads, torch.inference_mode(), autocast:
+                out, hit = self.net(xt, mt, padding=padding)
+            return out[:, 0].float().cpu().numpy(), hit[:, 0].cpu().numpy() > 0
+
+        return on_device(device, run)
 
 
 _threads: dict[str, ThreadPoolExecutor] = {}

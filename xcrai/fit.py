@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as dsa
 import numpy as np
 import torch
@@ -17,6 +19,7 @@ from xcrai.engine import resolve_device
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.model import CraiModel, ModelConfig, check_int, check_padding, check_time_context
 from xcrai.nn import PartialConvUNet, UNetConfig
+from xcrai.numerics import TRAINING_PRECISIONS, check_precision, choose_threads
 from xcrai.train.loop import CHECKPOINT_KEY, TrainConfig, TrainingData, train
 from xcrai.train.losses import LossWeights
 
@@ -124,11 +127,31 @@ def _static_target(fields: Any, argument: str) -> np.ndarray:
     return ~np.asarray(every)
 
 
-def _digest(array: Any) -> str:
-    if isinstance(array, dsa.Array):
-        from dask.base import tokenize
+def field_digests(fields: Any) -> Any:
+    """sha256 of every field of (S, T, H, W) ``fields``, as (S, T, 32) bytes (lazy for dask).
 
-        return f"dask:{tokenize(array)}"
+    A digest per field does not depend on how dask chunks the data, and slices of it
+    describe slices of the data (the training and validation parts).
+    """
+    if not isinstance(fields, dsa.Array):
+        return _hash_fields(np.asarray(fields))
+    planes = fields.rechunk({2: -1, 3: -1})
+    return planes.map_blocks(
+        _hash_fields, drop_axis=[2, 3], new_axis=2, chunks=(*planes.chunks[:2], (32,)),
+        dtype=np.uint8, meta=np.empty((0, 0, 0), np.uint8),
+    )  # fmt: skip
+
+
+def _hash_fields(block: np.ndarray) -> np.ndarray:
+    out = np.empty((*block.shape[:2], 32), np.uint8)
+    for index in np.ndindex(*block.shape[:2]):
+        digest = hashlib.sha256(np.ascontiguousarray(block[index]).tobytes()).digest()
+        out[index] = np.frombuffer(digest, np.uint8)
+    return out
+
+
+def _digest(array: Any) -> str:
+    """sha256 of an array's bytes (for field digests: a digest of the fields)."""
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
@@ -191,6 +214,8 @@ def fit(
     augment: bool | str = "auto",
     precision: str = "fp32",
     vgg_weights: str | os.PathLike[str] | None = None,
+    deterministic: bool = True,
+    threads: int | str = "auto",
 ) -> CraiModel:
     """Train a model; see :meth:`xcrai.accessor.CraiDataArrayAccessor.fit`."""
     fields, grid = _fields(da, "data")
@@ -217,8 +242,11 @@ def fit(
         from xcrai.train.perceptual import VGG16Features
 
         VGG16Features.from_file(vgg_weights)  # fail before any training, with a clear message
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
+    precision = check_precision(precision, TRAINING_PRECISIONS)
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"deterministic: expected True or False, got {deterministic!r}")
+    if threads != "auto":
+        threads = choose_threads(threads)
     time_context = check_time_context(time_context if time_context is not None else (0, 0))
     padding = resolve_padding(check_padding(padding), grid)
     arch = _architecture(architecture, sum(time_context) + 1)
@@ -235,6 +263,7 @@ def fit(
     else:
         dev = resolve_device(device)
 
+    digests = field_digests(fields)
     fields, val_fields = _split_validation(fields, validation)
     n_train = fields.shape[0] * fields.shape[1]
     if n_train < batch_size:
@@ -243,6 +272,18 @@ def fit(
             "the validation split); use a smaller batch or more data"
         )
     mean, std = _statistics(fields, target) if normalize else (0.0, 1.0)
+    if isinstance(validation, xr.DataArray):
+        val_digests = field_digests(val_fields)
+    else:  # the held-out end of the time axis
+        digests, val_digests = digests[:, : fields.shape[1]], digests[:, fields.shape[1] :]
+    (mean, std), digests, val_digests = dask.compute((mean, std), digests, val_digests)
+    mean, std = float(mean), float(std) or 1.0
+    fingerprint = {
+        "data": _digest(digests),
+        "validation": _digest(val_digests) if val_fields is not None else None,
+        "masks": _digest(observed),
+        "architecture": arch.to_dict(),
+    }
 
     config = TrainConfig(
         iterations=iterations, batch_size=batch_size, lr=float(lr),
@@ -252,11 +293,19 @@ def fit(
         early_stopping=early_stopping, checkpoint_every=checkpoint_every,
         augment=_augment(augment, grid), precision=precision,
         vgg_weights=None if vgg_weights is None else str(vgg_weights),
+        deterministic=deterministic,
     )  # fmt: skip
-    state = _load_resume(resume, config) if resume is not None else None
-    torch.manual_seed(seed)
-    net = PartialConvUNet(arch)
-    initialize(net, init)
+    state = None
+    if resume is not None:
+        state = _load_resume(resume, config, fingerprint, explicit_log_every=log_every)
+        config = replace(config, log_every=state["train_config"]["log_every"])
+        if threads == "auto":  # CPU training repeats bit for bit for the same thread count
+            threads = state.get("threads", "auto")
+    threads = choose_threads(threads)
+    with torch.random.fork_rng(devices=[]):  # the user's random state stays as it was
+        torch.default_generator.manual_seed(seed)
+        net = PartialConvUNet(arch)
+        initialize(net, init)
     if world is not None:
         from xcrai.train.distributed import globalize_batch_norm
 
@@ -270,7 +319,7 @@ def fit(
     data = TrainingData(fields, observed, target, val_fields)
     trained, history, done = train(
         net, data, config, device=dev, checkpoint_dir=checkpoint_path, resume=state,
-        progress=progress, world=world,
+        progress=progress, world=world, fingerprint=fingerprint, threads=threads,
     )  # fmt: skip
     model_config = ModelConfig(
         architecture=arch,
@@ -345,19 +394,23 @@ def _split_validation(fields: Any, validation: Any) -> tuple[Any, Any]:
     return fields[:, :-n_val], fields[:, -n_val:]
 
 
-def _statistics(fields: Any, target: np.ndarray) -> tuple[float, float]:
+def _statistics(fields: Any, target: np.ndarray) -> tuple[Any, Any]:
     """Mean and standard deviation of the training fields over points that are ever valid
-    (streamed through dask for lazy fields)."""
-    lazy = isinstance(fields, dsa.Array)
-    xp = dsa if lazy else np
+    (lazy for dask-backed fields, to be computed with the other passes over the data)."""
+    xp = dsa if isinstance(fields, dsa.Array) else np
     masked = xp.where(target, fields, np.nan).astype(np.float64)
-    mean, std = xp.nanmean(masked), xp.nanstd(masked)
-    if lazy:
-        mean, std = dsa.compute(mean, std)
-    return float(mean), float(std) or 1.0
+    return xp.nanmean(masked), xp.nanstd(masked)
 
 
-def _load_resume(path: Any, config: TrainConfig) -> dict[str, Any]:
+#: settings a resumed run may change: it can run longer and checkpoint more or less often
+RESUMABLE_CHANGES = ("iterations", "finetune_iterations", "checkpoint_every")
+
+
+def _load_resume(
+    path: Any, config: TrainConfig, fingerprint: dict[str, Any], explicit_log_every: Any
+) -> dict[str, Any]:
+    """The training checkpoint at ``path``, if it continues this very run: the same data,
+    validation fields, masks, architecture and settings, and no further than asked."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pth"
@@ -370,13 +423,46 @@ def _load_resume(path: Any, config: TrainConfig) -> dict[str, Any]:
                          f"{type(error).__name__}") from None  # fmt: skip
     if not isinstance(state, dict) or CHECKPOINT_KEY not in state:
         raise ValueError(f"resume: {str(path)!r} is not an xcrai training checkpoint")
+    saved_print = state.get("fingerprint")
+    if saved_print is None:
+        raise ValueError(
+            f"resume: {str(path)!r} was written by an older xcrai that did not record which "
+            "data it trained on, so continuing it could silently mix two datasets; start "
+            "a new run"
+        )
+    differ = [k for k in fingerprint if saved_print.get(k) != fingerprint[k]]
+    if differ:
+        found = "; ".join(
+            f"{k}: {_short(saved_print.get(k))} in the checkpoint, {_short(fingerprint[k])} now"
+            for k in differ
+        )
+        raise ValueError(
+            f"resume: the checkpoint was trained with other {' and '.join(differ)} than given "
+            f"now ({found}); resume with the same ones, or start a new run"
+        )
     saved = state["train_config"]
     mine = config.to_dict()
-    differ = [k for k in ("batch_size", "seed", "time_context", "padding", "log_every")
-              if saved.get(k) != mine.get(k)]  # fmt: skip
+    if explicit_log_every is None:  # derived from the run's length, which may grow
+        mine["log_every"] = saved.get("log_every")
+    differ = [k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]]
     if differ:
         raise ValueError(
             "resume: the checkpoint was made with other settings: "
             + ", ".join(f"{k}={saved.get(k)!r} (now {mine.get(k)!r})" for k in differ)
         )
+    done, total = int(state["iteration"]), config.iterations + config.finetune_iterations
+    if done > total:
+        raise ValueError(
+            f"resume: the checkpoint has run {done} iterations, more than the {total} asked "
+            f"for now (iterations + finetune_iterations); ask for at least {done}"
+        )
     return state
+
+
+def _short(value: Any) -> str:
+    """A sha256 shortened for a message, "none", or an architecture's channels."""
+    if isinstance(value, str):
+        return f"sha256 {value[:12]}"
+    if isinstance(value, dict):
+        return "channels " + "-".join(str(layer["out_channels"]) for layer in value["encoder"])
+    return "none"

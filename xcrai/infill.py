@@ -15,9 +15,10 @@ import xarray as xr
 
 from xcrai import __version__
 from xcrai.checkpoint import load_model
-from xcrai.engine import PRECISIONS, predict, resolve_device
+from xcrai.engine import predict, resolve_device
 from xcrai.grid import Grid, find_grid, resolve_padding
 from xcrai.model import CraiModel, check_int, check_padding, check_time_context
+from xcrai.numerics import check_precision, choose_threads
 
 #: values of the ``mask`` variable that ``return_output=True`` adds
 FLAG_OBSERVED, FLAG_INFILLED, FLAG_UNREACHABLE = 1, 0, -1
@@ -31,7 +32,7 @@ FLAG_ATTRS = {
 
 
 #: keyword arguments of ``infill`` that go to :func:`xcrai.engine.predict`
-ENGINE_OPTIONS = ("device", "batch_size", "tile_size", "precision", "compile")
+ENGINE_OPTIONS = ("device", "batch_size", "tile_size", "precision", "compile", "threads")
 
 #: said in ``history`` when the input is lazy (the share of holes is unknown at call time)
 LAZY_NOTE = "fraction infilled not computed (lazy input)"
@@ -252,11 +253,12 @@ def infill_dataarray(
     tile_size: int | None = None,
     precision: str = "fp32",
     compile: bool = False,
+    threads: int | str = "auto",
 ) -> xr.DataArray | xr.Dataset:
     """Infill ``da``; see :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`."""
     engine = dict(
         device=device, batch_size=batch_size, tile_size=tile_size, precision=precision,
-        compile=compile,
+        compile=compile, threads=threads,
     )  # fmt: skip
     result, line = _infill(da, model, mask, padding, time_context, return_output, engine)
     result.attrs = add_history(result.attrs, line)
@@ -281,10 +283,9 @@ def _infill(
         if engine[name] is not None:
             engine = {**engine, name: check_int(engine[name], name)}
     resolve_device(engine["device"])
-    if engine["precision"] not in PRECISIONS:
-        raise ValueError(
-            f"precision: expected one of {tuple(PRECISIONS)}, got {engine['precision']!r}"
-        )
+    check_precision(engine["precision"])
+    # CPU threads free now (results do not depend on their number; speed under load does)
+    engine = {**engine, "threads": choose_threads(engine["threads"], samples=1)}
     if not isinstance(engine["compile"], bool):
         raise TypeError(f"compile: expected True or False, got {engine['compile']!r}")
     if da.dtype == bool or np.issubdtype(da.dtype, np.integer):
@@ -347,7 +348,7 @@ def infill_dataset(
     model = as_model(model)
     defaults = dict(
         mask=None, padding=None, time_context=None, device="auto", batch_size=None,
-        tile_size=None, precision="fp32", compile=False,
+        tile_size=None, precision="fp32", compile=False, threads="auto",
     )  # fmt: skip
     unknown = set(kwargs) - set(defaults)
     if unknown:

@@ -139,8 +139,11 @@ class CraiModel:
         sha256: str | None = None,
     ) -> None:
         self.config = config
-        self.net = PartialConvUNet(config.architecture)
-        if state_dict is not None:
+        if state_dict is None:
+            self.net = PartialConvUNet(config.architecture)
+        else:
+            with torch.random.fork_rng(devices=[]):  # initial weights drawn only to be replaced
+                self.net = PartialConvUNet(config.architecture)
             self.net.load_state_dict(state_dict, strict=True)
         self.net.eval()
         self._sha256 = sha256
@@ -216,8 +219,6 @@ class CraiModel:
         ``torch.compile`` (once per device; the kernels are built at the first call).
         """
         key = str(device)
-        if device.type == "cuda":  # fixed shapes per batch: let cuDNN pick its fastest kernels
-            torch.backends.cudnn.benchmark = True
         with self._lock:
             if key not in self._replicas:
                 net = copy.deepcopy(self.net).to(device, memory_format=torch.channels_last)

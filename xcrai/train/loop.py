@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from xcrai.engine import window_indices
 from xcrai.files import atomic_path
 from xcrai.nn import PartialConvUNet
+from xcrai.numerics import Numerics, cpu_threads, scoped
 from xcrai.train.distributed import World, average
 from xcrai.train.losses import LossWeights, loss_terms, total_loss
 
@@ -70,6 +71,7 @@ class TrainConfig:
     augment: bool = False
     precision: str = "fp32"
     vgg_weights: str | None = None
+    deterministic: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -175,6 +177,29 @@ def make_batch(
     )
 
 
+def _step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, ...],
+    config: TrainConfig,
+    device: torch.device,
+    vgg: Any,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One optimiser step on one batch; returns the loss terms and the total."""
+    x, m, gt, target = (t.to(device, non_blocking=True) for t in batch)
+    x = x.contiguous(memory_format=torch.channels_last)
+    m = m.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
+        out, _ = model(x, m, config.padding)
+    centre = m[:, config.time_context[0]][:, None]
+    terms = loss_terms(out.float(), gt, centre, target, vgg)
+    loss = total_loss(terms, config.loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return terms, loss
+
+
 def _set_finetune(net: PartialConvUNet) -> None:
     """CRAI's fine-tuning: batch norm of the encoder uses (and keeps) its running statistics."""
     net.train()
@@ -238,18 +263,30 @@ def save_training_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def train(*args: Any, **kwargs: Any) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
+def train(
+    *args: Any, threads: int | None = None, **kwargs: Any
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
     """Train ``net`` in place; returns (weights to keep, loss history, iterations run).
 
     Without early stopping the weights are the last iteration's; with it, the best by
     validation loss. Denormal floats are flushed to zero meanwhile: weights and
-    gradients decaying towards zero otherwise slow CPU training down up to 40x.
+    gradients decaying towards zero otherwise slow CPU training down up to 40x. The
+    CPU runs ``threads`` intra-op threads (the caller's count when None). Both are
+    put back as they were afterwards.
     """
+    flushing = _flushes_denormals()
     torch.set_flush_denormal(True)
     try:
-        return _train(*args, **kwargs)
+        with cpu_threads(threads or torch.get_num_threads()):
+            return _train(*args, **kwargs)
     finally:
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(flushing)
+
+
+def _flushes_denormals() -> bool:
+    """Whether the CPU flushes denormal floats now (torch has no getter)."""
+    tiny = torch.tensor(1e-40, dtype=torch.float32)  # a denormal
+    return bool(tiny * 1.0 == 0)
 
 
 def _train(
@@ -262,6 +299,7 @@ def _train(
     resume: dict[str, Any] | None = None,
     progress: bool = True,
     world: World | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
     from tqdm.auto import tqdm
 
@@ -290,14 +328,19 @@ def _train(
         ids = [device.index] if device.type == "cuda" else None
         model = DistributedDataParallel(net, device_ids=ids)
     main = world is None or world.main
+    numerics = Numerics.training(config.precision, config.deterministic, device)
     vgg = None
     if config.loss.needs_vgg:
         from xcrai.train.perceptual import VGG16Features
 
         vgg = VGG16Features.from_file(config.vgg_weights).to(device)
     loader: Any = DataLoader(
-        _Batches(data, config, world), batch_size=None, sampler=range(start, total), num_workers=0
-    )
+        _Batches(data, config, world),
+        batch_size=None,
+        sampler=range(start, total),
+        num_workers=0,
+        generator=torch.Generator().manual_seed(config.seed),
+    )  # its own generator: an iterator draws a seed, which must not come from the user's
     if not isinstance(data.fields, np.ndarray):
         # dask-backed fields are read batch by batch in a thread, ahead of the step (a
         # loader process would fork dask's and HDF5's threads and locks)
@@ -313,17 +356,8 @@ def _train(
             _set_finetune(net)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_finetune
-        x, m, gt, target = (t.to(device, non_blocking=True) for t in batch)
-        x = x.contiguous(memory_format=torch.channels_last)
-        m = m.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
-            out, _ = model(x, m, config.padding)
-        centre = m[:, config.time_context[0]][:, None]
-        terms = loss_terms(out.float(), gt, centre, target, vgg)
-        loss = total_loss(terms, config.loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with scoped(numerics):
+            terms, loss = _step(model, optimizer, batch, config, device, vgg)
         for name, value in (("loss", loss), *terms.items()):
             running[name] = running.get(name, 0.0) + float(value.detach())
         if iteration % config.log_every == 0 or iteration == total:
@@ -332,7 +366,8 @@ def _train(
             row.update({f"train_{k}": average(v / steps, world) for k, v in running.items()})
             running = {}
             if data.val_fields is not None:
-                row.update(validate(net, data, config, device))
+                with scoped(numerics):
+                    row.update(validate(net, data, config, device))
                 if config.early_stopping is not None:
                     if best is None or row["val_loss"] < best[0]:
                         state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -360,6 +395,8 @@ def _train(
                 "state_dict": net.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "history": history,
+                "fingerprint": fingerprint,
+                "threads": torch.get_num_threads(),
                 "best": None
                 if best is None
                 else {"loss": best[0], "iteration": best[1], "state": best[2]},
