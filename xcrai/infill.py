@@ -132,14 +132,19 @@ def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
             "give the mask the data's coordinates (mask.assign_coords(...))"
         ) from None
     if mask.dtype != bool:
-        if not isinstance(mask.data, dsa.Array):
-            values = np.unique(mask.values)
-            if not np.isin(values, [0, 1]).all():
-                raise ValueError(
-                    f"mask: expected bool or 0/1 values (1 = valid), found {values[:6]}"
-                )
-        mask = mask == 1
+        if isinstance(mask.data, dsa.Array):  # checked when computed, block by block
+            mask = mask.copy(data=mask.data.map_blocks(_zero_one, dtype=bool))
+        else:
+            mask = mask.copy(data=_zero_one(mask.values))
     return finite & mask.broadcast_like(da).transpose(*da.dims)
+
+
+def _zero_one(mask: np.ndarray) -> np.ndarray:
+    """``mask == 1``, or a ValueError when it holds values other than 0 and 1."""
+    values = np.unique(mask)
+    if not np.isin(values, [0, 1]).all():
+        raise ValueError(f"mask: expected bool or 0/1 values (1 = valid), found {values[:6]}")
+    return mask == 1
 
 
 def _block(
