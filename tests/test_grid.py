@@ -45,11 +45,55 @@ def test_no_latitude_is_a_clear_error():
         find_grid(da)
 
 
-def test_curvilinear_grid_is_refused():
+def test_curvilinear_grid_without_1d_dimensions_is_refused():
     da = xr.DataArray(np.zeros((3, 4)), dims=("y2", "x2"))
     da = da.assign_coords(lat=(("y2", "x2"), np.zeros((3, 4)), {"standard_name": "latitude"}))
-    with pytest.raises(ValueError, match="curvilinear"):
+    with pytest.raises(ValueError, match=r"latitude 'lat' is 2-D .*no 1-D latitude dimension"):
         find_grid(da)
+
+
+def _cordex(axis_attrs: bool = True) -> xr.DataArray:
+    """A rotated-pole field as CORDEX writes it: rlat/rlon dims, 2-D lat/lon coordinates."""
+    rlat, rlon = np.arange(-23.375, 21.9, 0.44), np.arange(-28.375, 18.2, 0.44)
+    y = {
+        "standard_name": "grid_latitude",
+        "units": "degrees",
+        **({"axis": "Y"} if axis_attrs else {}),
+    }
+    x = {
+        "standard_name": "grid_longitude",
+        "units": "degrees",
+        **({"axis": "X"} if axis_attrs else {}),
+    }
+    lat2d, lon2d = np.meshgrid(rlat + 50, rlon + 10, indexing="ij")
+    return xr.DataArray(
+        np.zeros((2, rlat.size, rlon.size), dtype=np.float32),
+        dims=("time", "rlat", "rlon"),
+        coords={
+            "time": [0, 1],
+            "rlat": ("rlat", rlat, y),
+            "rlon": ("rlon", rlon, x),
+            "lat": (
+                ("rlat", "rlon"),
+                lat2d,
+                {"standard_name": "latitude", "units": "degrees_north"},
+            ),
+            "lon": (
+                ("rlat", "rlon"),
+                lon2d,
+                {"standard_name": "longitude", "units": "degrees_east"},
+            ),
+        },
+    )
+
+
+@pytest.mark.parametrize("axis_attrs", [True, False])
+def test_rotated_grid_uses_its_1d_dimension_coordinates(axis_attrs):
+    grid = find_grid(_cordex(axis_attrs))
+    assert (grid.lat, grid.lon, grid.time) == ("rlat", "rlon", "time")
+    assert not grid.periodic and grid.lat_ascending
+    renamed = _cordex(axis_attrs).rename(rlat="y_rot", rlon="x_rot")  # found by the CF attributes
+    assert find_grid(renamed).spatial() == ("y_rot", "x_rot")
 
 
 def test_auto_padding():

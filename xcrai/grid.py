@@ -70,21 +70,36 @@ def _cf_names(obj: xr.DataArray, role: str) -> list[str]:
 
 
 def find_dim(obj: xr.DataArray, role: str) -> str | None:
-    """The dimension of ``obj`` playing ``role`` ("latitude", "longitude", "time")."""
+    """The dimension of ``obj`` playing ``role`` ("latitude", "longitude", "time").
+
+    Only 1-D coordinates name a dimension: on a rotated or curvilinear grid (CORDEX's
+    ``rlat``/``rlon`` with 2-D ``lat``/``lon``) the 2-D coordinates are skipped and the
+    dimension coordinates (axis Y/X, standard_name grid_latitude/grid_longitude) are used.
+
+    Raises
+    ------
+    ValueError
+        When the only candidates for latitude or longitude are 2-D coordinates.
+    """
     candidates = _cf_names(obj, role) + [
         n for n in USUAL_NAMES[role] if n in obj.coords or n in obj.dims
     ]
+    curvilinear = []
     for name in candidates:
         if name in obj.dims:
             return name
         coord = obj.coords.get(name)
         if coord is not None and coord.ndim == 1 and coord.dims[0] in obj.dims:
             return coord.dims[0]
-        if coord is not None and coord.ndim > 1 and role != "time":
-            raise ValueError(
-                f"data: {role} {name!r} is {coord.ndim}-D (a curvilinear grid); xcrai needs 1-D "
-                "latitude and longitude dimensions: regrid first (e.g. with xESMF)"
-            )
+        if coord is not None and coord.ndim > 1:
+            curvilinear.append((name, coord.ndim))
+    if curvilinear and role != "time":
+        name, ndim = curvilinear[0]
+        raise ValueError(
+            f"data: {role} {name!r} is {ndim}-D (a curvilinear grid) and no 1-D {role} "
+            f"dimension was found in dims {tuple(obj.dims)}; xcrai needs 1-D latitude and "
+            "longitude dimensions (e.g. rlat/rlon with axis Y/X): regrid first (e.g. with xESMF)"
+        )
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -81,14 +82,8 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
             f"{tuple(da.dims)}"
         )
     model = model.with_options(padding=padding, time_context=time_context)
+    warn_other_grid(model, da, grid)
     expected = model.config.grid
-    if expected and list(expected["shape"]) != [da.sizes[grid.lat], da.sizes[grid.lon]]:
-        warnings.warn(
-            f"the model was trained on a {expected['shape'][0]}x{expected['shape'][1]} grid; "
-            f"the data is {da.sizes[grid.lat]}x{da.sizes[grid.lon]}",
-            UserWarning,
-            stacklevel=4,
-        )
     flip = False
     if expected and expected.get("lat") and grid.lat_ascending is not None:
         flip = (expected["lat"][1] > expected["lat"][0]) != grid.lat_ascending
@@ -96,6 +91,30 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
     extra = tuple(d for d in da.dims if d not in (*spatial, grid.time))
     time = (grid.time,) if grid.time else ("__xcrai_time__",)
     return Plan(model, grid, (*extra, *time, *spatial), grid.time is None, flip)
+
+
+def user_stacklevel() -> int:
+    """``stacklevel`` that points a warning at the first caller outside xcrai."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_other_grid(model: CraiModel, da: xr.DataArray, grid: Grid) -> None:
+    """Warn when ``da``'s grid is not the one ``model`` was trained on (when known)."""
+    trained = (model.config.grid or {}).get("shape")
+    found = [da.sizes[grid.lat], da.sizes[grid.lon]]
+    if trained and list(trained) != found:
+        warnings.warn(
+            f"model: {model.name} was trained on a {trained[0]}x{trained[1]} (lat x lon) grid; "
+            f"the data ({grid.lat!r} x {grid.lon!r}) is {found[0]}x{found[1]}. A network "
+            "applied to another resolution can give values far outside the data's range; "
+            "regrid to the training grid, or use a model trained on this one",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
