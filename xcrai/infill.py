@@ -17,7 +17,7 @@ import xarray as xr
 from xcrai import __version__
 from xcrai.checkpoint import load_model
 from xcrai.engine import PRECISIONS, predict, resolve_device
-from xcrai.grid import Grid, find_grid, resolve_padding
+from xcrai.grid import Grid, Orientation, find_grid, orientation, resolve_padding
 from xcrai.model import CraiModel, check_int, check_padding, check_time_context
 
 #: values of the ``mask`` variable that ``return_output=True`` adds
@@ -50,7 +50,7 @@ class Plan:
     grid: Grid
     order: tuple[str, ...]  # dims of the working array: (*extra, time, lat, lon)
     added_time: bool  # a length-1 time axis was added for time-less data
-    flip_lat: bool  # latitude reversed to the model's training orientation
+    orientation: Orientation  # into the model's training orientation, and back
 
 
 def as_model(model: Any) -> CraiModel:
@@ -83,14 +83,11 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
         )
     model = model.with_options(padding=padding, time_context=time_context)
     warn_other_grid(model, da, grid)
-    expected = model.config.grid
-    flip = False
-    if expected and expected.get("lat") and grid.lat_ascending is not None:
-        flip = (expected["lat"][1] > expected["lat"][0]) != grid.lat_ascending
+    turn = orientation(da, grid, model.config.grid, time_context != (0, 0))
     spatial = (grid.lat, grid.lon)
     extra = tuple(d for d in da.dims if d not in (*spatial, grid.time))
     time = (grid.time,) if grid.time else ("__xcrai_time__",)
-    return Plan(model, grid, (*extra, *time, *spatial), grid.time is None, flip)
+    return Plan(model, grid, (*extra, *time, *spatial), grid.time is None, turn)
 
 
 def user_stacklevel() -> int:
@@ -324,14 +321,11 @@ def _infill(
             work_valid.expand_dims("__xcrai_time__"),
         )
     work, work_valid = work.transpose(*plan.order), work_valid.transpose(*plan.order)
-    if plan.flip_lat:
-        reverse = {plan.grid.lat: slice(None, None, -1)}
-        work, work_valid = work.isel(reverse), work_valid.isel(reverse)
+    work, work_valid = plan.orientation.apply(work), plan.orientation.apply(work_valid)
     result = _run(work.data, work_valid.data, plan, engine)
     output = work.copy(data=result[0].astype(da.dtype))
     reach = work.copy(data=result[1] > 0)
-    if plan.flip_lat:
-        output, reach = output.isel(reverse), reach.isel(reverse)
+    output, reach = plan.orientation.undo(output), plan.orientation.undo(reach)
     if plan.added_time:
         output, reach = output.isel(__xcrai_time__=0), reach.isel(__xcrai_time__=0)
     output, reach = output.transpose(*da.dims), reach.transpose(*da.dims)
