@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -45,6 +46,27 @@ def test_mask_with_values_other_than_0_and_1(hadcrut, demo_model):
         hadcrut.tas.crai.infill(demo_model, mask=mask)
     with pytest.raises(TypeError, match="mask: expected bool or 0/1"):
         hadcrut.tas.crai.infill(demo_model, mask=mask.astype(str))
+
+
+def test_lazy_mask_with_values_other_than_0_and_1_fails_when_computed(hadcrut, demo_model):
+    """A dask mask is checked as strictly as a NumPy one, when it is computed."""
+    mask = (np.isfinite(hadcrut.tas) * 0.5).chunk(time=1)
+    message = r"mask: expected bool or 0/1 values \(1 = valid\), found \[0\.\s+0\.5\]"
+    with pytest.raises(ValueError, match=message):
+        hadcrut.tas.crai.infill(demo_model, mask=mask.values)  # the NumPy mask's message
+    with dask.config.set(scheduler=_refuse_to_compute):
+        lazy = hadcrut.tas.chunk(time=1).crai.infill(demo_model, mask=mask)
+    with pytest.raises(ValueError, match=message):
+        lazy.compute()
+    with pytest.raises(ValueError, match=message):  # NumPy data: computed at once
+        hadcrut.tas.crai.infill(demo_model, mask=mask)
+    good = hadcrut.tas.chunk(time=1).crai.infill(demo_model, mask=(mask * 2).astype("int8"))
+    expected = hadcrut.tas.crai.infill(demo_model, mask=(mask * 2).values.astype("int8"))
+    np.testing.assert_array_equal(good.values, expected.values)
+
+
+def _refuse_to_compute(*args, **kwargs):
+    raise AssertionError("something was computed")
 
 
 def test_time_context_model_without_time_context(hadcrut):

@@ -41,6 +41,16 @@ def test_bundled_model_by_name():
     assert "crai-20crtasgn72" in REGISTRY.names()
 
 
+def test_the_registry_knows_the_demo_models_training_grid_by_name_and_by_hash():
+    """A CRAI checkpoint does not record its grid; the registry entry does, and the bundled
+    file is recognised by its sha256 however it is loaded."""
+    path = xcrai.data.demo_model()
+    assert REGISTRY.find_sha256(hashlib.sha256(path.read_bytes()).hexdigest()) is not None
+    for source in ("crai-20crtasgn72", path, str(path)):
+        assert xcrai.load_model(source).config.grid == {"shape": [72, 72]}
+    assert xcrai.load_model(DATA / "minimum-1.inp.pth").config.grid is None
+
+
 def test_download_once_checked_and_cached(server, tmp_path, monkeypatch):
     url, requests = server
     monkeypatch.setenv("XCRAI_CACHE", str(tmp_path / "cache"))

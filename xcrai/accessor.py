@@ -39,6 +39,15 @@ class CraiDataArrayAccessor:
         (member, level, ...) are infilled field by field. Dask-backed input
         gives a lazy result; nothing is computed until asked for.
 
+        The model sees the orientation it was trained in (xcrai models record
+        it; CRAI checkpoints are assumed to be in CRAI's: latitude south to
+        north, longitude ascending from the first cell east of 0 degrees, time
+        ascending); the result comes back in the data's own order and
+        coordinates. Non-monotonic coordinates are refused. Rotated grids
+        (CORDEX's rlat/rlon with 2-D lat/lon) are infilled on their 1-D
+        dimension coordinates. A model run on another grid size than its
+        training grid warns.
+
         Parameters
         ----------
         model : str, path or CraiModel

@@ -7,6 +7,7 @@ checkpoints trained with ``--normalize-data`` hold in ``train_stats``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -97,7 +98,7 @@ def load_model(
                 "model: expected a path to a checkpoint or a CraiModel, "
                 f"got {type(source).__name__}"
             )
-        path = Path(source)
+        path, defaults = Path(source), {}
         if not path.is_file() and isinstance(source, str) and source in REGISTRY:
             path, defaults = REGISTRY.fetch(source)
             padding = defaults.get("padding", "auto") if padding == "auto" else padding
@@ -112,7 +113,9 @@ def load_model(
         if isinstance(checkpoint, dict) and FORMAT_KEY in checkpoint:
             model = _from_native(checkpoint, path, sha)
         else:
-            model = _from_crai(checkpoint, path, sha, label)
+            known = REGISTRY.find_sha256(sha)  # the bundled demo model, loaded by its path
+            grid = defaults.get("grid") or (known.options.get("grid") if known else None)
+            model = _from_crai(checkpoint, path, sha, label, copy.deepcopy(grid))
     if padding != "auto" or time_context is not None:
         check_padding(padding)
         model = model.with_options(
@@ -199,7 +202,9 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> UNetConfig:
     return UNetConfig(build("encoder"), build("decoder"), normalization="crai")
 
 
-def _from_crai(checkpoint: Any, path: Path, sha: str, label: str | None) -> CraiModel:
+def _from_crai(
+    checkpoint: Any, path: Path, sha: str, label: str | None, grid: dict[str, Any] | None
+) -> CraiModel:
     state, entry = _crai_state_dict(checkpoint, path, label)
     architecture = infer_architecture(state)
     stats = checkpoint.get("train_stats", checkpoint.get("stat_target"))
@@ -219,6 +224,7 @@ def _from_crai(checkpoint: Any, path: Path, sha: str, label: str | None) -> Crai
         time_context=tc,
         mean=mean,
         std=std,
+        grid=grid,  # a CRAI checkpoint does not record it; the registry may know it
         provenance={"source": "CRAI checkpoint", "file": path.name, "sha256": sha, **entry},
     )
     weights = {k: v for k, v in state.items() if not k.endswith("mask_conv.weight")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import xarray as xr
 from xcrai import __version__
 from xcrai.checkpoint import load_model
 from xcrai.engine import predict, resolve_device
-from xcrai.grid import Grid, find_grid, resolve_padding
+from xcrai.grid import Grid, Orientation, find_grid, orientation, resolve_padding
 from xcrai.model import CraiModel, check_int, check_padding, check_time_context
 from xcrai.numerics import check_precision, choose_threads
 
@@ -50,7 +51,7 @@ class Plan:
     grid: Grid
     order: tuple[str, ...]  # dims of the working array: (*extra, time, lat, lon)
     added_time: bool  # a length-1 time axis was added for time-less data
-    flip_lat: bool  # latitude reversed to the model's training orientation
+    orientation: Orientation  # into the model's training orientation, and back
 
 
 def as_model(model: Any) -> CraiModel:
@@ -82,21 +83,36 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
             f"{tuple(da.dims)}"
         )
     model = model.with_options(padding=padding, time_context=time_context)
-    expected = model.config.grid
-    if expected and list(expected["shape"]) != [da.sizes[grid.lat], da.sizes[grid.lon]]:
-        warnings.warn(
-            f"the model was trained on a {expected['shape'][0]}x{expected['shape'][1]} grid; "
-            f"the data is {da.sizes[grid.lat]}x{da.sizes[grid.lon]}",
-            UserWarning,
-            stacklevel=4,
-        )
-    flip = False
-    if expected and expected.get("lat") and grid.lat_ascending is not None:
-        flip = (expected["lat"][1] > expected["lat"][0]) != grid.lat_ascending
+    warn_other_grid(model, da, grid)
+    turn = orientation(da, grid, model.config.grid, time_context != (0, 0))
     spatial = (grid.lat, grid.lon)
     extra = tuple(d for d in da.dims if d not in (*spatial, grid.time))
     time = (grid.time,) if grid.time else ("__xcrai_time__",)
-    return Plan(model, grid, (*extra, *time, *spatial), grid.time is None, flip)
+    return Plan(model, grid, (*extra, *time, *spatial), grid.time is None, turn)
+
+
+def user_stacklevel() -> int:
+    """``stacklevel`` that points a warning at the first caller outside xcrai."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_other_grid(model: CraiModel, da: xr.DataArray, grid: Grid) -> None:
+    """Warn when ``da``'s grid is not the one ``model`` was trained on (when known)."""
+    trained = (model.config.grid or {}).get("shape")
+    found = [da.sizes[grid.lat], da.sizes[grid.lon]]
+    if trained and list(trained) != found:
+        warnings.warn(
+            f"model: {model.name} was trained on a {trained[0]}x{trained[1]} (lat x lon) grid; "
+            f"the data ({grid.lat!r} x {grid.lon!r}) is {found[0]}x{found[1]}. A network "
+            "applied to another resolution can give values far outside the data's range; "
+            "regrid to the training grid, or use a model trained on this one",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
@@ -133,14 +149,19 @@ def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
             "give the mask the data's coordinates (mask.assign_coords(...))"
         ) from None
     if mask.dtype != bool:
-        if not isinstance(mask.data, dsa.Array):
-            values = np.unique(mask.values)
-            if not np.isin(values, [0, 1]).all():
-                raise ValueError(
-                    f"mask: expected bool or 0/1 values (1 = valid), found {values[:6]}"
-                )
-        mask = mask == 1
+        if isinstance(mask.data, dsa.Array):  # checked when computed, block by block
+            mask = mask.copy(data=mask.data.map_blocks(_zero_one, dtype=bool))
+        else:
+            mask = mask.copy(data=_zero_one(mask.values))
     return finite & mask.broadcast_like(da).transpose(*da.dims)
+
+
+def _zero_one(mask: np.ndarray) -> np.ndarray:
+    """``mask == 1``, or a ValueError when it holds values other than 0 and 1."""
+    values = np.unique(mask)
+    if not np.isin(values, [0, 1]).all():
+        raise ValueError(f"mask: expected bool or 0/1 values (1 = valid), found {values[:6]}")
+    return mask == 1
 
 
 def _block(
@@ -301,14 +322,11 @@ def _infill(
             work_valid.expand_dims("__xcrai_time__"),
         )
     work, work_valid = work.transpose(*plan.order), work_valid.transpose(*plan.order)
-    if plan.flip_lat:
-        reverse = {plan.grid.lat: slice(None, None, -1)}
-        work, work_valid = work.isel(reverse), work_valid.isel(reverse)
+    work, work_valid = plan.orientation.apply(work), plan.orientation.apply(work_valid)
     result = _run(work.data, work_valid.data, plan, engine)
     output = work.copy(data=result[0].astype(da.dtype))
     reach = work.copy(data=result[1] > 0)
-    if plan.flip_lat:
-        output, reach = output.isel(reverse), reach.isel(reverse)
+    output, reach = plan.orientation.undo(output), plan.orientation.undo(reach)
     if plan.added_time:
         output, reach = output.isel(__xcrai_time__=0), reach.isel(__xcrai_time__=0)
     output, reach = output.transpose(*da.dims), reach.transpose(*da.dims)

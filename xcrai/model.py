@@ -71,7 +71,9 @@ class ModelConfig:
         What the model was trained on.
     grid : dict or None
         ``{"shape": [nlat, nlon], "lat": [first, last], "lon": [first, last],
-        "periodic": bool}`` of the training grid.
+        "periodic": bool, "lat_ascending": bool}`` of the training grid; None (or only
+        ``shape``) when unknown, as for CRAI checkpoints: infill then assumes CRAI's
+        orientation (latitude south to north, longitude from the first cell east of 0).
     provenance : dict
         Where the weights come from (training run or CRAI file).
     """

@@ -38,7 +38,10 @@ class ModelEntry:
     path : Path or None
         A bundled (local) file.
     options : dict
-        Keyword arguments for :func:`xcrai.load_model` (``padding``, ``time_context``).
+        What the checkpoint cannot say itself: ``padding`` and ``time_context`` (defaults
+        for :func:`xcrai.load_model` by name), and ``grid``, the training grid
+        (``{"shape": [nlat, nlon]}``, as ``ModelConfig.grid``), given to the model however
+        the file is loaded (by name, or by a path to a file with this ``sha256``).
     """
 
     name: str
@@ -49,15 +52,19 @@ class ModelEntry:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+#: sha256 of the bundled ``20crtasgn72.pth``
+DEMO_SHA256 = "792241d015aea5c407553b6b77e4932783716b374802ce835f3918382687b47b"
+
+
 def _builtin() -> dict[str, ModelEntry]:
     return {
         "crai-20crtasgn72": ModelEntry(
             name="crai-20crtasgn72",
             description="CRAI's demo model: 20CR near-surface temperature anomalies, HadCRUT4 "
             "72x72 grid, global padding (Kadow et al. 2020; BSD-3-Clause)",
-            sha256="bundled",
+            sha256=DEMO_SHA256,
             path=data.demo_model(),
-            options={"padding": "global"},
+            options={"padding": "global", "grid": {"shape": [72, 72]}},
         )
     }
 
@@ -76,6 +83,10 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def find_sha256(self, sha256: str) -> ModelEntry | None:
+        """The entry of the file with this sha256, if one is registered."""
+        return next((e for e in self._entries.values() if e.sha256 == sha256), None)
 
     def register(
         self, name: str, *, url: str, sha256: str, description: str = "", **options: Any
