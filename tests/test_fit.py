@@ -13,6 +13,9 @@ import xcrai
 
 FITBENCH = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
 SMALL = {"n_filters": 6, "depth": 3}
+#: runs whose weights are compared bit for bit take a fixed CPU thread count ("auto" follows
+#: the machine's load, and CPU training repeats bit for bit for the same count)
+SAME = {"threads": 1}
 pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
 
 
@@ -72,7 +75,7 @@ def test_the_loss_falls(quick):
 
 def test_resume_equals_uninterrupted(train, masks, tmp_path):
     options = dict(validation=0.2, batch_size=4, architecture={"n_filters": 4, "depth": 2},
-                   progress=False, log_every=5, seed=3)  # fmt: skip
+                   progress=False, log_every=5, seed=3, **SAME)  # fmt: skip
     whole = train.crai.fit(masks, iterations=20, **options)
     train.crai.fit(masks, iterations=10, checkpoint_dir=tmp_path, **options)  # "interrupted"
     resumed = train.crai.fit(masks, iterations=20, resume=tmp_path, **options)
@@ -119,7 +122,7 @@ def test_resume_refuses_other_data_masks_and_options(train, masks, tmp_path):
 
 
 def test_validation_split_is_never_trained_on(train, masks):
-    options = dict(validation=0.2, iterations=6, batch_size=4, progress=False, log_every=3,
+    options = dict(validation=0.2, iterations=6, batch_size=4, progress=False, log_every=3, **SAME,
                    architecture={"n_filters": 4, "depth": 2})  # fmt: skip
     base = train.crai.fit(masks, **options)
     changed = train.copy(data=train.values.copy())
@@ -161,9 +164,9 @@ def test_losses_ignore_points_that_are_not_targets():
 def test_float_masks_with_nan_for_missing(train, masks):
     as_nan = masks.where(masks == 1)  # 1 observed, NaN missing, like real observations
     a = train.crai.fit(as_nan, iterations=3, batch_size=4, progress=False, log_every=3,
-                       architecture={"n_filters": 4, "depth": 2})  # fmt: skip
+                       architecture={"n_filters": 4, "depth": 2}, **SAME)  # fmt: skip
     b = train.crai.fit(masks.astype(bool), iterations=3, batch_size=4, progress=False,
-                       log_every=3, architecture={"n_filters": 4, "depth": 2})  # fmt: skip
+                       log_every=3, architecture={"n_filters": 4, "depth": 2}, **SAME)  # fmt: skip
     assert _same_weights(a.net.state_dict(), b.net.state_dict())
 
 
@@ -230,7 +233,7 @@ def test_cli_fit_then_infill(tmp_path):
 def test_dask_backed_training_data_is_streamed_to_the_same_result(train, masks):
     import dask.array
 
-    options = dict(validation=0.2, iterations=6, batch_size=4, progress=False, log_every=3,
+    options = dict(validation=0.2, iterations=6, batch_size=4, progress=False, log_every=3, **SAME,
                    architecture={"n_filters": 4, "depth": 2})  # fmt: skip
     eager = train.crai.fit(masks, **options)
     lazy_data = train.chunk({"time": 1})
@@ -271,7 +274,7 @@ def test_augmentation_rolls_and_mirrors_fields_not_masks(train, masks):
 
 
 def test_finetuning_freezes_the_encoder_batch_norm(train, masks):
-    options = dict(validation=0.2, batch_size=4, progress=False, log_every=2, seed=5,
+    options = dict(validation=0.2, batch_size=4, progress=False, log_every=2, seed=5, **SAME,
                    architecture={"n_filters": 4, "depth": 3})  # fmt: skip
     first = train.crai.fit(masks, iterations=4, **options).net.state_dict()
     tuned = train.crai.fit(masks, iterations=4, finetune_iterations=4, lr_finetune=1e-3,
@@ -287,7 +290,7 @@ def test_finetuning_freezes_the_encoder_batch_norm(train, masks):
 
 def test_early_stopping_returns_the_best_weights(train, masks):
     options = dict(validation=0.2, batch_size=4, lr=2e-2, progress=False, log_every=1, seed=2,
-                   architecture={"n_filters": 4, "depth": 2})  # fmt: skip
+                   architecture={"n_filters": 4, "depth": 2}, **SAME)  # fmt: skip
     stopped = train.crai.fit(masks, iterations=40, early_stopping=2, **options)
     history = stopped.history
     best = int(history.iteration[int(np.argmin(history.val_loss.values))])
