@@ -107,3 +107,34 @@ def test_predict_needs_a_resolved_padding(hadcrut_series, demo_model):
     x = torch.zeros(1, 1, 8, 8)
     with pytest.raises(ValueError, match="padding: expected 'zeros' or 'global', got 'auto'"):
         net(x, torch.ones_like(x), padding="auto")
+
+
+def test_a_batch_sends_each_raw_field_once():
+    """Windows of consecutive steps overlap: the slab that goes to the device holds each
+    raw field once, and the windows are gathered from it there (here time context (3, 1),
+    steps 2..7 of series 0 and 0..1 of series 1: 8 + 3 raw fields, not 8 windows of 5)."""
+    from xcrai.engine import _Batch, window_indices
+
+    fields = np.arange(2 * 10 * 2 * 3, dtype=np.float32).reshape(2, 10, 2, 3)
+    steps = window_indices(10, 3, 1, 0, 10)
+    series, times = np.array([0] * 6 + [1] * 2), np.array([2, 3, 4, 5, 6, 7, 0, 1])
+    batch = _Batch(fields, np.isfinite(fields), series, steps[times], shape=8)
+    slab = batch.slab(fields)
+    assert batch.size == len(slab) == 9 + 3
+    np.testing.assert_array_equal(slab[batch.index], fields[series[:, None], steps[times]])
+
+
+@pytest.mark.cuda
+def test_cuda_staging_buffers_are_reused(hadcrut_series, demo_model):
+    """Page-locked buffers are made once per device and reused by later batches and calls;
+    the result equals the CPU's as closely as either matches CRAI."""
+    from xcrai.engine import _staging
+
+    cpu = hadcrut_series.crai.infill(demo_model, device="cpu", batch_size=4)
+    first = hadcrut_series.crai.infill(demo_model, device="cuda", batch_size=4)
+    buffers = {key: t.data_ptr() for key, t in _staging.items()}
+    again = hadcrut_series.crai.infill(demo_model, device="cuda", batch_size=4)
+    assert buffers and {key: t.data_ptr() for key, t in _staging.items()} == buffers
+    assert all(t.is_pinned() for t in _staging.values())
+    np.testing.assert_array_equal(first.values, again.values)
+    np.testing.assert_allclose(first.values, cpu.values, rtol=0, atol=1e-5)

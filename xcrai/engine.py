@@ -1,14 +1,16 @@
 """NumPy fields through a model on a device, in bounded batches.
 
-The engine knows nothing of xarray: it takes arrays shaped
-``(series, time, lat, lon)`` with a validity mask, builds CRAI's inputs
-(time-context windows, normalisation, NaN -> 0), runs the network under
-``torch.inference_mode`` and returns the raw output and where the network
-reached valid data.
+The engine knows nothing of xarray: it takes arrays shaped ``(series, time, lat, lon)``
+with a validity mask and returns the raw network output and where the network reached
+valid data. Each batch goes to the device as the raw fields its windows read, each once;
+CRAI's inputs (time-context windows, normalisation, NaN -> 0) are built there, the network
+runs under ``torch.inference_mode`` and xcrai's own torch settings, and the normalisation
+is undone there too. The CPU runs the same code on CPU tensors.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -164,7 +166,6 @@ def predict(
     dev = resolve_device(device)
     net = model.replica(dev, compiled=compile)
     fixed_shapes = compile or dev.type == "cuda"
-    run = _Pass(net, dev, precision, threads)
     steps = window_indices(length, past, future, start, stop)  # (Tc, C)
     series_all = np.repeat(np.arange(n_series), stop - start)
     times_all = np.tile(np.arange(stop - start), n_series)
@@ -178,31 +179,16 @@ def predict(
         regions = list(tiles((height, width), tile, model.config.architecture, padding))
         largest = max(regions, key=lambda r: r.rows.size * r.cols.size)
         size = batch_size or auto_batch_size(model, (largest.rows.size, largest.cols.size), dev)
-    mean, std = model.config.mean, model.config.std
+    run = _Pass(net, dev, precision, threads, model.config.mean, model.config.std)
     for first in range(0, len(series_all), size):
         series = series_all[first : first + size]
         times = times_all[first : first + size]
-        windows = steps[times]
-        x = fields[series[:, None], windows].astype(np.float32, copy=False)
-        m = valid[series[:, None], windows]
-        if mean is not None:
-            x = (x - np.float32(mean)) / np.float32(std)
-        x = np.where(m, x, np.float32(0))
-        if fixed_shapes and len(x) < size:
-            shape = padded_size(len(x), size)
-            x, m = _pad_batch(x, shape), _pad_batch(m, shape)
-        for region in regions:
-            if region is None:
-                out, hit = run(x, m, padding)
-                output[series, times], reach[series, times] = out[: len(series)], hit[: len(series)]
-                continue
-            part = np.ix_(np.arange(len(x)), np.arange(x.shape[1]), region.rows, region.cols)
-            out, hit = run(x[part], m[part], region.padding)
-            keep = (slice(None), region.core_rows, region.core_cols)
-            output[series, times, region.out_rows, region.out_cols] = out[keep][: len(series)]
-            reach[series, times, region.out_rows, region.out_cols] = hit[keep][: len(series)]
-    if mean is not None:
-        output = output * np.float32(std) + np.float32(mean)
+        shape = padded_size(len(series), size) if fixed_shapes else len(series)
+
+        def write(out: np.ndarray, hit: np.ndarray, series=series, times=times) -> None:
+            output[series, times], reach[series, times] = out, hit
+
+        run(_Batch(fields, valid, series, steps[times], shape), regions, padding, write)
     return output, reach
 
 
@@ -212,45 +198,161 @@ def padded_size(n: int, size: int) -> int:
     return min(size, 1 << (n - 1).bit_length())
 
 
-def _pad_batch(a: np.ndarray, size: int) -> np.ndarray:
-    """``a`` with zero fields appended up to ``size`` (fully masked: they change nothing)."""
-    return np.concatenate([a, np.zeros((size - len(a), *a.shape[1:]), a.dtype)])
+class _Batch:
+    """The fields of one batch: the raw time steps its windows read, as one slab per series,
+    and where each window's steps lie in the slabs put end to end.
+
+    Windows of consecutive steps overlap, so the slab holds each raw field once (a window of
+    P + F + 1 steps costs one field, not P + F + 1), and the network's input is gathered
+    from it on the device.
+    """
+
+    def __init__(
+        self, fields: np.ndarray, valid: np.ndarray, series: np.ndarray, windows: np.ndarray,
+        shape: int,
+    ) -> None:  # fmt: skip
+        self.fields, self.valid, self.shape = fields, valid, shape
+        self.parts: list[tuple[int, int, int]] = []  # (series, first step, last step + 1)
+        self.index = np.empty_like(windows)  # (N, C) rows of the slab
+        offset = 0
+        for s in np.unique(series):
+            rows = series == s
+            lo, hi = int(windows[rows].min()), int(windows[rows].max()) + 1
+            self.parts.append((int(s), lo, hi))
+            self.index[rows] = windows[rows] - lo + offset
+            offset += hi - lo
+        self.size = offset
+
+    @property
+    def n(self) -> int:
+        return len(self.index)
+
+    def slab(self, which: np.ndarray) -> np.ndarray:
+        """``which`` (``fields`` or ``valid``) at the slab's steps, (K, H, W)."""
+        chunks = [which[s, lo:hi] for s, lo, hi in self.parts]
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
 class _Pass:
-    """Forward passes of one network on one device, under xcrai's own torch settings."""
+    """Batches through one network on one device, under xcrai's own torch settings.
+
+    Fields go to the device raw; the validity mask, the time-context windows, the
+    normalisation, the zero fill of holes and the undoing of the normalisation happen
+    there. On CUDA the copies go through page-locked staging buffers kept per device.
+    """
 
     def __init__(
-        self, net: torch.nn.Module, device: torch.device, precision: str, threads: int | None
-    ) -> None:
+        self, net: torch.nn.Module, device: torch.device, precision: str, threads: int | None,
+        mean: float | None, std: float | None,
+    ) -> None:  # fmt: skip
         self.net = net
         self.device = device
         self.numerics = Numerics.inference(precision)
         self.autocast = PRECISIONS[precision]
-        self.threads = threads
+        self.threads = threads if device.type == "cpu" else None
+        # float32 values as Python floats: the arithmetic is float32's, as in NumPy
+        self.norm = None if mean is None else (float(np.float32(mean)), float(np.float32(std)))
 
-    def __call__(self, x: np.ndarray, m: np.ndarray, padding: str) -> tuple[np.ndarray, ...]:
-        """(N, C, H, W) arrays in; output and reach (N, H, W) out."""
-        device = self.device
-        xt = torch.from_numpy(np.ascontiguousarray(x))
-        mt = torch.from_numpy(np.ascontiguousarray(m))
-        if device.type == "cuda":  # page-locked buffers: asynchronous host-to-device copies
-            xt, mt = xt.pin_memory(), mt.pin_memory()
-        xt = xt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        mt = mt.to(device, non_blocking=True).to(torch.float32)
-        mt = mt.contiguous(memory_format=torch.channels_last)
+    def __call__(
+        self, batch: _Batch, regions: list, padding: str,
+        write: Callable[[np.ndarray, np.ndarray], None],
+    ) -> None:  # fmt: skip
+        """Run ``batch`` (whole, or tile by tile over ``regions``) and hand the output and
+        reach, (N, H, W) arrays, to ``write``."""
+
+        def run() -> None:
+            threads = cpu_threads(self.threads) if self.threads else nullcontext()
+            with scoped(self.numerics), threads, torch.inference_mode():
+                x, m = self._inputs(batch)
+                if regions == [None]:
+                    out, hit = self._network(x, m, padding)
+                else:
+                    out, hit = self._tiled(x, m, regions)
+                if self.norm is not None:
+                    out = out * self.norm[1] + self.norm[0]
+                write(*self._to_host(out[: batch.n], hit[: batch.n]))
+
+        on_device(self.device, run)
+
+    def _inputs(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network input and mask (shape, C, H, W) on the device, gathered from the slab."""
+        values = self._to_device(batch.slab(batch.fields), "values", torch.float32)
+        valid = self._to_device(batch.slab(batch.valid), "valid", torch.bool)
+        rows = torch.from_numpy(batch.index.reshape(-1)).to(self.device)
+        n, channels = batch.index.shape
+        shape = (batch.shape, channels, *values.shape[1:])
+        x = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        m = torch.zeros(shape, dtype=torch.bool, device=self.device)  # padding: fully masked
+        x[:n] = values.index_select(0, rows).to(torch.float32).view(n, *shape[1:])
+        m[:n] = valid.index_select(0, rows).view(n, *shape[1:])
+        if self.norm is not None:
+            x = (x - self.norm[0]) / self.norm[1]
+        return torch.where(m, x, 0.0), m
+
+    def _network(
+        self, x: torch.Tensor, m: torch.Tensor, padding: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output (N, H, W) float32 and reach (N, H, W) bool of one forward pass."""
         autocast = torch.autocast(
-            device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None
-        )
-        on_cpu = device.type == "cpu" and self.threads
+            self.device.type, dtype=self.autocast or torch.float32,
+            enabled=self.autocast is not None,
+        )  # fmt: skip
+        x = x.contiguous(memory_format=torch.channels_last)
+        m = m.to(torch.float32).contiguous(memory_format=torch.channels_last)
+        with autocast:
+            out, hit = self.net(x, m, padding=padding)
+        return out[:, 0].float(), hit[:, 0] > 0
 
-        def run() -> tuple[np.ndarray, np.ndarray]:
-            threads = cpu_threads(self.threads) if on_cpu else nullcontext()
-            with scoped(self.numerics), threads, torch.inference_mode(), autocast:
-                out, hit = self.net(xt, mt, padding=padding)
-            return out[:, 0].float().cpu().numpy(), hit[:, 0].cpu().numpy() > 0
+    def _tiled(
+        self, x: torch.Tensor, m: torch.Tensor, regions: list
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.float32, device=x.device)
+        hit = torch.empty(out.shape, dtype=torch.bool, device=x.device)
+        for region in regions:
+            rows = torch.from_numpy(region.rows).to(x.device)
+            cols = torch.from_numpy(region.cols).to(x.device)
+            part = [t.index_select(2, rows).index_select(3, cols) for t in (x, m)]
+            tile_out, tile_hit = self._network(*part, region.padding)
+            keep = (slice(None), region.core_rows, region.core_cols)
+            out[:, region.out_rows, region.out_cols] = tile_out[keep]
+            hit[:, region.out_rows, region.out_cols] = tile_hit[keep]
+        return out, hit
 
-        return on_device(device, run)
+    def _to_device(self, array: np.ndarray, name: str, dtype: torch.dtype) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return torch.from_numpy(np.ascontiguousarray(array))
+        buffer = staging(self.device, name, array.shape, dtype)
+        buffer.numpy()[...] = array  # one copy into page-locked memory (and to float32)
+        return buffer.to(self.device, non_blocking=True)
+
+    def _to_host(self, out: torch.Tensor, hit: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        if self.device.type == "cpu":
+            return out.numpy(), hit.numpy()
+        host = [staging(self.device, f"{name} out", t.shape, t.dtype) for name, t in
+                (("output", out), ("reach", hit))]  # fmt: skip
+        for buffer, tensor in zip(host, (out, hit), strict=True):
+            buffer.copy_(tensor, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        return host[0].numpy(), host[1].numpy()
+
+
+_staging: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def staging(
+    device: torch.device, name: str, shape: tuple[int, ...], dtype: torch.dtype
+) -> torch.Tensor:
+    """A page-locked host buffer of ``shape`` for copies to and from ``device``, kept and
+    reused (grown when a larger one is needed): allocating page-locked memory costs more
+    than the copy itself. Only use it under the device's lock (:func:`on_device`), and
+    let the copies that read or fill it finish before the lock is released."""
+    key = (str(device), name)
+    numel = math.prod(shape)
+    buffer = _staging.get(key)
+    if buffer is None or buffer.dtype != dtype or buffer.numel() < numel:
+        buffer = torch.empty(numel, dtype=dtype, pin_memory=True)
+        _staging[key] = buffer
+    return buffer[:numel].view(shape)
 
 
 _threads: dict[str, ThreadPoolExecutor] = {}
