@@ -11,6 +11,7 @@ import copy
 import hashlib
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 
 from xcrai import __version__
-from xcrai.files import atomic_path
+from xcrai.callsite import user_stacklevel
+from xcrai.files import atomic_path, write_error
 from xcrai.model import CraiModel, ModelConfig, check_padding, check_time_context
 from xcrai.nn import LayerConfig, UNetConfig
 from xcrai.zoo import REGISTRY
@@ -130,9 +132,24 @@ def _from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> CraiModel:
             f"model: {str(path)!r} was written by a newer xcrai (format "
             f"{checkpoint[FORMAT_KEY]}); upgrade xcrai to read it"
         )
-    config = ModelConfig.from_dict(checkpoint["config"])
-    provenance = {**config.provenance, "file": path.name}
-    config = ModelConfig.from_dict({**checkpoint["config"], "provenance": provenance})
+    missing = [key for key in ("config", "state_dict") if not isinstance(checkpoint.get(key), dict)]
+    if missing:
+        absent = " or ".join(map(repr, missing))
+        raise ValueError(
+            f"model: {str(path)!r} is an xcrai model file without {absent} "
+            f"(it has {sorted(map(str, checkpoint))}); it is incomplete or was not written by "
+            "CraiModel.save"
+        )
+    provenance = {**(checkpoint["config"].get("provenance") or {}), "file": path.name}
+    try:
+        config = ModelConfig.from_dict({**checkpoint["config"], "provenance": provenance})
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"model: {str(path)!r} has a configuration xcrai cannot read "
+            f"({type(error).__name__}: {error}); the file is incomplete or corrupt"
+        ) from None
+    check_channels(config.architecture)
+    warn_non_finite(checkpoint["state_dict"], path)
     return CraiModel(config, checkpoint["state_dict"], sha256=sha)
 
 
@@ -199,7 +216,60 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> UNetConfig:
             )
         return tuple(out)
 
-    return UNetConfig(build("encoder"), build("decoder"), normalization="crai")
+    config = UNetConfig(build("encoder"), build("decoder"), normalization="crai")
+    check_channels(config)
+    return config
+
+
+def check_channels(config: UNetConfig) -> None:
+    """A ValueError naming the first layer whose input channels do not match what feeds it.
+
+    Encoder layer i takes encoder layer i - 1's output; decoder layer j takes the output
+    of the layer below (the last encoder layer, or decoder layer j - 1) and the skip
+    connection (encoder layer depth - 2 - j's output, or the network input for the last).
+
+    Examples
+    --------
+    >>> check_channels(UNetConfig.from_n_filters(18, 3))
+    """
+    encoder, decoder = config.encoder, config.decoder
+    for i in range(1, len(encoder)):
+        if encoder[i].in_channels != encoder[i - 1].out_channels:
+            raise ValueError(
+                f"model: encoder layer {i} takes {encoder[i].in_channels} input channels, "
+                f"but encoder layer {i - 1} gives {encoder[i - 1].out_channels}; the checkpoint "
+                "is inconsistent (corrupt, or not a partial-convolution U-Net)"
+            )
+    skips = [layer.out_channels for layer in encoder[-2::-1]] + [config.in_channels]
+    below = encoder[-1].out_channels
+    for j, (layer, skip) in enumerate(zip(decoder, skips, strict=True)):
+        if layer.in_channels != below + skip:
+            raise ValueError(
+                f"model: decoder layer {j} takes {layer.in_channels} input channels, but the "
+                f"layer below gives {below} and the skip connection {skip} ({below + skip} in "
+                "all); the checkpoint is inconsistent (corrupt, or not a partial-convolution "
+                "U-Net)"
+            )
+        below = layer.out_channels
+
+
+def warn_non_finite(state: dict[str, Any], path: Path) -> None:
+    """A UserWarning naming the tensors of ``state`` that hold NaN or infinity."""
+    bad = [
+        key
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        warnings.warn(
+            f"model: {str(path)!r} has non-finite weights (NaN or infinity) in {len(bad)} "
+            f"tensor(s), e.g. {bad[:3]}; its output will be NaN or meaningless (a training "
+            "run that diverged?)",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _from_crai(
@@ -228,19 +298,33 @@ def _from_crai(
         provenance={"source": "CRAI checkpoint", "file": path.name, "sha256": sha, **entry},
     )
     weights = {k: v for k, v in state.items() if not k.endswith("mask_conv.weight")}
+    warn_non_finite(weights, path)
     return CraiModel(config, weights, sha256=sha)
 
 
-def save_model(model: CraiModel, path: str | os.PathLike[str]) -> Path:
-    """Write ``model`` in xcrai's format to ``path`` atomically (temp file, rename)."""
+def save_model(model: CraiModel, path: str | os.PathLike[str], argument: str = "path") -> Path:
+    """Write ``model`` in xcrai's format to ``path`` atomically (temp file, rename).
+
+    A failed write (full disk, file size limit) raises :class:`xcrai.files.WriteError`
+    naming ``argument``, and leaves no file behind.
+    """
     path = Path(path)
     provenance = {**model.config.provenance, "xcrai_version": __version__}
     config = model.config.to_dict()
     config["provenance"] = provenance
     payload = {FORMAT_KEY: FORMAT_VERSION, "config": config, "state_dict": model.net.state_dict()}
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except (OSError, RuntimeError) as error:  # torch.save only writes: a write failure
+            raise write_error(argument, path, error) from error
     return path
 
 
-__all__ = ["check_time_context", "infer_architecture", "load_model", "save_model"]
+__all__ = [
+    "check_channels",
+    "check_time_context",
+    "infer_architecture",
+    "load_model",
+    "save_model",
+]

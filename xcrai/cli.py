@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 #: bytes of input per dask chunk when streaming a file
 CHUNK_BYTES = 8 * 2**20
+#: exit statuses after Ctrl-C and SIGTERM (128 + the signal's number, as shells report)
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 def _time_context(text: str) -> tuple[int, int]:
@@ -253,13 +258,6 @@ def _version() -> str:
         return "xcrai (version unknown)"
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def infill_file(
     input: Path,
     model: str,
@@ -277,28 +275,36 @@ def infill_file(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Infill a netCDF file into another, streaming through dask (the ``xcrai infill`` command)."""
-    import dask
+    """Infill a netCDF file into another, streaming through dask (the ``xcrai infill`` command).
+
+    Everything that would stop the write is checked before any work: the output is not
+    the input (nor a link to it), not a folder, not a ``.zarr`` name, not an existing file
+    without ``overwrite``, and its folder is writable. The output is written to a
+    temporary file beside it and renamed when complete; a failed write (full disk, file
+    size limit) raises :class:`xcrai.files.WriteError` and leaves no file.
+    """
     import numpy as np
-    import xarray as xr
 
     import xcrai
-    from xcrai.files import atomic_path
+    from xcrai.files import atomic_path, refuse_overwriting_inputs
     from xcrai.infill import gridded_variables
 
     input, output = Path(input), Path(output)
     if not input.is_file():
         raise FileNotFoundError(f"input: no file at {str(input)!r}")
-    if _same_file(input, output) or input.resolve() == output.resolve():
-        raise ValueError(f"output: {str(output)!r} is the input file; choose another path")
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"output: {str(output)!r} exists; pass --overwrite to replace it")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"output: folder {str(output.parent)!r} does not exist")
+    refuse_overwriting_inputs(output, {"input": input})
+    if output.suffix.lower() == ".zarr":
+        raise ValueError(
+            f"output: {str(output)!r} names a zarr store, but xcrai infill writes netCDF; "
+            "name a .nc file, or write zarr from Python with the result's .to_zarr(...), "
+            "e.g. ds.crai.infill(model).to_zarr(store)"
+        )
+    _check_output(output, overwrite)
+    variables = list(dict.fromkeys(variables)) if variables else None  # --var a --var a
     model_obj = xcrai.load_model(model)
-    with xr.open_dataset(input, chunks={}) as probe:
+    with _open_netcdf(input, "input", chunks={}) as probe:
         chunks = _chunks(probe, variables, time_chunk)
-    ds = xr.open_dataset(input, chunks=chunks)
+    ds = _open_netcdf(input, "input", chunks=chunks)
     try:
         result = ds.crai.infill(
             model_obj, variables=variables, padding=padding, time_context=time_context,
@@ -308,18 +314,56 @@ def infill_file(
         names = variables or gridded_variables(ds)
         holes = {name: (~np.isfinite(ds[name].data)).mean() for name in names}
         with atomic_path(output) as tmp:
-            write = result.to_netcdf(tmp, compute=False)
-            if progress:
-                from tqdm.dask import TqdmCallback
-
-                with TqdmCallback(desc=f"infilling {input.name}", unit="task"):
-                    _, fractions = dask.compute(write, holes)
-            else:
-                _, fractions = dask.compute(write, holes)
-            _fill_in_fractions(tmp, fractions)
+            _write_infilled(result, holes, tmp, output, input.name if progress else None)
     finally:
         ds.close()
     return output
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    """Refuse an output that could not or should not be written, before any work."""
+    from xcrai.files import check_writable
+
+    check_writable(output, "output")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"output: {str(output)!r} exists; pass --overwrite to replace it")
+
+
+def _open_netcdf(path: Path, argument: str, **kwargs: Any) -> Any:
+    """``xr.open_dataset(path)``, with an error that names the file when it is not netCDF."""
+    import xarray as xr
+
+    try:
+        return xr.open_dataset(path, **kwargs)
+    except (ValueError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{argument}: could not read {str(path)!r} as netCDF: {reason}") from None
+
+
+def _write_infilled(result: Any, holes: dict, tmp: Path, output: Path, label: str | None) -> None:
+    """Stream ``result`` into ``tmp`` (with a progress bar named ``label``, if given), then
+    record the computed share of holes in its history; write failures name ``output``."""
+    import dask
+
+    from xcrai.files import is_write_failure, write_error
+
+    try:
+        write = result.to_netcdf(tmp, compute=False)
+        if label is not None:
+            from tqdm.dask import TqdmCallback
+
+            with TqdmCallback(desc=f"infilling {label}", unit="task"):
+                _, fractions = dask.compute(write, holes)
+        else:
+            _, fractions = dask.compute(write, holes)
+    except (OSError, RuntimeError) as error:
+        if is_write_failure(error):
+            raise write_error("output", output, error) from error
+        raise
+    try:
+        _fill_in_fractions(tmp, fractions)
+    except (OSError, RuntimeError) as error:  # only the output is touched here
+        raise write_error("output", output, error) from error
 
 
 def _chunks(ds, variables, time_chunk) -> dict:
@@ -357,20 +401,23 @@ def _fill_in_fractions(path: str, fractions: dict) -> None:
 
 def fit_file(args: argparse.Namespace) -> Path:
     """Train from netCDF files and save the model (the ``xcrai fit`` command)."""
-    import xarray as xr
-
     import xcrai  # noqa: F401  (registers .crai)
+    from xcrai.checkpoint import save_model
+    from xcrai.files import refuse_overwriting_inputs
     from xcrai.infill import gridded_variables
 
     output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise FileExistsError(f"output: {str(output)!r} exists; pass --overwrite to replace it")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"output: folder {str(output.parent)!r} does not exist")
+    refuse_overwriting_inputs(
+        output, {"data": args.data, "masks": args.masks, "resume": args.resume}
+    )
+    _check_output(output, args.overwrite)
     for name, path in (("data", args.data), ("masks", args.masks)):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
-    with xr.open_dataset(args.data) as data_file, xr.open_dataset(args.masks) as mask_file:
+    with (
+        _open_netcdf(args.data, "data") as data_file,
+        _open_netcdf(args.masks, "masks") as mask_file,
+    ):
         var = args.var or _only(gridded_variables(data_file), "var", args.data)
         if var not in data_file:
             raise ValueError(f"var: {var!r} not in {args.data}; it has {list(data_file.data_vars)}")
@@ -394,7 +441,7 @@ def fit_file(args: argparse.Namespace) -> Path:
 
         if dist.get_rank() != 0:  # every process holds the same model; one writes it
             return output
-    return model.save(output)
+    return save_model(model, output, argument="output")
 
 
 def _only(names: list[str], option: str, path: Path) -> str:
@@ -432,34 +479,77 @@ def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:
     return nc_path, png_path
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds (and cleans up) like Ctrl-C."""
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` during the block, then restore the handler.
+
+    Left alone outside the main thread (signals cannot be handled there) and when
+    SIGTERM was set to something other than its default (e.g. ignored by the caller).
+    """
+    on_main = threading.current_thread() is threading.main_thread()
+    if not on_main or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``xcrai`` command."""
+    """Entry point of the ``xcrai`` command.
+
+    Returns the exit status: 0 on success; 2 for an error, reported in one line (bad
+    arguments, unreadable files, an output that cannot be written, a full disk); 130
+    after Ctrl-C (SIGINT) and 143 after SIGTERM, once temporary files are removed.
+    """
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "infill":
-            path = infill_file(
-                args.input, args.model, args.output, variables=args.variables,
-                padding=args.padding, time_context=args.time_context, device=args.device,
-                batch_size=args.batch_size, precision=args.precision, compile=args.compile,
-                threads=args.threads, time_chunk=args.time_chunk, overwrite=args.overwrite,
-                progress=not args.no_progress,
-            )  # fmt: skip
-            print(f"wrote {path}")
-        elif args.command == "fit":
-            print(f"wrote {fit_file(args)}")
-        elif args.command == "models":
-            from xcrai.zoo import REGISTRY
-
-            for entry in REGISTRY.entries():
-                where = "bundled" if entry.path is not None else entry.url
-                print(f"{entry.name}\t{where}\t{entry.description}")
-        elif args.command == "demo":
-            nc_path, png_path = run_demo(args.output_dir, args.device)
-            print(f"wrote {nc_path}\nwrote {png_path}")
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+        with _terminate_as_interrupt():
+            _run(args)
+    except Terminated:
+        print(f"xcrai {args.command}: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print(f"xcrai {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError, OSError) as error:
         print(f"xcrai {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Carry out the parsed command."""
+    if args.command == "infill":
+        path = infill_file(
+            args.input, args.model, args.output, variables=args.variables,
+            padding=args.padding, time_context=args.time_context, device=args.device,
+            batch_size=args.batch_size, precision=args.precision, compile=args.compile,
+            threads=args.threads, time_chunk=args.time_chunk, overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )  # fmt: skip
+        print(f"wrote {path}")
+    elif args.command == "fit":
+        print(f"wrote {fit_file(args)}")
+    elif args.command == "models":
+        from xcrai.zoo import REGISTRY
+
+        for entry in REGISTRY.entries():
+            where = "bundled" if entry.path is not None else entry.url
+            print(f"{entry.name}\t{where}\t{entry.description}")
+    elif args.command == "demo":
+        nc_path, png_path = run_demo(args.output_dir, args.device)
+        print(f"wrote {nc_path}\nwrote {png_path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,17 +34,25 @@ MAX_BATCH = 1024
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` is CUDA when available, else the CPU; anything else is checked."""
-    if isinstance(device, torch.device):
-        return device
+    """``"auto"`` is CUDA when available, else the CPU; anything else is checked.
+
+    Only the CPU and CUDA devices are accepted: xcrai's engine (pinned transfers,
+    streams, memory queries) is written and tested for those, so ``"mps"``, ``"meta"``
+    and others are refused here rather than failing part-way.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
-        ) from None
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} asked for, but CUDA is not available here")
     return resolved

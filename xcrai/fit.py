@@ -16,12 +16,16 @@ import xarray as xr
 
 from xcrai import __version__
 from xcrai.engine import resolve_device
+from xcrai.files import check_writable
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.model import CraiModel, ModelConfig, check_int, check_padding, check_time_context
 from xcrai.nn import PartialConvUNet, UNetConfig
 from xcrai.numerics import TRAINING_PRECISIONS, check_precision, choose_threads
 from xcrai.train.loop import CHECKPOINT_KEY, TrainConfig, TrainingData, train
 from xcrai.train.losses import LossWeights
+
+#: the file in ``checkpoint_dir`` that training writes and ``resume`` reads
+CHECKPOINT_FILE = "checkpoint.pth"
 
 
 def _fields(da: xr.DataArray, argument: str) -> tuple[Any, Any]:
@@ -87,9 +91,7 @@ def prepare_masks(masks: Any, da: xr.DataArray, grid: Any) -> np.ndarray:
     if values.dtype == bool:
         observed = values
     else:
-        finite = np.isfinite(values)
-        is_binary = np.isin(values[finite], (0, 1)).all()
-        observed = finite & (values == 1) if is_binary else finite
+        observed = _observed(values)
     everything = np.flatnonzero(~observed.any(axis=(1, 2)))
     if everything.size:
         raise ValueError(
@@ -99,6 +101,21 @@ def prepare_masks(masks: Any, da: xr.DataArray, grid: Any) -> np.ndarray:
     if observed.all():
         raise ValueError("masks: no mask hides any point, so there is no hole to learn to fill")
     return observed
+
+
+def _observed(values: np.ndarray) -> np.ndarray:
+    """True where a numeric mask says observed: 1 of 0/1 values, or finite where NaNs mark
+    the missing points."""
+    finite = np.isfinite(values)
+    if np.isin(values[finite], (0, 1)).all():
+        return finite & (values == 1)
+    if finite.all():
+        found = np.unique(values)
+        raise ValueError(
+            "masks: expected bool, 0/1 or NaN-marked fields, found values "
+            f"{found[:6]}{' ...' if found.size > 6 else ''} and no NaN"
+        )
+    return finite
 
 
 def _span(da: xr.DataArray, dim: str) -> str:
@@ -170,6 +187,12 @@ def _architecture(architecture: Any, in_channels: int) -> UNetConfig:
         if not set(architecture) <= allowed:
             raise ValueError(f"architecture: expected keys among {sorted(allowed)}, got "
                              f"{sorted(architecture)}")  # fmt: skip
+        for key in ("n_filters", "depth"):
+            value = architecture.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(
+                    f"architecture: expected {key} to be an integer >= 1, got {value!r}"
+                )
         return UNetConfig.from_n_filters(in_channels=in_channels, **architecture)
     raise TypeError(f"architecture: expected None, a dict or a UNetConfig, got "
                     f"{type(architecture).__name__}")  # fmt: skip
@@ -315,7 +338,14 @@ def fit(
         checkpoint_path = Path(checkpoint_dir)
         if checkpoint_path.exists() and not checkpoint_path.is_dir():
             raise ValueError(f"checkpoint_dir: {str(checkpoint_path)!r} is a file, not a folder")
-        checkpoint_path.mkdir(parents=True, exist_ok=True)
+        try:
+            checkpoint_path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise PermissionError(
+                f"checkpoint_dir: cannot create folder {str(checkpoint_path)!r} "
+                f"({error.strerror or error}); choose a folder you can write to"
+            ) from None
+        check_writable(checkpoint_path / CHECKPOINT_FILE, "checkpoint_dir")
     data = TrainingData(fields, observed, target, val_fields)
     trained, history, done = train(
         net, data, config, device=dev, checkpoint_dir=checkpoint_path, resume=state,
@@ -413,7 +443,7 @@ def _load_resume(
     validation fields, masks, architecture and settings, and no further than asked."""
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoint.pth"
+        path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"resume: no training checkpoint at {str(path)!r}")
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,9 @@ import numpy as np
 import xarray as xr
 
 from xcrai import __version__
+from xcrai.callsite import user_stacklevel
 from xcrai.checkpoint import load_model
+from xcrai.encoding import float_encoding
 from xcrai.engine import predict, resolve_device
 from xcrai.grid import Grid, Orientation, find_grid, orientation, resolve_padding
 from xcrai.model import CraiModel, check_int, check_padding, check_time_context
@@ -89,15 +90,6 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
     extra = tuple(d for d in da.dims if d not in (*spatial, grid.time))
     time = (grid.time,) if grid.time else ("__xcrai_time__",)
     return Plan(model, grid, (*extra, *time, *spatial), grid.time is None, turn)
-
-
-def user_stacklevel() -> int:
-    """``stacklevel`` that points a warning at the first caller outside xcrai."""
-    package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(package + os.sep):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def warn_other_grid(model: CraiModel, da: xr.DataArray, grid: Grid) -> None:
@@ -300,6 +292,8 @@ def _infill(
     """The infilled result (attrs as the input's) and its history line."""
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"data: expected an xarray.DataArray, got {type(da).__name__}")
+    if not isinstance(return_output, bool):
+        raise TypeError(f"return_output: expected True or False, got {return_output!r}")
     for name in ("batch_size", "tile_size"):
         if engine[name] is not None:
             engine = {**engine, name: check_int(engine[name], name)}
@@ -332,16 +326,18 @@ def _infill(
     output, reach = output.transpose(*da.dims), reach.transpose(*da.dims)
     infilled = da.where(valid, output)
     infilled.attrs = dict(da.attrs)
-    infilled.encoding = dict(da.encoding)
+    infilled.encoding, stored_as = float_encoding(da.encoding, da.name)
     infilled.name = da.name
     lazy = isinstance(valid.data, dsa.Array)
     fraction = None if lazy else float(1 - valid.values.mean())
     line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
+    line = line if stored_as is None else f"{line}, {stored_as}"
     if not return_output:
         return infilled, line
     flag = xr.where(valid, FLAG_OBSERVED, xr.where(reach, FLAG_INFILLED, FLAG_UNREACHABLE))
     flag = flag.astype(np.int8).assign_attrs(FLAG_ATTRS)
     output.attrs = {**da.attrs, "long_name": "raw network output"}
+    output.encoding = dict(infilled.encoding)  # the raw output leaves the packing's range too
     return xr.Dataset({"infilled": infilled, "output": output, "mask": flag}, attrs=da.attrs), line
 
 

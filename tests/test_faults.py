@@ -1,0 +1,534 @@
+"""Nothing lost, nothing silently wrong: packed data, signals, full disks, unwritable folders,
+bad models and bad options, with real files and real processes.
+
+Every fault leaves the output folder as it was: same names, bytes, times and modes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+import xcrai
+from xcrai.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
+
+FITBENCH = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
+MODEL = "crai-20crtasgn72"
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _listing(folder: Path) -> dict[str, tuple[str, int, int]]:
+    """Every entry of ``folder`` (hidden ones too): content hash, mtime and mode."""
+    listing = {}
+    for path in folder.iterdir():
+        info = path.lstat()
+        content = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "folder"
+        listing[path.name] = (content, info.st_mtime_ns, stat.S_IMODE(info.st_mode))
+    return listing
+
+
+@contextmanager
+def unchanged(folder: Path) -> Iterator[None]:
+    """Assert that nothing in ``folder`` is created, changed or removed by the block."""
+    before = _listing(folder)
+    yield
+    assert _listing(folder) == before
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM as a terminal would deliver them, even when the test
+    runner was started with them ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _xcrai(*args: str, warnings: str = "ignore::UserWarning") -> list[str]:
+    return [sys.executable, "-W", warnings, "-m", "xcrai.cli", *map(str, args)]
+
+
+def _run(
+    *args: str, warnings: str = "ignore::UserWarning", **kwargs
+) -> subprocess.CompletedProcess:
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run(
+        _xcrai(*args, warnings=warnings), capture_output=True, text=True, **kwargs
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("xcrai ")
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def _without_root_override() -> list[str]:
+    """A command prefix under which folder permissions apply: root ignores them, unless its
+    capability to override them is dropped (setpriv)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    path = tmp_path / "in.nc"
+    shutil.copy(xcrai.data.hadcrut4_sample(), path)
+    return path
+
+
+@pytest.fixture
+def fit_files(tmp_path: Path) -> tuple[Path, Path]:
+    """Copies of the fitbench training fields and masks (tests may try to overwrite them)."""
+    data, masks = tmp_path / "zg_train.nc", tmp_path / "zg_masks.nc"
+    shutil.copy(FITBENCH / "zg_train.nc", data)
+    shutil.copy(FITBENCH / "zg_masks.nc", masks)
+    return data, masks
+
+
+@pytest.fixture(scope="module")
+def long_input(tmp_path_factory) -> Path:
+    """3,000 HadCRUT4-derived 72x72 fields: an infill that runs for a few seconds on a CPU."""
+    with xr.open_dataset(xcrai.data.hadcrut4_sample()) as ds:
+        tas = ds.tas.load()
+    n = 3000
+    fields = np.stack([np.roll(tas.values[i % 2], 7 * (i // 2), axis=-1) for i in range(n)])
+    long = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), fields, tas.attrs)},
+        coords={"time": pd.date_range("1900-01-01", periods=n), "lat": tas.lat, "lon": tas.lon},
+    )
+    path = tmp_path_factory.mktemp("long") / "long.nc"
+    long.to_netcdf(path)
+    return path
+
+
+# --- 1. packed input is written as float32 -------------------------------------------------
+
+
+def _pack(source: Path, target: Path, dtype: str, how: str = "packed") -> None:
+    """Store ``source``'s tas as ``dtype``: "packed" with scale and offset from its own range,
+    as ERA5 files are, or "stored" as rounded integers with a fill value."""
+    with xr.open_dataset(source) as ds:
+        ds = ds.load()
+    lo, hi = float(ds.tas.min()), float(ds.tas.max())
+    levels = np.iinfo(dtype).max - np.iinfo(dtype).min - 1  # one value left for _FillValue
+    packing = {
+        "scale_factor": np.float32((hi - lo) / levels),
+        "add_offset": np.float32(lo + hi) / 2,
+    }
+    if how == "stored":
+        ds["tas"] = ds.tas.round()
+        packing = {}
+    ds.tas.encoding = {"dtype": dtype, "_FillValue": np.iinfo(dtype).min, "zlib": True, **packing}
+    ds.to_netcdf(target)
+
+
+@pytest.mark.parametrize(("dtype", "how"), [("int16", "packed"), ("int8", "packed"),
+                                            ("int16", "stored")])  # fmt: skip
+def test_integer_input_is_written_as_float32(tmp_path, dtype, how):
+    packed, out = tmp_path / "p.nc", tmp_path / "o.nc"
+    _pack(xcrai.data.hadcrut4_sample(), packed, dtype, how)
+    note = f"written as float32 (input was {how} as {dtype})"
+    before = _listing(tmp_path)
+    result = _run("infill", packed, "-m", MODEL, "-o", out, "--no-progress", warnings="default")
+    assert result.returncode == 0, result.stderr
+    assert note in result.stderr  # the warning
+    assert _listing(tmp_path) == {**before, "o.nc": _listing(tmp_path)["o.nc"]}
+    with xr.open_dataset(packed) as p:
+        unpacked = p.tas.load()
+    with pytest.warns(UserWarning, match="written as float32"):
+        expected = unpacked.crai.infill(MODEL)
+    with xr.open_dataset(out) as o:
+        written = o.tas.load()
+        assert o.tas.encoding["dtype"] == np.float32
+        assert "scale_factor" not in o.tas.encoding and "add_offset" not in o.tas.encoding
+        history = o.attrs["history"].split("\n")[0]
+    assert note in history
+    valid = np.isfinite(unpacked.values)
+    holes, lo, hi = expected.values[~valid], unpacked.min().item(), unpacked.max().item()
+    assert (holes < lo).any() or (holes > hi).any(), "the infill must leave the packed range"
+    packing = hi - lo
+    np.testing.assert_allclose(
+        written.values[valid], unpacked.values[valid], rtol=0, atol=packing * 2e-7
+    )
+    np.testing.assert_array_equal(written.values[~valid], holes)
+
+
+def test_packed_dataarray_warns_once_at_the_callers_line(tmp_path):
+    packed = tmp_path / "p.nc"
+    _pack(xcrai.data.hadcrut4_sample(), packed, "int16")
+    with xr.open_dataset(packed) as p:
+        da = p.tas.load()
+    with pytest.warns(UserWarning) as record:
+        result = da.crai.infill(MODEL, return_output=True)
+    packing = [w for w in record if "written as float32" in str(w.message)]
+    assert len(packing) == 1 and packing[0].filename == __file__
+    assert "tas: written as float32 (input was packed as int16)" in str(packing[0].message)
+    for name in ("infilled", "output"):
+        assert result[name].encoding["dtype"] == np.float32
+        assert "scale_factor" not in result[name].encoding
+        assert result[name].encoding["zlib"]  # compression settings kept
+    result.to_netcdf(tmp_path / "o.nc")
+    with xr.open_dataset(tmp_path / "o.nc") as o:
+        np.testing.assert_array_equal(o.output.values, result.output.values)
+
+
+# --- 2. fit never overwrites its inputs ----------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["data", "masks"])
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+def test_fit_refuses_to_overwrite_its_inputs(fit_files, tmp_path, capsys, role, how):
+    data, masks = fit_files
+    target = data if role == "data" else masks
+    output = {"same": target, "symlink": tmp_path / "link.nc", "hardlink": tmp_path / "hard.nc"}
+    output = output[how]
+    if how == "symlink":
+        output.symlink_to(target)
+    elif how == "hardlink":
+        os.link(target, output)
+    with unchanged(tmp_path):
+        code = main(["fit", str(data), "--masks", str(masks), "-o", str(output), "--overwrite",
+                     "--iterations", "1", "--batch-size", "4", "--no-progress"])  # fmt: skip
+    assert code == 2
+    assert f"is the {role} file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_infill_refuses_links_to_its_input(sample, tmp_path, capsys, how):
+    link = tmp_path / "link.nc"
+    link.symlink_to(sample) if how == "symlink" else os.link(sample, link)
+    with unchanged(tmp_path):
+        assert main(["infill", str(sample), "-m", MODEL, "-o", str(link), "--overwrite"]) == 2
+    assert "is the input file" in capsys.readouterr().err
+
+
+# --- 6. outputs are checked before any work ------------------------------------------------
+
+
+def test_infill_output_that_is_a_folder(sample, tmp_path, capsys):
+    (tmp_path / "out.nc").mkdir()
+    with unchanged(tmp_path):
+        code = main(["infill", str(sample), "-m", MODEL, "-o", str(tmp_path / "out.nc"),
+                     "--overwrite", "--no-progress"])  # fmt: skip
+    assert code == 2
+    assert "output: " in (err := capsys.readouterr().err) and "is a folder" in err
+
+
+def test_fit_output_that_is_a_folder_fails_before_training(fit_files, tmp_path):
+    data, masks = fit_files
+    (tmp_path / "model.pth").mkdir()
+    with unchanged(tmp_path):  # 100,000 iterations would run past the timeout
+        result = _run("fit", data, "--masks", masks, "-o", tmp_path / "model.pth", "--overwrite",
+                      "--iterations", "100000", "--no-progress", timeout=60)  # fmt: skip
+    _one_line_error(result, "output: ", "is a folder")
+
+
+def test_read_only_output_folder_fails_before_infilling(sample, tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    command = [*_without_root_override(), *_xcrai("infill", sample, "-m", MODEL, "-o",
+                                                  folder / "out.nc", "--no-progress")]  # fmt: skip
+    with unchanged(tmp_path), unchanged(folder):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    _one_line_error(result, f"output: cannot create files in folder {str(folder)!r}")
+
+
+def test_read_only_checkpoint_dir_fails_before_training(fit_files, tmp_path):
+    data, masks = fit_files
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    folder.chmod(0o555)
+    command = [*_without_root_override(), *_xcrai(
+        "fit", data, "--masks", masks, "-o", tmp_path / "model.pth", "--iterations", "100000",
+        "--checkpoint-dir", folder, "--checkpoint-every", "1", "--no-progress",
+    )]  # fmt: skip
+    with unchanged(tmp_path), unchanged(folder):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    _one_line_error(result, f"checkpoint_dir: cannot create files in folder {str(folder)!r}")
+
+
+# --- 7. signals and temporary files --------------------------------------------------------
+
+
+def _start_and_signal(long_input: Path, out: Path, signum: int) -> subprocess.Popen:
+    """Start ``xcrai infill``, send ``signum`` once it is writing its temporary file."""
+    process = subprocess.Popen(
+        _xcrai("infill", long_input, "-m", MODEL, "-o", out, "--device", "cpu", "--no-progress"),
+        stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not [p for p in out.parent.glob(f".{out.name}.*.tmp") if p.stat().st_size > 0]:
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.2)  # into the computation
+    assert process.poll() is None, "the infill ended before the signal; make the input longer"
+    process.send_signal(signum)
+    process.wait(timeout=60)
+    return process
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "message"),
+    [(signal.SIGTERM, 143, "xcrai infill: terminated"),
+     (signal.SIGINT, 130, "xcrai infill: interrupted")],
+)  # fmt: skip
+def test_sigterm_and_sigint_remove_the_temporary_file(
+    long_input, tmp_path, signum, status, message
+):
+    out = tmp_path / "out.nc"
+    with unchanged(tmp_path):
+        process = _start_and_signal(long_input, out, signum)
+    assert process.returncode == status
+    assert process.stderr.read() == f"{message}\n"  # one line, no traceback
+
+
+def test_sigkill_leaves_a_temporary_file_that_the_next_run_removes(long_input, sample, tmp_path):
+    out = tmp_path / "out.nc"
+    process = _start_and_signal(long_input, out, signal.SIGKILL)
+    assert process.returncode == -signal.SIGKILL
+    left = _temps(tmp_path)
+    assert len(left) == 1 and left[0].startswith(f".out.nc.xcrai-{process.pid}-")
+    result = _run("infill", sample, "-m", MODEL, "-o", out, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert _temps(tmp_path) == [] and out.is_file()
+
+
+def test_only_stale_temporary_files_of_xcrai_are_removed(sample, tmp_path):
+    out = tmp_path / "out.nc"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f".out.nc.xcrai-{int(gone.stdout)}-0123abcd.tmp"
+    live = tmp_path / f".out.nc.xcrai-{os.getpid()}-0123abcd.tmp"  # this test's process
+    others = [tmp_path / ".out.nc.other.tmp", tmp_path / f".in.nc.xcrai-{int(gone.stdout)}-ab.tmp",
+              tmp_path / f".out.nc.xcrai-{int(gone.stdout)}-notatoken.tmp"]  # fmt: skip
+    for path in (stale, live, *others):
+        path.write_text("x")
+    result = _run("infill", sample, "-m", MODEL, "-o", out, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists()
+    assert live.read_text() == "x" and all(p.read_text() == "x" for p in others)
+
+
+# --- 8. file modes follow the umask --------------------------------------------------------
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_infill_output_follows_the_umask(sample, tmp_path, mask):
+    out = tmp_path / "out.nc"
+    with umask(mask):
+        assert main(["infill", str(sample), "-m", MODEL, "-o", str(out), "--no-progress"]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_fit_output_follows_the_umask(fit_files, tmp_path, mask):
+    data, masks = fit_files
+    out = tmp_path / "model.pth"
+    with umask(mask):
+        code = main(["fit", str(data), "--masks", str(masks), "-o", str(out), "--iterations",
+                     "1", "--batch-size", "4", "--no-progress"])  # fmt: skip
+    assert code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_model_save_follows_the_umask(tmp_path, mask):
+    model = xcrai.load_model(MODEL)
+    with umask(mask):
+        path = model.save(tmp_path / "model.pth")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+# --- 10. one line, exit status 2, no file ---------------------------------------------------
+
+
+def _file_size_limit(size: int):
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead
+
+    return limit
+
+
+def test_full_disk_is_reported_and_leaves_no_file(long_input, tmp_path):
+    subset = tmp_path / "in.nc"
+    with xr.open_dataset(long_input) as ds:
+        ds.isel(time=slice(0, 200)).to_netcdf(subset)  # 4 MB of output
+    out = tmp_path / "out.nc"
+    with unchanged(tmp_path):
+        result = _run("infill", subset, "-m", MODEL, "-o", out, "--no-progress",
+                      preexec_fn=_file_size_limit(1_000_000))  # fmt: skip
+    _one_line_error(result, f"output: could not write {str(out)!r}",
+                    "(disk full or file size limit?)")  # fmt: skip
+
+
+def test_full_disk_during_model_save(tmp_path):
+    model = xcrai.load_model(MODEL)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, limits[1]))
+    try:
+        with unchanged(tmp_path), pytest.raises(OSError, match=r"path: could not write .*disk"):
+            model.save(tmp_path / "model.pth")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+
+
+@pytest.mark.parametrize("missing", ["config", "state_dict"])
+def test_model_file_without_config_or_weights(sample, tmp_path, capsys, missing):
+    full = {"xcrai_format": 1, "config": {}, "state_dict": {}}
+    torch.save({k: v for k, v in full.items() if k != missing}, tmp_path / "m.pth")
+    with unchanged(tmp_path):
+        code = main(["infill", str(sample), "-m", str(tmp_path / "m.pth"), "-o",
+                     str(tmp_path / "o.nc")])  # fmt: skip
+    assert code == 2
+    assert f"is an xcrai model file without {missing!r}" in capsys.readouterr().err
+
+
+def test_model_file_with_an_unreadable_config(sample, tmp_path, capsys):
+    torch.save({"xcrai_format": 1, "config": {"padding": "global"}, "state_dict": {}},
+               tmp_path / "m.pth")  # fmt: skip
+    with unchanged(tmp_path):
+        code = main(["infill", str(sample), "-m", str(tmp_path / "m.pth"), "-o",
+                     str(tmp_path / "o.nc")])  # fmt: skip
+    assert code == 2
+    assert "has a configuration xcrai cannot read (KeyError: 'architecture')" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("device", ["mps", "meta"])
+def test_devices_other_than_cpu_and_cuda_are_refused(sample, tmp_path, capsys, hadcrut, device):
+    with unchanged(tmp_path):
+        code = main(["infill", str(sample), "-m", MODEL, "-o", str(tmp_path / "o.nc"),
+                     "--device", device, "--no-progress"])  # fmt: skip
+    assert code == 2
+    assert f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(ValueError, match="device: expected"):
+        hadcrut.tas.crai.infill(MODEL, device=device)
+
+
+@pytest.mark.parametrize("architecture", [{"n_filters": 0}, {"depth": 0}, {"n_filters": 2.5}])
+def test_fit_architecture_is_validated(fit_files, tmp_path, architecture):
+    data, masks = (xr.open_dataset(path).zg.load() for path in fit_files)
+    with unchanged(tmp_path), pytest.raises(ValueError, match=r"architecture: expected"):
+        data.crai.fit(masks, architecture=architecture, iterations=1, batch_size=4,
+                      checkpoint_dir=tmp_path / "checkpoints", progress=False)  # fmt: skip
+
+
+def _corrupt_crai_checkpoint(path: Path, edit) -> None:
+    checkpoint = torch.load(xcrai.data.demo_model(), map_location="cpu", weights_only=True)
+    edit(checkpoint[checkpoint["labels"][-1]]["model"])
+    torch.save(checkpoint, path)
+
+
+def test_crai_checkpoint_with_inconsistent_channels(sample, tmp_path, capsys):
+    def widen(state):
+        for kind in ("input_conv", "mask_conv"):
+            key = f"decoder.1.partial_conv.{kind}.weight"
+            state[key] = torch.cat([state[key], state[key][:, :6]], dim=1)  # 54 -> 60 inputs
+
+    _corrupt_crai_checkpoint(tmp_path / "bad.pth", widen)
+    with unchanged(tmp_path):
+        code = main(["infill", str(sample), "-m", str(tmp_path / "bad.pth"), "-o",
+                     str(tmp_path / "o.nc"), "--no-progress"])  # fmt: skip
+    assert code == 2
+    assert "model: decoder layer 1 takes 60 input channels" in capsys.readouterr().err
+
+
+def test_non_finite_weights_are_warned_about(tmp_path):
+    def poison(state):
+        state["encoder.1.partial_conv.input_conv.weight"][0, 0, 0, 0] = float("nan")
+
+    _corrupt_crai_checkpoint(tmp_path / "nan.pth", poison)
+    with pytest.warns(UserWarning, match=r"non-finite weights .*encoder\.1") as record:
+        xcrai.load_model(tmp_path / "nan.pth")
+    assert record[0].filename == __file__
+
+
+# --- 11. smaller holes ---------------------------------------------------------------------
+
+
+def test_return_output_must_be_a_bool(hadcrut):
+    with pytest.raises(TypeError, match="return_output: expected True or False, got 'yes'"):
+        hadcrut.tas.crai.infill(MODEL, return_output="yes")
+
+
+def test_zarr_output_is_refused(sample, tmp_path, capsys):
+    with unchanged(tmp_path):
+        code = main(["infill", str(sample), "-m", MODEL, "-o", str(tmp_path / "x.zarr")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "writes netCDF" in err and ".to_zarr" in err
+
+
+def test_repeated_var_gives_one_history_line(sample, tmp_path):
+    out = tmp_path / "out.nc"
+    assert main(["infill", str(sample), "-m", MODEL, "-o", str(out), "--var", "tas", "--var",
+                 "tas", "--no-progress"]) == 0  # fmt: skip
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["history"].count("infilled tas with") == 1
+
+
+def test_input_that_is_not_netcdf_is_named(tmp_path, capsys):
+    text = tmp_path / "notes.nc"
+    text.write_text("not a netCDF file\n")
+    with unchanged(tmp_path):
+        code = main(["infill", str(text), "-m", MODEL, "-o", str(tmp_path / "o.nc")])
+    assert code == 2
+    assert f"input: could not read {str(text)!r} as netCDF" in capsys.readouterr().err
+
+
+def test_masks_of_other_values_are_named(fit_files, tmp_path, capsys):
+    data, masks = fit_files
+    with xr.open_dataset(masks) as ds:
+        halves = ds.load() * 0.5  # 0 and 0.5, no NaN
+    halves.to_netcdf(tmp_path / "halves.nc")
+    with unchanged(tmp_path):
+        code = main(["fit", str(data), "--masks", str(tmp_path / "halves.nc"), "-o",
+                     str(tmp_path / "m.pth"), "--iterations", "1", "--batch-size", "4",
+                     "--no-progress"])  # fmt: skip
+    assert code == 2
+    assert "masks: expected bool, 0/1 or NaN-marked fields, found values [0.  0.5]" in (
+        capsys.readouterr().err
+    )
