@@ -313,6 +313,13 @@ def save_model(model: CraiModel, path: str | os.PathLike[str], argument: str = "
     config = model.config.to_dict()
     config["provenance"] = provenance
     payload = {FORMAT_KEY: FORMAT_VERSION, "config": config, "state_dict": model.net.state_dict()}
+    return write_torch(payload, path, argument)
+
+
+def write_torch(payload: Any, path: str | os.PathLike[str], argument: str) -> Path:
+    """``torch.save(payload)`` to ``path`` atomically; a failed write (full disk, file size
+    limit) raises :class:`xcrai.files.WriteError` naming ``argument`` and leaves no file."""
+    path = Path(path)
     with atomic_path(path) as tmp:
         try:
             torch.save(payload, tmp)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from xcrai.checkpoint import write_torch
 from xcrai.engine import window_indices
-from xcrai.files import atomic_path
 from xcrai.nn import PartialConvUNet
 from xcrai.numerics import Numerics, cpu_threads, scoped
 from xcrai.train.distributed import World, average
@@ -259,8 +259,7 @@ def prefetch(iterable: Any, depth: int) -> Iterator[Any]:
 
 def save_training_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Atomically write a training checkpoint (temp file in the same folder, rename)."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_torch(payload, path, "checkpoint_dir")
 
 
 def train(
