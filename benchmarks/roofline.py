@@ -35,10 +35,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import xcrai
 from xcrai.engine import auto_batch_size, choose_tile, predict, resolve_device
+from xcrai.numerics import Numerics, scoped
 
 sys.path.insert(0, str(Path(__file__).parent))
 from infill_cli import machine
-from throughput import sample_fields
+from throughput import network_once, sample_fields, sync
 
 
 class ByteCounter(TorchDispatchMode):
@@ -66,11 +67,6 @@ class ByteCounter(TorchDispatchMode):
         return out
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def stream_copy_GBps(device: torch.device, megabytes: int = 1024) -> float:
     """Best of 10 copies of a large float32 tensor; counts one read and one write."""
     a = torch.ones(megabytes * 2**18, device=device)
@@ -86,17 +82,37 @@ def stream_copy_GBps(device: torch.device, megabytes: int = 1024) -> float:
 
 
 def matmul_GFLOPs(device: torch.device, n: int = 4096) -> float:
-    """Best of 5 float32 products of two n x n matrices (TF32 off)."""
-    torch.backends.cuda.matmul.allow_tf32 = False
+    """Best of 5 float32 products of two n x n matrices (IEEE: TF32 off, as xcrai's fp32)."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     best = float("inf")
-    for _ in range(5):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
+    with scoped(Numerics.inference("fp32")):
+        for _ in range(5):
+            sync(device)
+            start = time.perf_counter()
+            a @ b
+            sync(device)
+            best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+def network_fields_per_s(
+    model: xcrai.CraiModel, fields: np.ndarray, device: torch.device, seconds: float = 2.0
+) -> float:
+    """The network alone on one batch already on the device (IEEE fp32), repeated for
+    about ``seconds``: no preparation, no copies."""
+    once = network_once(model, fields, device)
+    with scoped(Numerics.inference("fp32")):
+        once()  # warm-up
+        sync(device)
+        start, runs = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            once()
+            runs += 1
+            if runs % 8 == 0:
+                sync(device)
+        sync(device)
+        elapsed = time.perf_counter() - start
+    return runs * fields.shape[1] / elapsed
 
 
 def per_field_counts(model: xcrai.CraiModel, fields: np.ndarray, device: torch.device):
@@ -134,12 +150,13 @@ def main() -> None:
     fields = sample_fields(shape, n)
     valid = np.isfinite(fields)
     flops, nbytes = per_field_counts(model, fields[:, :batch], device)
+    rate = network_fields_per_s(model, fields[:, :batch], device)
     predict(model, fields[:, :batch], valid[:, :batch], device=device)  # warm-up
     sync(device)
     start = time.perf_counter()
     predict(model, fields, valid, device=device)
     sync(device)
-    rate = n / (time.perf_counter() - start)
+    host_rate = n / (time.perf_counter() - start)
     peak_bw = args.peak_GBps or stream_copy_GBps(device)
     peak_flops = args.peak_GFLOPs or matmul_GFLOPs(device)
     achieved_bw, achieved_flops = rate * nbytes / 1e9, rate * flops / 1e9
@@ -148,7 +165,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine()
     print(json.dumps({
         "grid": args.grid, "device": name, "batch": batch, "fields": n,
-        "fields_per_s": round(rate, 1),
+        "network_fields_per_s": round(rate, 1), "predict_fields_per_s": round(host_rate, 1),
+        "predict_share_of_network": round(host_rate / rate, 3),
         "flops_per_field": round(flops), "bytes_per_field": round(nbytes),
         "intensity_flop_per_byte": round(intensity, 2),
         "peak_GBps": round(peak_bw, 1), "peak_GFLOPs": round(peak_flops, 1),
