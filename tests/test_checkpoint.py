@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from conftest import DATA
 
 import xcrai
@@ -166,3 +167,18 @@ def test_models_pickle_for_dask_workers(demo_model):
     assert again.sha256 == demo_model.sha256
     for key, value in demo_model.net.state_dict().items():
         assert torch.equal(again.net.state_dict()[key], value)
+
+
+@pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
+def test_current_crai_checkpoint_without_normalisation():
+    """Current CRAI saves train_stats={'mean': [], 'std': []} when it trains without
+    normalisation: no statistics, not "0 variables"; the model reproduces CRAI's output."""
+    folder = DATA / "plain-current-format"
+    model = xcrai.load_model(folder / "model.pth", padding="zeros")
+    assert model.config.mean is None and model.config.std is None
+    with xr.open_dataset(folder / "tas_ncl12_masked.nc") as source:
+        masked = source.tas.load()
+    with xr.open_dataset(folder / "plain-current-format_infilled.nc") as crai:
+        expected = crai.tas.load()
+    filled = masked.crai.infill(model)
+    np.testing.assert_allclose(filled.values, expected.values, rtol=0, atol=1e-6)  # 1.5e-8 K

@@ -281,6 +281,7 @@ def _from_crai(
     mean = std = None
     if stats:
         means, stds = list(np.atleast_1d(stats["mean"])), list(np.atleast_1d(stats["std"]))
+    if stats and means:  # CRAI saves empty lists when it trained without normalisation
         if len(means) != 1:
             raise ValueError(
                 f"model: {str(path)!r} was trained on {len(means)} variables; "
