@@ -8,7 +8,7 @@ import io
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -157,7 +157,7 @@ class CraiModel:
         return {"config": self.config, "state_dict": self.net.state_dict(), "sha256": self.sha256}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"], state["state_dict"], sha256=state["sha256"])
+        CraiModel.__init__(self, state["config"], state["state_dict"], sha256=state["sha256"])
 
     def __dask_tokenize__(self) -> tuple[str, str, str]:
         return ("xcrai.CraiModel", self.sha256, repr(self.config))
@@ -223,12 +223,13 @@ class CraiModel:
         key = str(device)
         with self._lock:
             if key not in self._replicas:
-                net = copy.deepcopy(self.net).to(device, memory_format=torch.channels_last)
+                net = copy.deepcopy(self.net).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
                 for p in net.parameters():
                     p.requires_grad_(False)
                 self._replicas[key] = net.eval()
             if compiled and f"{key} compiled" not in self._replicas:
-                self._replicas[f"{key} compiled"] = torch.compile(self._replicas[key])
+                compiled_net = torch.compile(self._replicas[key])
+                self._replicas[f"{key} compiled"] = cast(torch.nn.Module, compiled_net)
             return self._replicas[f"{key} compiled" if compiled else key]
 
     def save(self, path: str | Path) -> Path:
@@ -254,3 +255,4 @@ class CraiModel:
             f"variable={self.config.variable!r}, units={self.config.units!r}, "
             f"mean={self.config.mean}, std={self.config.std})"
         )
+

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -204,8 +204,9 @@ def _set_finetune(net: PartialConvUNet) -> None:
     """CRAI's fine-tuning: batch norm of the encoder uses (and keeps) its running statistics."""
     net.train()
     for block in net.encoder:
-        if block.partial_conv.bn is not None:
-            block.partial_conv.bn.eval()
+        conv: Any = block.partial_conv
+        if conv.bn is not None:
+            conv.bn.eval()
 
 
 @torch.no_grad()
@@ -302,7 +303,8 @@ def _train(
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
     from tqdm.auto import tqdm
 
-    net.to(device, memory_format=torch.channels_last)  # faster convolutions, CPU and GPU
+    # channels-last: faster convolutions, CPU and GPU (torch's type hints omit memory_format)
+    net.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     total = config.iterations + config.finetune_iterations
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     history: list[dict[str, float]] = []
@@ -332,7 +334,7 @@ def _train(
     if config.loss.needs_vgg:
         from xcrai.train.perceptual import VGG16Features
 
-        vgg = VGG16Features.from_file(config.vgg_weights).to(device)
+        vgg = VGG16Features.from_file(cast(str, config.vgg_weights)).to(device)  # checked by fit
     loader: Any = DataLoader(
         _Batches(data, config, world),
         batch_size=None,
