@@ -224,11 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     fit.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
-    commands.add_parser(
+    models = commands.add_parser(
         "models",
-        help="list the registered model names",
-        description="List the models that -m/--model and xcrai.load_model accept by name.",
+        help="list the registered models, or show one model's card",
+        description="List the models that -m/--model and xcrai.load_model accept by name, "
+        "or show the card of model NAME (variable, units, grid, training data, licence, "
+        "citation, sha256, skill). Nothing is downloaded.",
     )
+    models.add_argument("name", nargs="?", metavar="NAME", help="show this model's card")
 
     demo = commands.add_parser(
         "demo",
@@ -542,11 +545,16 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "fit":
         print(f"wrote {fit_file(args)}")
     elif args.command == "models":
-        from xcrai.zoo import REGISTRY
+        from xcrai.zoo import REGISTRY, format_table
 
-        for entry in REGISTRY.entries():
-            where = "bundled" if entry.path is not None else entry.url
-            print(f"{entry.name}\t{where}\t{entry.description}")
+        if args.name is None:
+            print(format_table(REGISTRY.entries()))
+        elif args.name in REGISTRY:
+            print(REGISTRY[args.name].describe())
+        else:
+            raise ValueError(
+                f"NAME: no registered model {args.name!r}; registered: {REGISTRY.names()}"
+            )
     elif args.command == "demo":
         nc_path, png_path = run_demo(args.output_dir, args.device)
         print(f"wrote {nc_path}\nwrote {png_path}")
