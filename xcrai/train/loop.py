@@ -263,6 +263,24 @@ def save_training_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     write_torch(payload, path, "checkpoint_dir")
 
 
+def progress_bar_class() -> type:
+    """The tqdm class for training's bar: tqdm's notebook widget in Jupyter when
+    ipywidgets is installed to draw it, else the text bar.
+
+    ``tqdm.auto`` alone picks the widget in any notebook and, without ipywidgets, warns
+    "IProgress not found" before falling back to text.
+    """
+    from importlib.util import find_spec
+
+    if find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm as text_bar
+
+        return text_bar
+    from tqdm.auto import tqdm as auto_bar
+
+    return auto_bar
+
+
 def train(
     *args: Any, threads: int | None = None, **kwargs: Any
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
@@ -301,8 +319,7 @@ def _train(
     world: World | None = None,
     fingerprint: dict[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
-    from tqdm.auto import tqdm
-
+    tqdm = progress_bar_class()
     # channels-last: faster convolutions, CPU and GPU (torch's type hints omit memory_format)
     net.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     total = config.iterations + config.finetune_iterations
