@@ -148,3 +148,15 @@ def test_demo_writes_netcdf_and_picture(tmp_path):
         valid = np.isfinite(raw.tas.values)
         np.testing.assert_array_equal(ds.tas.values[valid], raw.tas.values[valid])
         assert "padding global" in ds.attrs["history"]
+
+
+def test_demo_checks_its_output_folder_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["demo", "-o", str(blocker / "demo")]) == 2
+    assert "--output-dir: cannot create folder" in capsys.readouterr().err
+    (tmp_path / "out" / "hadcrut4_infilled.nc").mkdir(parents=True)
+    assert main(["demo", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--output-dir:" in err and "is a folder" in err
+    assert not (tmp_path / "out" / "hadcrut4_infilled.png").exists()

@@ -95,3 +95,118 @@ def test_bad_registrations_and_names():
         registry.register("x", url="http://127.0.0.1/x.pth", sha256="abc")
     with pytest.raises(FileNotFoundError, match="no registered model of that name"):
         xcrai.load_model("no-such-model")
+
+
+def test_cards_are_data_and_give_load_options():
+    card = REGISTRY["crai-20crtasgn72"]
+    assert (card.variable, card.units, card.grid_shape, card.padding) == (
+        "tas",
+        "K",
+        (72, 72),
+        "global",
+    )
+    assert card.licence and "doi:10.1038/s41561-020-0582-5" in card.citation
+    assert card.options == {
+        "padding": "global",
+        "time_context": (0, 0),
+        "variable": "tas",
+        "units": "K",
+        "grid": {"shape": [72, 72]},
+    }
+    text = card.describe()
+    for field in ("sha256", "training data", "period", "licence", "citation", "skill"):
+        assert f"{field}: " in text
+    with pytest.raises(KeyError, match="registered"):
+        REGISTRY["nope"]
+    with pytest.raises(TypeError, match="unknown card field"):
+        Registry().register("x", url="http://127.0.0.1/x.pth", sha256=SHA, colour="red")
+
+
+def test_the_demo_card_reaches_the_model_by_name_and_by_path():
+    for source in ("crai-20crtasgn72", xcrai.data.demo_model()):
+        config = xcrai.load_model(source).config
+        assert (config.variable, config.units, config.grid) == ("tas", "K", {"shape": [72, 72]})
+    assert xcrai.load_model("crai-20crtasgn72").config.padding == "global"
+    # by path the padding stays "auto" (global on the model's own 72x72 grid, zeros on a crop)
+    assert xcrai.load_model(xcrai.data.demo_model()).config.padding == "auto"
+
+
+def test_file_sha256_matches_hashlib():
+    from xcrai.checkpoint import file_sha256
+
+    path = DATA / "minimum-1.inp.pth"
+    assert file_sha256(path) == SHA
+
+
+def test_xcrai_models_prints_the_table_and_one_card_without_downloading(capsys, monkeypatch):
+    import pooch
+
+    from xcrai.cli import main
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("xcrai models downloaded a file")
+
+    monkeypatch.setattr(pooch, "retrieve", no_download)
+    REGISTRY.register(
+        "test-remote",
+        url="http://127.0.0.1:9/x.pth",
+        sha256=SHA,
+        variable="zg",
+        units="m",
+        grid_shape=[73, 144],
+        licence="CC-BY-4.0",
+    )
+    try:
+        assert main(["models"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split() == [
+            "name",
+            "variable",
+            "units",
+            "grid",
+            "padding",
+            "licence",
+            "file",
+        ]
+        assert lines[1].split()[:4] == ["crai-20crtasgn72", "tas", "K", "72x72"]
+        assert lines[2].split() == [
+            "test-remote",
+            "zg",
+            "m",
+            "73x144",
+            "-",
+            "CC-BY-4.0",
+            "http://127.0.0.1:9/x.pth",
+        ]
+        assert main(["models", "test-remote"]) == 0
+        card = capsys.readouterr().out
+        assert f"sha256: {SHA}" in card and "licence: CC-BY-4.0" in card
+        assert "skill: not recorded" in card
+    finally:
+        REGISTRY.unregister("test-remote")
+    assert main(["models", "nope"]) == 2
+    assert "no registered model 'nope'" in capsys.readouterr().err
+
+
+def test_the_demo_cards_skill_is_reproducible():
+    """The card's figure: HadCRUT4 1893-08 reduced to the 1877-09 coverage, RMSE on the
+    cells observed in 1893-08 but hidden, against the truth; and zero anomaly for scale."""
+    import numpy as np
+    import xarray as xr
+
+    skill = REGISTRY["crai-20crtasgn72"].skill
+    with (
+        xr.open_dataset(xcrai.data.hadcrut4_sample()) as ds,
+        xr.open_dataset(xcrai.data.hadcrut4_mask()) as masks,
+    ):
+        truth = ds.tas.isel(time=1).load()
+        coverage = masks.tas.isel(time=0, drop=True).load()
+    hidden = truth.notnull() & (coverage != 1)
+    assert int(hidden.sum()) == 696 and "696 cells" in skill.test
+    test = truth.where(coverage == 1).expand_dims("time")
+    with pytest.warns(xcrai.UnreachableWarning):
+        filled = test.crai.infill("crai-20crtasgn72").isel(time=0)
+    rmse = float(np.sqrt(((filled - truth) ** 2).where(hidden).mean()))
+    zero = float(np.sqrt((truth**2).where(hidden).mean()))
+    assert abs(rmse - skill.value) < 5e-4
+    assert f"zero anomaly: {zero:.2f} K" == skill.baseline

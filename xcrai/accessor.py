@@ -5,6 +5,7 @@ Implementations are imported on first call, keeping ``import xcrai`` free of tor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import xarray as xr
@@ -122,21 +123,40 @@ class CraiDataArrayAccessor:
             threads=threads,
         )
 
-    def plot(self, original: xr.DataArray | None = None, *, time: Any = None, **kwargs: Any) -> Any:
-        """Plot this (infilled) field beside ``original`` with its holes blank.
+    def plot(
+        self,
+        original: xr.DataArray | None = None,
+        *,
+        time: Any = None,
+        panels: Sequence[str] = ("original", "infilled", "coverage"),
+        ax: Any = None,
+        projection: Any = None,
+        cmap: str | None = None,
+        robust_limit: float | None = None,
+    ) -> Any:
+        """Plot this (infilled) field beside ``original`` (holes grey) and the coverage.
+
+        Only the time steps shown are computed. Needs matplotlib (``xcrai[plot]``).
 
         Parameters
         ----------
         original : DataArray, optional
             The field before infilling; default this DataArray itself.
         time : label or list of labels, optional
-            Time steps to show (all, up to 6, by default).
-        **kwargs
-            ``cmap``, ``robust_limit``: see :func:`xcrai.plot.plot_infilled`.
+            Time steps to show (the first, up to 6, by default).
+        panels : sequence of {"original", "infilled", "coverage"}
+            What each row shows.
+        ax : matplotlib Axes or sequence of Axes, optional
+            Draw into these (time steps times panels, row by row).
+        projection : cartopy CRS or its name, optional
+            Map projection with coastlines (needs cartopy; plain axes without it).
+        cmap, robust_limit
+            See :func:`xcrai.plot.plot_infilled`.
 
         Returns
         -------
-        matplotlib.figure.Figure
+        matplotlib.figure.Figure or None
+            The new figure (closed in pyplot, so Jupyter shows it once); None with ``ax``.
 
         Examples
         --------
@@ -144,8 +164,10 @@ class CraiDataArrayAccessor:
         """
         from xcrai.plot import plot_infilled
 
-        return plot_infilled(self._da if original is None else original, self._da, time=time,
-                             **kwargs)  # fmt: skip
+        return plot_infilled(
+            self._da if original is None else original, self._da, time=time, panels=panels,
+            ax=ax, projection=projection, cmap=cmap, robust_limit=robust_limit,
+        )  # fmt: skip
 
     def fit(self, masks: xr.DataArray, **kwargs: Any) -> Any:
         """Train a partial-convolution U-Net to infill fields like these.

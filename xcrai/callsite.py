@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import FrameType
 
 PACKAGE = str(Path(__file__).parent) + os.sep
 
@@ -18,7 +19,8 @@ def user_stacklevel() -> int:
     --------
     >>> warnings.warn("odd data", UserWarning, stacklevel=user_stacklevel())  # doctest: +SKIP
     """
-    frame, level = sys._getframe(1), 1  # the function that warns is level 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1  # the function that warns is level 1
     while frame is not None and frame.f_code.co_filename.startswith(PACKAGE):
         frame, level = frame.f_back, level + 1
     return level

@@ -8,7 +8,6 @@ checkpoints trained with ``--normalize-data`` hold in ``train_stats``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import re
 import warnings
@@ -29,20 +28,19 @@ FORMAT_KEY = "xcrai_format"
 FORMAT_VERSION = 1
 
 _LAYER_KEY = re.compile(r"^(encoder|decoder)\.(\d+)\.partial_conv\.(.+)$")
-_NUMPY_SAFE = [np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64))]
+_NUMPY_SAFE: list[Any] = [np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64))]
 try:  # numpy >= 2 keeps the scalar reconstructor in numpy._core
     from numpy._core.multiarray import scalar as _np_scalar
 except ImportError:  # pragma: no cover - numpy < 2
-    from numpy.core.multiarray import scalar as _np_scalar
+    from numpy.core.multiarray import scalar as _np_scalar  # type: ignore[no-redef]
 _NUMPY_SAFE.append(_np_scalar)
 
 
 def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hexadecimal sha256 of the file at ``path``, as the registry records it."""
+    import pooch
+
+    return str(pooch.file_hash(str(path), alg="sha256"))
 
 
 def _read(path: Path) -> Any:
@@ -100,11 +98,10 @@ def load_model(
                 "model: expected a path to a checkpoint or a CraiModel, "
                 f"got {type(source).__name__}"
             )
-        path, defaults = Path(source), {}
+        path = Path(source)
+        defaults: dict[str, Any] = {}
         if not path.is_file() and isinstance(source, str) and source in REGISTRY:
             path, defaults = REGISTRY.fetch(source)
-            padding = defaults.get("padding", "auto") if padding == "auto" else padding
-            time_context = time_context or defaults.get("time_context")
         if not path.is_file():
             raise FileNotFoundError(
                 f"model: no checkpoint file at {str(path)!r}, and no registered model of that "
@@ -112,12 +109,18 @@ def load_model(
             )
         checkpoint = _read(path)
         sha = file_sha256(path)
+        if defaults:  # loaded by name: the card's padding is the default
+            padding = defaults.get("padding", "auto") if padding == "auto" else padding
+        else:  # a registered file loaded by its path (the bundled demo model): the card's
+            # variable, units, grid and time context, but padding stays "auto" (which is
+            # the card's "global" on the model's own grid, and zeros on a regional crop)
+            known = REGISTRY.find_sha256(sha)
+            defaults = known.options if known is not None else {}
+        time_context = time_context or defaults.get("time_context")
         if isinstance(checkpoint, dict) and FORMAT_KEY in checkpoint:
             model = _from_native(checkpoint, path, sha)
         else:
-            known = REGISTRY.find_sha256(sha)  # the bundled demo model, loaded by its path
-            grid = defaults.get("grid") or (known.options.get("grid") if known else None)
-            model = _from_crai(checkpoint, path, sha, label, copy.deepcopy(grid))
+            model = _from_crai(checkpoint, path, sha, label, copy.deepcopy(defaults))
     if padding != "auto" or time_context is not None:
         check_padding(padding)
         model = model.with_options(
@@ -273,8 +276,10 @@ def warn_non_finite(state: dict[str, Any], path: Path) -> None:
 
 
 def _from_crai(
-    checkpoint: Any, path: Path, sha: str, label: str | None, grid: dict[str, Any] | None
+    checkpoint: Any, path: Path, sha: str, label: str | None, card: dict[str, Any]
 ) -> CraiModel:
+    """A CraiModel from a CRAI checkpoint; ``card`` holds what its registry card knows
+    and the file cannot say (``grid``, ``variable``, ``units``)."""
     state, entry = _crai_state_dict(checkpoint, path, label)
     architecture = infer_architecture(state)
     stats = checkpoint.get("train_stats", checkpoint.get("stat_target"))
@@ -295,7 +300,9 @@ def _from_crai(
         time_context=tc,
         mean=mean,
         std=std,
-        grid=grid,  # a CRAI checkpoint does not record it; the registry may know it
+        variable=card.get("variable"),  # a CRAI checkpoint does not record these three;
+        units=card.get("units"),  # the registry may know them
+        grid=card.get("grid"),
         provenance={"source": "CRAI checkpoint", "file": path.name, "sha256": sha, **entry},
     )
     weights = {k: v for k, v in state.items() if not k.endswith("mask_conv.weight")}

@@ -224,11 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     fit.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
-    commands.add_parser(
+    models = commands.add_parser(
         "models",
-        help="list the registered model names",
-        description="List the models that -m/--model and xcrai.load_model accept by name.",
+        help="list the registered models, or show one model's card",
+        description="List the models that -m/--model and xcrai.load_model accept by name, "
+        "or show the card of model NAME (variable, units, grid, training data, licence, "
+        "citation, sha256, skill). Nothing is downloaded.",
     )
+    models.add_argument("name", nargs="?", metavar="NAME", help="show this model's card")
 
     demo = commands.add_parser(
         "demo",
@@ -453,20 +456,35 @@ def _only(names: list[str], option: str, path: Path) -> str:
 
 
 def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:
-    """Infill the bundled HadCRUT4 sample with the bundled demo model (``xcrai demo``)."""
+    """Infill the bundled HadCRUT4 sample with the bundled demo model (``xcrai demo``).
+
+    Checks that matplotlib is installed and that ``output_dir`` can be written before any
+    work; writes ``hadcrut4_infilled.nc`` and ``hadcrut4_infilled.png`` there.
+    """
+    from xcrai.plot import require_matplotlib
+
+    require_matplotlib("xcrai demo")
     import matplotlib
 
     matplotlib.use("Agg")
     import xarray as xr
 
     import xcrai
-    from xcrai.files import atomic_path
+    from xcrai.files import atomic_path, check_writable
     from xcrai.plot import plot_infilled
 
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(
+            f"--output-dir: cannot create folder {str(output_dir)!r} "
+            f"({error.strerror or error}); choose a folder you can write to"
+        ) from None
     nc_path = output_dir / "hadcrut4_infilled.nc"
     png_path = output_dir / "hadcrut4_infilled.png"
+    for path in (nc_path, png_path):
+        check_writable(path, "--output-dir")
     with xr.open_dataset(xcrai.data.hadcrut4_sample()) as ds:
         ds = ds.load()
     model = xcrai.load_model(xcrai.data.demo_model(), padding="global")
@@ -475,7 +493,8 @@ def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:
         filled.to_netcdf(tmp)
     fig = plot_infilled(ds.tas, filled.tas)
     fig.suptitle("HadCRUT4 infilled with CRAI's demo model (20crtasgn72) by xcrai")
-    fig.savefig(png_path, dpi=90)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     return nc_path, png_path
 
 
@@ -542,11 +561,16 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "fit":
         print(f"wrote {fit_file(args)}")
     elif args.command == "models":
-        from xcrai.zoo import REGISTRY
+        from xcrai.zoo import REGISTRY, format_table
 
-        for entry in REGISTRY.entries():
-            where = "bundled" if entry.path is not None else entry.url
-            print(f"{entry.name}\t{where}\t{entry.description}")
+        if args.name is None:
+            print(format_table(REGISTRY.entries()))
+        elif args.name in REGISTRY:
+            print(REGISTRY[args.name].describe())
+        else:
+            raise ValueError(
+                f"NAME: no registered model {args.name!r}; registered: {REGISTRY.names()}"
+            )
     elif args.command == "demo":
         nc_path, png_path = run_demo(args.output_dir, args.device)
         print(f"wrote {nc_path}\nwrote {png_path}")

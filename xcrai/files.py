@@ -78,7 +78,8 @@ def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     path = Path(path)
     if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
         return []
-    pattern, removed = temp_pattern(path), []
+    pattern = temp_pattern(path)
+    removed: list[Path] = []
     try:
         names = os.listdir(path.parent)
     except OSError:  # a folder we may write to but not list: nothing to clean

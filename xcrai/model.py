@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import html
 import io
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -157,7 +158,7 @@ class CraiModel:
         return {"config": self.config, "state_dict": self.net.state_dict(), "sha256": self.sha256}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["config"], state["state_dict"], sha256=state["sha256"])
+        CraiModel.__init__(self, state["config"], state["state_dict"], sha256=state["sha256"])
 
     def __dask_tokenize__(self) -> tuple[str, str, str]:
         return ("xcrai.CraiModel", self.sha256, repr(self.config))
@@ -223,12 +224,13 @@ class CraiModel:
         key = str(device)
         with self._lock:
             if key not in self._replicas:
-                net = copy.deepcopy(self.net).to(device, memory_format=torch.channels_last)
+                net = copy.deepcopy(self.net).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
                 for p in net.parameters():
                     p.requires_grad_(False)
                 self._replicas[key] = net.eval()
             if compiled and f"{key} compiled" not in self._replicas:
-                self._replicas[f"{key} compiled"] = torch.compile(self._replicas[key])
+                compiled_net = torch.compile(self._replicas[key])
+                self._replicas[f"{key} compiled"] = cast(torch.nn.Module, compiled_net)
             return self._replicas[f"{key} compiled" if compiled else key]
 
     def save(self, path: str | Path) -> Path:
@@ -254,3 +256,72 @@ class CraiModel:
             f"variable={self.config.variable!r}, units={self.config.units!r}, "
             f"mean={self.config.mean}, std={self.config.std})"
         )
+
+    def _card_rows(self) -> list[tuple[str, str]]:
+        """(label, text) rows describing the model, for :meth:`_repr_html_`."""
+        from xcrai.zoo import REGISTRY
+
+        config, prov = self.config, self.config.provenance
+        arch = config.architecture
+        sha = self._sha256 or prov.get("sha256")
+        card = REGISTRY.find_sha256(sha) if isinstance(sha, str) else None
+        grid = config.grid or {}
+        grid_text = "x".join(str(n) for n in grid.get("shape", [])) or "not recorded"
+        if "lat" in grid and "lon" in grid:
+            grid_text += f", lat {grid['lat']}, lon {grid['lon']}"
+        if "periodic" in grid:
+            grid_text += ", periodic in longitude" if grid["periodic"] else ", regional"
+        if card is not None and (card.training_data or card.period):
+            training = (
+                f"{card.training_data or 'not recorded'}; period {card.period or 'not recorded'}"
+            )
+        elif prov.get("source") == "xcrai fit":
+            shape = zip(prov.get("data_dims", []), prov.get("data_shape", []), strict=False)
+            dims = ", ".join(f"{d}: {n}" for d, n in shape)
+            training = f"xcrai fit on ({dims}), {prov.get('iterations')} iterations"
+        else:
+            training = "not recorded"
+        if config.mean is None or config.std is None:
+            normalisation = "none"
+        else:
+            normalisation = f"(x - {config.mean:g}) / {config.std:g}"
+        skill = "not measured"
+        history = prov.get("history") or []
+        if history and "val_loss" in history[-1]:
+            last = history[-1]
+            skill = f"iteration {last.get('iteration')}: validation loss {last['val_loss']:.4g}"
+            if "val_hole_rmse" in last:
+                skill += f", hole RMSE {last['val_hole_rmse']:.4g} {config.units or ''}".rstrip()
+        elif card is not None and card.skill is not None:
+            skill = str(card.skill)
+        source = ", ".join(
+            f"{key} {prov[key]}"
+            for key in ("source", "file", "xcrai_version", "seed")
+            if key in prov
+        )
+        return [
+            ("architecture", f"partial-convolution U-Net, encoder channels "
+             f"{[layer.out_channels for layer in arch.encoder]}, kernels "
+             f"{[layer.kernel_size for layer in arch.encoder]}, {arch.in_channels} input "
+             f"channel(s), normalization {arch.normalization}"),
+            ("training data", training),
+            ("variable", f"{config.variable or 'not recorded'}"),
+            ("units", f"{config.units or 'not recorded'}"),
+            ("grid", grid_text),
+            ("padding", config.padding),
+            ("time context", "not recorded" if config.time_context is None
+             else f"{config.time_context[0]} past, {config.time_context[1]} future"),
+            ("normalisation", normalisation),
+            ("provenance", f"{source or 'not recorded'}; sha256 {str(sha)[:12] if sha else '-'}"),
+            ("skill", skill),
+        ]  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        """A compact table for Jupyter: what the model is, was trained on, and how well it did."""
+        rows = "".join(
+            f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(label)}</th>"
+            f"<td style='text-align:left'>{html.escape(text)}</td></tr>"
+            for label, text in self._card_rows()
+        )
+        title = html.escape(f"CraiModel {self.name!r}")
+        return f"<table><caption style='text-align:left'><b>{title}</b></caption>{rows}</table>"

@@ -92,13 +92,13 @@ class _Saved:
 def _read() -> _Saved:
     backends = torch.backends
     return _Saved(
-        conv=backends.cudnn.conv.fp32_precision,
+        conv=backends.cudnn.conv.fp32_precision,  # type: ignore[attr-defined]
         matmul=backends.cuda.matmul.fp32_precision,
         benchmark=backends.cudnn.benchmark,
         cudnn_deterministic=backends.cudnn.deterministic,
         algorithms=torch.are_deterministic_algorithms_enabled(),
         warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
-        fill_memory=torch.utils.deterministic.fill_uninitialized_memory,
+        fill_memory=torch.utils.deterministic.fill_uninitialized_memory,  # type: ignore[attr-defined]
     )
 
 
@@ -106,12 +106,12 @@ def _write(saved: _Saved) -> None:
     backends = torch.backends
     # the fp32_precision strings, not the legacy allow_tf32 flags: reading or writing those
     # raises once a user has used the newer API, and the strings round-trip either one
-    backends.cudnn.conv.fp32_precision = saved.conv
+    backends.cudnn.conv.fp32_precision = saved.conv  # type: ignore[attr-defined]
     backends.cuda.matmul.fp32_precision = saved.matmul
     backends.cudnn.benchmark = saved.benchmark
     backends.cudnn.deterministic = saved.cudnn_deterministic
     torch.use_deterministic_algorithms(saved.algorithms, warn_only=saved.warn_only)
-    torch.utils.deterministic.fill_uninitialized_memory = saved.fill_memory
+    torch.utils.deterministic.fill_uninitialized_memory = saved.fill_memory  # type: ignore[attr-defined]
 
 
 def _wanted(numerics: Numerics, found: _Saved) -> _Saved:

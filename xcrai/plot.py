@@ -1,13 +1,71 @@
-"""Pictures of infilled fields: the original with its holes beside the infilled map."""
+"""Pictures of infilled fields: the original with its holes, the infilled map, the coverage.
+
+Needs matplotlib (``pip install "xcrai[plot]"``); map projections and coastlines need
+cartopy, and are skipped with a warning without it.
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from xcrai.callsite import user_stacklevel
 from xcrai.grid import find_grid
+
+PANELS: tuple[str, ...] = ("original", "infilled", "coverage")
+#: colour of points without a value (holes, and points the network could not reach): grey
+#: rather than white, which in a diverging map reads as a near-zero anomaly
+HOLE_COLOUR = "0.6"
+#: attributes whose presence says the values are departures from a reference period
+_ANOMALY_ATTRS = ("reference_period", "climatology_period", "baseline_period", "base_period")
+_MAX_STEPS = 6
+
+
+def require_matplotlib(what: str = "xcrai.plot") -> Any:
+    """The ``matplotlib`` module, or an ImportError saying how to install it.
+
+    Examples
+    --------
+    >>> plt = require_matplotlib("xcrai demo")  # doctest: +SKIP
+    """
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(
+            f"{what} needs matplotlib, which is not installed; install it with "
+            f'pip install "xcrai[plot]" (or pip install matplotlib)'
+        ) from error
+    return matplotlib
+
+
+def is_anomaly(da: xr.DataArray) -> bool:
+    """Whether ``da``'s attributes say it holds anomalies (departures from a reference).
+
+    True when ``long_name``, ``standard_name``, ``units`` or the name mention an anomaly,
+    or a reference period is recorded (``reference_period``, ``climatology_period``, ...).
+    """
+    text = " ".join(
+        str(v)
+        for v in (da.name, *(da.attrs.get(k) for k in ("long_name", "standard_name", "units")))
+    ).lower()
+    return "anomal" in text or any(key in da.attrs for key in _ANOMALY_ATTRS)
+
+
+def value_label(da: xr.DataArray) -> str:
+    """Colour-bar label: long name (marked as an anomaly where it is one) and units."""
+    name = str(da.attrs.get("long_name") or da.attrs.get("standard_name") or da.name or "value")
+    if is_anomaly(da) and "anomal" not in name.lower():
+        name += " anomaly"
+    reference = next((da.attrs[k] for k in _ANOMALY_ATTRS if k in da.attrs), None)
+    details = [str(da.attrs["units"])] if da.attrs.get("units") else []
+    if reference is not None and np.size(reference) == 2:
+        first, last = np.ravel(reference)
+        details.append(f"against {first}-{last}")
+    return f"{name} ({', '.join(details)})" if details else name
 
 
 def plot_infilled(
@@ -15,63 +73,226 @@ def plot_infilled(
     infilled: xr.DataArray,
     *,
     time: Any = None,
-    cmap: str = "RdBu_r",
+    panels: Sequence[str] = PANELS,
+    ax: Any = None,
+    projection: Any = None,
+    cmap: str | None = None,
     robust_limit: float | None = None,
 ) -> Any:
-    """Plot original (holes blank) beside infilled, one row per time step.
+    """Plot original (holes grey) beside infilled and the coverage, one row per time step.
+
+    Only the time steps shown are read (and computed, for dask-backed data).
 
     Parameters
     ----------
     original, infilled : DataArray
         The same field before and after infilling.
     time : label or list of labels, optional
-        Time steps to show (``.sel(time=..., method="nearest")``); all when omitted
+        Time steps to show (``.sel(time=..., method="nearest")``); by default the first
         (at most 6).
-    cmap : str
-        A diverging colormap suits anomalies.
+    panels : sequence of {"original", "infilled", "coverage"}
+        What each row shows; "coverage" marks the points that were observed, infilled,
+        or left without a value (grey).
+    ax : matplotlib Axes or sequence of Axes, optional
+        Draw into these (as many as time steps times panels, row by row) instead of a
+        new figure.
+    projection : cartopy CRS or its name (e.g. ``"Robinson"``), optional
+        Draw maps in this projection, with coastlines; needs cartopy (without it, plain
+        longitude-latitude axes and a warning). With ``ax``, give map axes instead.
+    cmap : str, optional
+        Colormap; by default "RdBu_r" (with limits symmetric about 0) for anomalies and
+        "viridis" for other fields.
     robust_limit : float, optional
-        Symmetric colour limit; by default the 98th percentile of |infilled|.
+        Symmetric colour limit for anomalies; by default the 98th percentile of
+        |infilled| over the steps shown.
 
     Returns
     -------
-    matplotlib.figure.Figure
+    matplotlib.figure.Figure or None
+        The new figure, already closed in pyplot so that Jupyter shows it once (as the
+        cell's result; in a script use ``fig.savefig``); None when drawing into ``ax``.
 
     Examples
     --------
     >>> fig = plot_infilled(ds.tas, filled, time="1877-09")  # doctest: +SKIP
     >>> fig.savefig("infilled.png")  # doctest: +SKIP
+    >>> fig, axes = plt.subplots(1, 2)  # doctest: +SKIP
+    >>> plot_infilled(ds.tas, filled, time="1877-09", panels=["infilled", "coverage"],
+    ...               ax=axes)  # doctest: +SKIP
     """
+    require_matplotlib()
     import matplotlib.pyplot as plt
 
+    panels = _check_panels(panels)
     grid = find_grid(original, "original")
     if grid.time is not None:
         if time is not None:
             labels = np.atleast_1d(time)
             original = original.sel({grid.time: labels}, method="nearest")
-            infilled = infilled.sel({grid.time: labels}, method="nearest")
-        steps = list(range(min(original.sizes[grid.time], 6)))
+            infilled = infilled.sel({grid.time: original[grid.time].values})
+        else:
+            steps = slice(0, min(original.sizes[grid.time], _MAX_STEPS))
+            original = original.isel({grid.time: steps})
+            infilled = infilled.sel({grid.time: original[grid.time].values})
+    # select first, compute second: a lazy record is read only for the steps shown
+    original, infilled = original.compute(), infilled.compute()
+    steps_shown = [None] if grid.time is None else list(range(original.sizes[grid.time]))
+    shape = (len(steps_shown), len(panels))
+
+    if ax is not None and projection is not None:
+        raise ValueError(
+            "projection: with ax=, create the axes in the projection instead "
+            "(plt.subplots(subplot_kw={'projection': crs})) and leave projection out"
+        )
+    crs = _projection(projection)
+    if ax is None:
+        fig = plt.figure(figsize=(5.5 * len(panels), 3.6 * len(steps_shown)), layout="constrained")
+        axes = np.asarray(
+            fig.subplots(
+                *shape, squeeze=False, subplot_kw={} if crs is None else {"projection": crs}
+            )
+        )
+        plt.close(fig)  # returned, not left in pyplot's state: Jupyter shows it once
     else:
-        steps = [None]
-    limit = robust_limit or float(np.nanpercentile(np.abs(infilled.values), 98)) or 1.0
-    fig, axes = plt.subplots(
-        len(steps), 2, figsize=(11, 3.6 * len(steps)), squeeze=False, layout="constrained"
-    )
-    units = original.attrs.get("units", "")
-    for row, step in enumerate(steps):
-        pair = (
+        axes = _check_axes(ax, shape)
+        fig = None
+
+    anomaly = is_anomaly(original)
+    values = infilled.values
+    if anomaly:
+        limit = robust_limit or float(np.nanpercentile(np.abs(values), 98)) or 1.0
+        vmin, vmax = -limit, limit
+    else:
+        vmin, vmax = (float(v) for v in np.nanpercentile(values, [2, 98]))
+    colours = _with_hole_colour(cmap or ("RdBu_r" if anomaly else "viridis"))
+    label = value_label(original)
+    for row, step in enumerate(steps_shown):
+        before, after = (
             (original, infilled)
             if step is None
             else (original.isel({grid.time: step}), infilled.isel({grid.time: step}))
         )
-        for col, (field, title) in enumerate(
-            zip(pair, ("original (holes blank)", "infilled"), strict=True)
-        ):
-            ax = axes[row, col]
-            image = field.transpose(grid.lat, grid.lon).plot.pcolormesh(
-                ax=ax, x=grid.lon, y=grid.lat, cmap=cmap, vmin=-limit, vmax=limit,
-                add_colorbar=False,
+        when = "" if step is None else f" {str(before[grid.time].values)[:7]}"
+        images = []
+        for col, panel in enumerate(panels):
+            target = axes[row, col]
+            field = before if panel == "original" else after
+            lon, lat, grid_values = _plane(field, grid.lat, grid.lon)
+            if panel == "coverage":
+                _draw_coverage(target, lon, lat, _plane(before, grid.lat, grid.lon)[2],
+                               grid_values, when)  # fmt: skip
+                _decorate(target, grid.lon, grid.lat)
+                continue
+            image = target.pcolormesh(
+                lon, lat, np.ma.masked_invalid(grid_values), cmap=colours, vmin=vmin, vmax=vmax,
+                shading="auto", **_transform(target),
             )  # fmt: skip
-            when = "" if step is None else f" {str(field[grid.time].values)[:7]}"
-            ax.set_title(f"{original.name or ''} {title}{when}")
-        fig.colorbar(image, ax=axes[row, :].tolist(), shrink=0.9, label=units)
+            images.append((target, image))
+            title = "original (holes grey)" if panel == "original" else "infilled"
+            target.set_title(f"{original.name or ''} {title}{when}".strip())
+            _decorate(target, grid.lon, grid.lat)
+        if images:
+            figure = images[0][0].figure
+            figure.colorbar(images[0][1], ax=[a for a, _ in images], shrink=0.9, label=label)
     return fig
+
+
+def _check_panels(panels: Sequence[str]) -> tuple[str, ...]:
+    panels = (panels,) if isinstance(panels, str) else tuple(panels)
+    if not panels or any(p not in PANELS for p in panels):
+        raise ValueError(f"panels: expected a non-empty selection of {PANELS}, got {panels!r}")
+    return panels
+
+
+def _check_axes(ax: Any, shape: tuple[int, int]) -> np.ndarray:
+    """``ax`` (one Axes or a sequence) as a (steps, panels) array, or a ValueError."""
+    flat = [ax] if hasattr(ax, "pcolormesh") else list(np.ravel(np.asarray(ax, dtype=object)))
+    if len(flat) != shape[0] * shape[1] or not all(hasattr(a, "pcolormesh") for a in flat):
+        raise ValueError(
+            f"ax: expected {shape[0] * shape[1]} matplotlib Axes ({shape[0]} time step(s) times "
+            f"{shape[1]} panel(s)), got {len(flat)} object(s); choose the steps with time= "
+            "and the panels with panels="
+        )
+    return np.asarray(flat, dtype=object).reshape(shape)
+
+
+def _projection(projection: Any) -> Any:
+    """The cartopy CRS for ``projection`` (a CRS or its class name), or None: without
+    cartopy, plain axes and a warning."""
+    if projection is None:
+        return None
+    try:
+        import cartopy.crs as ccrs
+    except ImportError:
+        warnings.warn(
+            "projection: cartopy is not installed, so the maps are drawn on plain "
+            "longitude-latitude axes (pip install cartopy for projections and coastlines)",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return None
+    if isinstance(projection, str):
+        if not isinstance(getattr(ccrs, projection, None), type):
+            raise ValueError(
+                f"projection: expected a cartopy CRS or the name of one (e.g. 'Robinson'), "
+                f"got {projection!r}"
+            )
+        return getattr(ccrs, projection)()
+    return projection
+
+
+def _transform(ax: Any) -> dict[str, Any]:
+    """``transform=PlateCarree()`` for cartopy map axes (data in longitude-latitude)."""
+    if not hasattr(ax, "coastlines"):
+        return {}
+    import cartopy.crs as ccrs
+
+    return {"transform": ccrs.PlateCarree()}
+
+
+def _decorate(ax: Any, lon: str, lat: str) -> None:
+    if hasattr(ax, "coastlines"):
+        ax.coastlines(linewidth=0.5)
+    else:
+        ax.set_xlabel(lon)
+        ax.set_ylabel(lat)
+
+
+def _with_hole_colour(cmap: str) -> Any:
+    import matplotlib
+
+    return matplotlib.colormaps[cmap].with_extremes(bad=HOLE_COLOUR)
+
+
+def _plane(field: xr.DataArray, lat: str, lon: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Longitudes, latitudes and the (lat, lon) values of one field."""
+    extra = [d for d in field.dims if d not in (lat, lon)]
+    if extra:
+        raise ValueError(
+            f"original: one field per time step is drawn, but it also has dimension(s) "
+            f"{extra}; select one with .isel or .sel first"
+        )
+    field = field.transpose(lat, lon)
+    return np.asarray(field[lon].values), np.asarray(field[lat].values), np.asarray(field.values)
+
+
+def _draw_coverage(
+    ax: Any, lon: np.ndarray, lat: np.ndarray, before: np.ndarray, after: np.ndarray, when: str
+) -> None:
+    """Observed (dark), infilled (light) and still without a value (grey) points."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    observed = np.isfinite(before)
+    category = np.where(observed, 2, np.where(np.isfinite(after), 1, 0))
+    colours = (HOLE_COLOUR, "#fddbc7", "#2166ac")
+    norm = BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3)
+    ax.pcolormesh(lon, lat, category, cmap=ListedColormap(colours), norm=norm, shading="auto",
+                  **_transform(ax))  # fmt: skip
+    share = 100 * observed.mean()
+    ax.set_title(f"coverage{when}: {share:.0f}% observed")
+    ax.legend(
+        handles=[Patch(color=c, label=t) for c, t in
+                 zip(colours[::-1], ("observed", "infilled", "no value"), strict=True)],
+        loc="lower left", fontsize="small", framealpha=0.8,
+    )  # fmt: skip

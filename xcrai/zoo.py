@@ -1,14 +1,17 @@
-"""Named models: the bundled CRAI demo model and models published at a URL (via pooch).
+"""Named models and their cards: the bundled CRAI demo model and models published at a URL.
 
-A registry entry says where the weights are, their sha256, and what a CRAI checkpoint
-cannot say itself (padding, time context). ``xcrai.load_model(name)`` takes a name as
-well as a path; remote files are downloaded once, checked against their hash, and
-cached (``XCRAI_CACHE`` or the user cache folder).
+A registry entry is a :class:`ModelCard`: plain data saying where the weights are, their
+sha256, what they were trained on (variable, units, grid, data and period), licence,
+citation, skill on a named test, and what a CRAI checkpoint cannot say itself (padding,
+time context). ``xcrai.load_model(name)`` takes a name as well as a path; remote files
+are downloaded once, checked against their hash, and cached (``XCRAI_CACHE`` or the user
+cache folder). A registered file loaded by its path gets its card's options too.
 
 Examples
 --------
 >>> import xcrai
 >>> model = xcrai.load_model("crai-20crtasgn72")  # bundled, no download
+>>> print(xcrai.zoo.REGISTRY["crai-20crtasgn72"].describe())  # doctest: +SKIP
 >>> xcrai.zoo.register("my-tas", url="https://example.org/tas.pth",
 ...                    sha256="...", padding="global")  # doctest: +SKIP
 """
@@ -16,7 +19,8 @@ Examples
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +28,39 @@ from xcrai import data
 
 
 @dataclass(frozen=True)
-class ModelEntry:
-    """One named model.
+class Skill:
+    """How well a model infills on a named, reproducible test.
+
+    Attributes
+    ----------
+    test : str
+        What was hidden and where the truth comes from, precisely enough to rerun.
+    metric : str
+        e.g. ``"RMSE on hidden points"``.
+    value : float
+    units : str
+    baseline : str
+        The same metric for a trivial infill (e.g. zero anomaly), for scale.
+    """
+
+    test: str
+    metric: str
+    value: float
+    units: str = ""
+    baseline: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.metric} {self.value:g} {self.units}".rstrip()
+        return (
+            f"{text} ({self.baseline}) on {self.test}"
+            if self.baseline
+            else f"{text} on {self.test}"
+        )
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One named model: where its file is and what it is (a row of ``xcrai models``).
 
     Attributes
     ----------
@@ -37,34 +72,118 @@ class ModelEntry:
         Where to download it; None for bundled files.
     path : Path or None
         A bundled (local) file.
-    options : dict
-        What the checkpoint cannot say itself: ``padding`` and ``time_context`` (defaults
-        for :func:`xcrai.load_model` by name), and ``grid``, the training grid
-        (``{"shape": [nlat, nlon]}``, as ``ModelConfig.grid``), given to the model however
-        the file is loaded (by name, or by a path to a file with this ``sha256``).
+    variable, units : str or None
+        What the model infills (e.g. ``"tas"``, ``"K"``).
+    grid_shape : (int, int) or None
+        ``(nlat, nlon)`` of the training grid.
+    padding : {"zeros", "global", "auto"} or None
+        Padding the model was trained with; the default when it is loaded.
+    time_context : (int, int) or None
+        Past and future steps stacked as channels, for CRAI checkpoints with several.
+    training_data, period : str or None
+        The data the model learnt from and its time span; None where not recorded.
+    licence, citation : str or None
+    skill : Skill or None
+        Skill on a named test; None where not measured.
     """
 
     name: str
-    description: str
+    description: str = ""
     sha256: str | None = None
     url: str | None = None
     path: Path | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    variable: str | None = None
+    units: str | None = None
+    grid_shape: tuple[int, int] | None = None
+    padding: str | None = None
+    time_context: tuple[int, int] | None = None
+    training_data: str | None = None
+    period: str | None = None
+    licence: str | None = None
+    citation: str | None = None
+    skill: Skill | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """What :func:`xcrai.load_model` takes from the card: ``padding``,
+        ``time_context``, ``variable``, ``units`` and ``grid`` (``{"shape": [nlat, nlon]}``,
+        as ``ModelConfig.grid``), those that are known."""
+        options: dict[str, Any] = {
+            "padding": self.padding,
+            "time_context": self.time_context,
+            "variable": self.variable,
+            "units": self.units,
+            "grid": None if self.grid_shape is None else {"shape": list(self.grid_shape)},
+        }
+        return {key: value for key, value in options.items() if value is not None}
+
+    @property
+    def where(self) -> str:
+        """The word "bundled", or the download URL."""
+        return "bundled" if self.path is not None else str(self.url)
+
+    def describe(self) -> str:
+        """The card as text, one ``field: value`` per line (``xcrai models NAME``)."""
+        rows: list[tuple[str, Any]] = [
+            ("name", self.name),
+            ("description", self.description),
+            ("file", self.where),
+            ("sha256", self.sha256),
+            ("variable", self.variable),
+            ("units", self.units),
+            ("grid", _shape(self.grid_shape)),
+            ("padding", self.padding),
+            ("time context", self.time_context),
+            ("training data", self.training_data),
+            ("period", self.period),
+            ("licence", self.licence),
+            ("citation", self.citation),
+            ("skill", self.skill),
+            *self.extra.items(),
+        ]
+        return "\n".join(f"{key:>13}: {'not recorded' if v is None else v}" for key, v in rows)
+
+
+#: older name of :class:`ModelCard`
+ModelEntry = ModelCard
 
 #: sha256 of the bundled ``20crtasgn72.pth``
 DEMO_SHA256 = "792241d015aea5c407553b6b77e4932783716b374802ce835f3918382687b47b"
 
+#: the named test behind the demo card's skill; ``tests/test_zoo.py`` recomputes the figure
+DEMO_SKILL_TEST = (
+    "HadCRUT4 1893-08 (xcrai.data.hadcrut4_sample) reduced to the 1877-09 coverage "
+    "(xcrai.data.hadcrut4_mask); the 696 cells observed in 1893-08 but hidden"
+)
 
-def _builtin() -> dict[str, ModelEntry]:
+
+def _builtin() -> dict[str, ModelCard]:
     return {
-        "crai-20crtasgn72": ModelEntry(
+        "crai-20crtasgn72": ModelCard(
             name="crai-20crtasgn72",
-            description="CRAI's demo model: 20CR near-surface temperature anomalies, HadCRUT4 "
-            "72x72 grid, global padding (Kadow et al. 2020; BSD-3-Clause)",
+            description="CRAI's demo model: near-surface temperature anomalies on the HadCRUT4 "
+            "72x72 grid, global padding",
             sha256=DEMO_SHA256,
             path=data.demo_model(),
-            options={"padding": "global", "grid": {"shape": [72, 72]}},
+            variable="tas",
+            units="K",
+            grid_shape=(72, 72),
+            padding="global",
+            time_context=(0, 0),
+            training_data="20CR (Twentieth Century Reanalysis) near-surface temperature "
+            "anomalies on the HadCRUT4 72x72 grid; 1,000,000 iterations",
+            period=None,  # the checkpoint does not record it
+            licence="BSD-3-Clause (CRAI)",
+            citation="Kadow, Hall and Ulbrich (2020), Artificial intelligence reconstructs "
+            "missing climate information, Nature Geoscience, doi:10.1038/s41561-020-0582-5",
+            skill=Skill(
+                test=DEMO_SKILL_TEST,
+                metric="RMSE on hidden points",
+                value=1.130,
+                units="K",
+                baseline="zero anomaly: 1.11 K",
+            ),
         )
     }
 
@@ -78,27 +197,79 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def entries(self) -> list[ModelEntry]:
+    def entries(self) -> list[ModelCard]:
         return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def find_sha256(self, sha256: str) -> ModelEntry | None:
-        """The entry of the file with this sha256, if one is registered."""
+    def __getitem__(self, name: str) -> ModelCard:
+        """The card of model ``name``, or a KeyError listing the registered names."""
+        if name not in self._entries:
+            raise KeyError(f"no registered model {name!r}; registered: {self.names()}")
+        return self._entries[name]
+
+    def find_sha256(self, sha256: str) -> ModelCard | None:
+        """The card of the file with this sha256, if one is registered."""
         return next((e for e in self._entries.values() if e.sha256 == sha256), None)
 
     def register(
-        self, name: str, *, url: str, sha256: str, description: str = "", **options: Any
-    ) -> ModelEntry:
-        """Add a model published at ``url``; ``options`` go to :func:`xcrai.load_model`."""
+        self,
+        name: str,
+        *,
+        url: str,
+        sha256: str,
+        description: str = "",
+        padding: str | None = None,
+        time_context: tuple[int, int] | None = None,
+        **card: Any,
+    ) -> ModelCard:
+        """Add a model published at ``url``.
+
+        Parameters
+        ----------
+        name : str
+        url : str
+            Where to download the file.
+        sha256 : str
+            Its hash (64 hexadecimal characters), checked after every download.
+        description : str
+        padding, time_context : optional
+            Defaults for :func:`xcrai.load_model`.
+        **card
+            Further :class:`ModelCard` fields: ``variable``, ``units``, ``grid_shape``,
+            ``training_data``, ``period``, ``licence``, ``citation``, ``skill``.
+
+        Returns
+        -------
+        ModelCard
+
+        Examples
+        --------
+        >>> xcrai.zoo.register("my-tas", url="https://example.org/tas.pth", sha256="...",
+        ...                    padding="global", variable="tas", units="K")  # doctest: +SKIP
+        """
         if not name or not isinstance(name, str):
             raise ValueError(f"name: expected a non-empty string, got {name!r}")
         if not isinstance(url, str) or "://" not in url:
             raise ValueError(f"url: expected a URL such as https://..., got {url!r}")
         if not isinstance(sha256, str) or len(sha256) != 64:
             raise ValueError(f"sha256: expected 64 hexadecimal characters, got {sha256!r}")
-        entry = ModelEntry(name, description, sha256.lower(), url, None, dict(options))
+        allowed = {f.name for f in fields(ModelCard)} - {"name", "url", "sha256", "path"}
+        unknown = sorted(set(card) - allowed)
+        if unknown:
+            raise TypeError(f"register: unknown card field(s) {unknown}; known: {sorted(allowed)}")
+        if card.get("grid_shape") is not None:
+            card["grid_shape"] = tuple(int(n) for n in card["grid_shape"])
+        entry = ModelCard(
+            name=name,
+            description=description,
+            sha256=sha256.lower(),
+            url=url,
+            padding=padding,
+            time_context=None if time_context is None else (time_context[0], time_context[1]),
+            **card,
+        )
         self._entries[name] = entry
         return entry
 
@@ -110,7 +281,7 @@ class Registry:
 
     def fetch(self, name: str, *, progress: bool = False) -> tuple[Path, dict[str, Any]]:
         """Local path of model ``name`` (downloading and checking it if needed) and its
-        load options."""
+        load options (:attr:`ModelCard.options`)."""
         if name not in self._entries:
             raise ValueError(
                 f"model: {name!r} is neither a file nor a registered model name; "
@@ -118,9 +289,10 @@ class Registry:
             )
         entry = self._entries[name]
         if entry.path is not None:
-            return entry.path, dict(entry.options)
+            return entry.path, entry.options
         import pooch
 
+        assert entry.url is not None and entry.sha256 is not None  # register checks both
         path = pooch.retrieve(
             entry.url,
             known_hash=f"sha256:{entry.sha256}",
@@ -128,7 +300,41 @@ class Registry:
             path=cache_dir(),
             progressbar=progress,
         )
-        return Path(path), dict(entry.options)
+        return Path(path), entry.options
+
+
+def _shape(shape: Sequence[int] | None) -> str | None:
+    return None if shape is None else "x".join(str(n) for n in shape)
+
+
+def format_table(cards: Sequence[ModelCard]) -> str:
+    """The cards as a plain-text table, one model a row (``xcrai models``).
+
+    Examples
+    --------
+    >>> print(format_table(REGISTRY.entries()))  # doctest: +SKIP
+    """
+    header = ("name", "variable", "units", "grid", "padding", "licence", "file")
+    rows = [header] + [
+        tuple(
+            "-" if value is None else str(value)
+            for value in (
+                card.name,
+                card.variable,
+                card.units,
+                _shape(card.grid_shape),
+                card.padding,
+                card.licence,
+                card.where,
+            )
+        )
+        for card in cards
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def cache_dir() -> Path:

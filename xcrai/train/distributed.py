@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -73,11 +74,15 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         mean = total[:channels] / count
         var = total[channels : 2 * channels] / count - mean * mean
         with torch.no_grad():
-            self.num_batches_tracked.add_(1)
+            # set by BatchNorm2d's default track_running_stats=True, which xcrai keeps
+            tracked = cast(torch.Tensor, self.num_batches_tracked)
+            running_mean = cast(torch.Tensor, self.running_mean)
+            running_var = cast(torch.Tensor, self.running_var)
+            tracked.add_(1)
             momentum = self.momentum if self.momentum is not None else 0.1
-            self.running_mean.mul_(1 - momentum).add_(momentum * mean.detach())
+            running_mean.mul_(1 - momentum).add_(momentum * mean.detach())
             unbiased = var.detach() * count / (count - 1)
-            self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
+            running_var.mul_(1 - momentum).add_(momentum * unbiased)
         shape = (1, channels, 1, 1)
         out = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
         return out * self.weight.view(shape) + self.bias.view(shape)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -204,8 +204,9 @@ def _set_finetune(net: PartialConvUNet) -> None:
     """CRAI's fine-tuning: batch norm of the encoder uses (and keeps) its running statistics."""
     net.train()
     for block in net.encoder:
-        if block.partial_conv.bn is not None:
-            block.partial_conv.bn.eval()
+        conv: Any = block.partial_conv
+        if conv.bn is not None:
+            conv.bn.eval()
 
 
 @torch.no_grad()
@@ -262,6 +263,24 @@ def save_training_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     write_torch(payload, path, "checkpoint_dir")
 
 
+def progress_bar_class() -> type:
+    """The tqdm class for training's bar: tqdm's notebook widget in Jupyter when
+    ipywidgets is installed to draw it, else the text bar.
+
+    ``tqdm.auto`` alone picks the widget in any notebook and, without ipywidgets, warns
+    "IProgress not found" before falling back to text.
+    """
+    from importlib.util import find_spec
+
+    if find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm as text_bar
+
+        return text_bar
+    from tqdm.auto import tqdm as auto_bar
+
+    return auto_bar
+
+
 def train(
     *args: Any, threads: int | None = None, **kwargs: Any
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
@@ -300,9 +319,9 @@ def _train(
     world: World | None = None,
     fingerprint: dict[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int]:
-    from tqdm.auto import tqdm
-
-    net.to(device, memory_format=torch.channels_last)  # faster convolutions, CPU and GPU
+    tqdm = progress_bar_class()
+    # channels-last: faster convolutions, CPU and GPU (torch's type hints omit memory_format)
+    net.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     total = config.iterations + config.finetune_iterations
     # one fused kernel for every parameter's update on CUDA instead of several per tensor
     # (a training step of this network is bound by kernel launches there)
@@ -334,7 +353,7 @@ def _train(
     if config.loss.needs_vgg:
         from xcrai.train.perceptual import VGG16Features
 
-        vgg = VGG16Features.from_file(config.vgg_weights).to(device)
+        vgg = VGG16Features.from_file(cast(str, config.vgg_weights)).to(device)  # checked by fit
     loader: Any = DataLoader(
         _Batches(data, config, world),
         batch_size=None,

@@ -1,0 +1,158 @@
+"""xcrai.plot and ``.crai.plot()``: panels, axes, holes in grey, laziness, labels (Agg)."""
+
+from __future__ import annotations
+
+import sys
+
+import dask.array as dsa
+import numpy as np
+import pytest
+import xarray as xr
+
+pytest.importorskip("matplotlib")
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.collections import QuadMesh
+
+from xcrai.plot import HOLE_COLOUR, is_anomaly, plot_infilled, value_label
+
+
+@pytest.fixture(scope="module")
+def pair(hadcrut, demo_model):
+    """The HadCRUT4 sample and its infilled version."""
+    return hadcrut.tas, hadcrut.tas.crai.infill(demo_model)
+
+
+def meshes(ax):
+    return [c for c in ax.collections if isinstance(c, QuadMesh)]
+
+
+def test_a_new_figure_is_returned_closed_so_jupyter_shows_it_once(pair):
+    before = plt.get_fignums()
+    fig = pair[1].crai.plot(original=pair[0])
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert plt.get_fignums() == before  # not in pyplot's state: no second display
+    data_axes = [ax for ax in fig.axes if ax.get_title()]  # not the colour bars
+    assert len(data_axes) == 2 * 3  # two steps, original | infilled | coverage
+    fig.canvas.draw()  # renders without pyplot
+
+
+def test_holes_are_grey_not_white(pair):
+    fig = plot_infilled(pair[0], pair[1], time="1877-09", panels=["original"])
+    (mesh,) = meshes(fig.axes[0])
+    grey = matplotlib.colors.to_rgba(HOLE_COLOUR)
+    assert mesh.get_cmap().get_bad() == pytest.approx(grey)
+    holes = int(pair[0].sel(time="1877-09").isnull().sum())
+    assert np.ma.count_masked(mesh.get_array()) == holes > 0
+
+
+def test_coverage_panel_counts_observed_infilled_and_empty(pair):
+    original, filled = pair
+    filled = filled.copy()
+    filled[0, 0, :3] = np.nan  # a few points left without a value
+    fig = plot_infilled(original, filled, time="1877-09", panels=["coverage"])
+    ax = fig.axes[0]
+    categories = np.asarray(meshes(ax)[0].get_array()).reshape(72, 72)
+    observed = np.isfinite(original.isel(time=0).values)
+    np.testing.assert_array_equal(categories == 2, observed)
+    assert (categories == 0).sum() == 3
+    share = 100 * observed.mean()
+    assert ax.get_title() == f"coverage 1877-09: {share:.0f}% observed"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "observed",
+        "infilled",
+        "no value",
+    ]
+
+
+def test_draws_into_given_axes_and_returns_none(pair):
+    _, axes = plt.subplots(2, 2)
+    try:
+        result = pair[1].crai.plot(original=pair[0], panels=("infilled", "coverage"), ax=axes)
+        assert result is None
+        assert all(meshes(ax) for ax in axes.ravel())
+        _, ax = plt.subplots()
+        assert pair[1].crai.plot(pair[0], time="1893-08", panels="infilled", ax=ax) is None
+        assert "1893-08" in ax.get_title()
+        with pytest.raises(ValueError, match=r"ax: expected 6 matplotlib Axes .* got 4"):
+            pair[1].crai.plot(original=pair[0], ax=axes)
+        with pytest.raises(ValueError, match="panels: expected"):
+            pair[1].crai.plot(original=pair[0], panels=["map"])
+        with pytest.raises(ValueError, match="projection: with ax="):
+            pair[1].crai.plot(
+                pair[0], panels="infilled", time="1893-08", ax=ax, projection="Robinson"
+            )
+    finally:
+        plt.close("all")
+
+
+def test_only_the_steps_shown_are_computed(hadcrut):
+    """A lazy record of 40 steps: the plot reads the blocks of the 6 steps it shows."""
+    field = hadcrut.tas.isel(time=0).values
+    read: list[int] = []
+
+    def block(block_info=None):
+        step = block_info[None]["chunk-location"][0]
+        read.append(step)
+        return field[None] + step
+
+    data = dsa.map_blocks(block, chunks=((1,) * 40, (72,), (72,)), dtype=field.dtype)
+    times = xr.date_range("1900-01-01", periods=40, freq="MS", use_cftime=False)
+    lazy = xr.DataArray(
+        data,
+        dims=("time", "lat", "lon"),
+        attrs=hadcrut.tas.attrs,
+        name="tas",
+        coords={"time": times, "lat": hadcrut.lat, "lon": hadcrut.lon},
+    )
+    plot_infilled(lazy, lazy.fillna(0.0), panels=["original"])
+    assert sorted(set(read)) == list(range(6))
+    read.clear()
+    plot_infilled(lazy, lazy.fillna(0.0), time=["1902-03", "1901-01"], panels=["infilled"])
+    assert sorted(set(read)) == [12, 26]
+
+
+def test_anomalies_are_labelled_and_drawn_diverging(pair):
+    original = pair[0]
+    assert is_anomaly(original)  # HadCRUT4 records its reference period
+    assert value_label(original) == "Near-Surface Air Temperature anomaly (K, against 1961-1990)"
+    fig = plot_infilled(original, pair[1], time="1877-09", panels=["infilled"])
+    (mesh,) = meshes(fig.axes[0])
+    assert mesh.get_cmap().name.startswith("RdBu_r") and mesh.norm.vmin == -mesh.norm.vmax
+    assert "anomaly" in fig.axes[-1].get_ylabel()  # the colour bar
+
+    absolute = original.copy(data=original.values + 288.0)
+    absolute.attrs = {"long_name": "air temperature", "units": "K"}
+    assert not is_anomaly(absolute)
+    assert value_label(absolute) == "air temperature (K)"
+    fig = plot_infilled(absolute, absolute.fillna(288.0), time="1877-09", panels=["infilled"])
+    (mesh,) = meshes(fig.axes[0])
+    assert mesh.get_cmap().name.startswith("viridis") and mesh.norm.vmin > 250
+    assert is_anomaly(xr.DataArray([1.0], dims="x", attrs={"long_name": "SST anomalies"}))
+
+
+def test_a_projection_without_cartopy_falls_back_to_plain_axes(pair, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cartopy", None)
+    monkeypatch.setitem(sys.modules, "cartopy.crs", None)
+    with pytest.warns(UserWarning, match="cartopy is not installed") as record:
+        fig = pair[1].crai.plot(pair[0], time="1877-09", projection="Robinson")
+    assert record[0].filename == __file__
+    assert fig is not None and not hasattr(fig.axes[0], "coastlines")
+
+
+def test_a_projection_with_cartopy_draws_maps(pair):
+    pytest.importorskip("cartopy")
+    fig = pair[1].crai.plot(pair[0], time="1877-09", projection="Robinson", panels="infilled")
+    assert hasattr(fig.axes[0], "coastlines")
+
+
+def test_without_matplotlib_the_error_says_how_to_install_it(pair, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"xcrai.plot needs matplotlib.*xcrai\[plot\]"):
+        pair[1].crai.plot(original=pair[0])
+    from xcrai.cli import run_demo
+
+    with pytest.raises(ImportError, match=r"xcrai demo needs matplotlib"):
+        run_demo(__import__("pathlib").Path("unused"))
