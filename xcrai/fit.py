@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask
 import dask.array as dsa
@@ -22,7 +22,8 @@ from xcrai.nn import PartialConvUNet, UNetConfig
 from xcrai.numerics import choose_threads
 from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
 from xcrai.train.loop import CHECKPOINT_KEY, TrainConfig, TrainingData, train
-from xcrai.train.weights import INITS, initialize  # noqa: F401  (INITS: fit's choices)
+from xcrai.train.losses import LossWeights
+from xcrai.train.weights import initialize
 
 #: the file in ``checkpoint_dir`` that training writes and ``resume`` reads
 CHECKPOINT_FILE = "checkpoint.pth"
@@ -186,7 +187,7 @@ def _augment(augment: bool | str, grid: Any) -> bool:
         return grid.periodic
     if augment and not grid.periodic:
         raise ValueError("augment: rolling fields in longitude needs a global (periodic) grid")
-    return augment
+    return bool(augment)
 
 
 def fit(
@@ -228,12 +229,14 @@ def fit(
     target = _static_target(fields, "data")
     observed = prepare_masks(masks, da, grid)
     iterations, batch_size = o.iterations, o.batch_size
-    if o.loss.needs_vgg:
+    # FitOptions normalises these two: loss to LossWeights, a missing time context to (0, 0)
+    weights = cast(LossWeights, o.loss)
+    time_context = cast("tuple[int, int]", o.time_context)
+    if weights.needs_vgg:  # FitOptions made sure there is a file
         from xcrai.train.perceptual import VGG16Features
 
-        VGG16Features.from_file(o.vgg_weights)  # fail before any training, with a clear message
+        VGG16Features.from_file(str(o.vgg_weights))  # fail before any training, clearly
     threads = o.threads
-    time_context = o.time_context
     padding = resolve_padding(o.padding, grid)
     arch = _architecture(o.architecture, sum(time_context) + 1)
     world = None
@@ -273,7 +276,7 @@ def fit(
 
     config = TrainConfig(
         iterations=iterations, batch_size=batch_size, lr=float(o.lr),
-        finetune_iterations=o.finetune_iterations, lr_finetune=float(o.lr_finetune), loss=o.loss,
+        finetune_iterations=o.finetune_iterations, lr_finetune=float(o.lr_finetune), loss=weights,
         padding=padding, time_context=time_context, mean=mean, std=std, seed=o.seed,
         log_every=o.log_every or max(1, (iterations + o.finetune_iterations) // 100),
         early_stopping=o.early_stopping, checkpoint_every=o.checkpoint_every,

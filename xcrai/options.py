@@ -34,7 +34,7 @@ from xcrai.nn import UNetConfig
 from xcrai.nn.pconv import NORMALIZATIONS
 from xcrai.numerics import PRECISIONS, TRAINING_PRECISIONS, check_precision, check_threads
 from xcrai.train.losses import LossWeights
-from xcrai.train.weights import INITS
+from xcrai.train.weights import INITS, check_init
 
 #: the network ``fit`` builds without ``architecture``: CRAI's demo architecture
 DEFAULT_ARCHITECTURE: dict[str, Any] = {"n_filters": 18, "depth": 3, "normalization": "crai"}
@@ -470,9 +470,11 @@ class FitOptions:
             )
         _set(self, "loss", weights)
         check_padding(self.padding)
-        tc = self.time_context
-        _set(self, "time_context", check_time_context(tc if tc is not None else (0, 0)))
-        _check_architecture(self.architecture, sum(self.time_context) + 1)
+        time_context = check_time_context(
+            (0, 0) if self.time_context is None else self.time_context
+        )
+        _set(self, "time_context", time_context)
+        _check_architecture(self.architecture, sum(time_context) + 1)
         for name in ("normalize", "progress", "distributed", "deterministic"):
             _check_bool(getattr(self, name), name)
         _check_device(self.device)
@@ -481,8 +483,7 @@ class FitOptions:
         _check_optional_int(self, "log_every")
         for name in ("checkpoint_dir", "resume", "vgg_weights"):
             _check_path(self, name)
-        if self.init not in INITS:
-            raise ValueError(f"init: expected one of {INITS}, got {self.init!r}")
+        check_init(self.init)
         if self.augment != "auto" and not isinstance(self.augment, bool):
             raise ValueError(f"augment: expected True, False or 'auto', got {self.augment!r}")
         _set(self, "precision", check_precision(self.precision, TRAINING_PRECISIONS))

@@ -8,11 +8,16 @@ import torch
 INITS: tuple[str, ...] = ("kaiming", "gaussian", "xavier", "orthogonal", "torch")
 
 
-def initialize(net: torch.nn.Module, init: str) -> None:
-    """CRAI's initialisations of convolution weights (biases zero); "torch" keeps PyTorch's."""
+def check_init(init: object) -> str:
+    """``init`` if it is one of :data:`INITS`, else a ValueError naming the argument."""
     if init not in INITS:
         raise ValueError(f"init: expected one of {INITS}, got {init!r}")
-    if init == "torch":
+    return str(init)
+
+
+def initialize(net: torch.nn.Module, init: str) -> None:
+    """CRAI's initialisations of convolution weights (biases zero); "torch" keeps PyTorch's."""
+    if check_init(init) == "torch":
         return
     for module in net.modules():
         if isinstance(module, torch.nn.Conv2d):
