@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--normalization", choices=ARCHITECTURE_CHOICES["normalization"],
         default=DEFAULT_ARCHITECTURE["normalization"],
-        help="how a partial convolution rescales by the mask's coverage "
+        help="partial-convolution scaling: crai divides by the count of valid inputs, window "
+        "scales by window size over that count (Liu et al. 2018) "
         f"(default: {DEFAULT_ARCHITECTURE['normalization']})",
     )  # fmt: skip
     fit.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
