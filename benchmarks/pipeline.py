@@ -35,6 +35,7 @@ import xarray as xr
 import xcrai
 from xcrai.cli import _chunks, infill_file
 from xcrai.engine import predict, resolve_device
+from xcrai.options import InfillOptions
 
 sys.path.insert(0, str(Path(__file__).parent))
 from infill_cli import machine
@@ -89,7 +90,7 @@ def main() -> None:
 
         def pipeline() -> None:
             target.unlink(missing_ok=True)
-            infill_file(source, model, target, device=str(device), progress=False)
+            infill_file(source, model, target, InfillOptions(device=str(device)), progress=False)
 
         compute = compute_only(model, source, device)
         rates = best_rates({

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,7 +120,8 @@ def test_help_describes_every_option():
         check=True,
     ).stdout  # fmt: skip
     for option in ("--model", "--output", "--var", "--padding", "--time-context", "--device",
-                   "--batch-size", "--precision", "--compile", "--time-chunk", "--overwrite",
+                   "--batch-size", "--tile-size", "--precision", "--compile", "--threads",
+                   "--mask", "--mask-var", "--flags", "--time-chunk", "--overwrite",
                    "--no-progress"):  # fmt: skip
         assert option in text
     assert (
@@ -160,3 +162,64 @@ def test_demo_checks_its_output_folder_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--output-dir:" in err and "is a folder" in err
     assert not (tmp_path / "out" / "hadcrut4_infilled.png").exists()
+
+
+def test_tile_size_option(sample, tmp_path, hadcrut, demo_model):
+    out = tmp_path / "out.nc"
+    assert main(["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(out),
+                 "--tile-size", "40", "--no-progress"]) == 0  # fmt: skip
+    with xr.open_dataset(out) as ds:
+        expected = hadcrut.tas.crai.infill(demo_model, tile_size=40)
+        np.testing.assert_array_equal(ds.tas.values, expected.values)
+
+
+def test_mask_file_option(sample, tmp_path, hadcrut, demo_model):
+    """--mask FILE [--mask-var NAME] is the mask= argument, read from a file and broadcast."""
+    field = hadcrut.tas.isel(time=0, drop=True)
+    keep = xr.ones_like(field, dtype=np.int8).where(field.lat < 40, 0).astype(np.int8)
+    masks = tmp_path / "masks.nc"
+    xr.Dataset({"keep": keep, "other": keep}).to_netcdf(masks)
+    out = tmp_path / "out.nc"
+    args = ["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(out),
+            "--mask", str(masks), "--no-progress"]  # fmt: skip
+    assert main(args) == 2  # two variables: which one?
+    assert main([*args, "--mask-var", "keep"]) == 0
+    with xr.open_dataset(out) as ds:
+        expected = hadcrut.tas.crai.infill(demo_model, mask=keep)
+        np.testing.assert_array_equal(ds.tas.values, expected.values)
+        assert not np.array_equal(ds.tas.values, hadcrut.tas.crai.infill(demo_model).values)
+
+
+def test_flags_option_writes_the_flag_variable(sample, tmp_path, hadcrut, demo_model):
+    out = tmp_path / "out.nc"
+    assert main(["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(out),
+                 "--flags", "--no-progress"]) == 0  # fmt: skip
+    expected = hadcrut.tas.crai.infill(demo_model, return_output=True)
+    with xr.open_dataset(out) as ds:
+        assert "tas_output" not in ds  # the flags only
+        np.testing.assert_array_equal(ds.tas.values, expected.infilled.values)
+        np.testing.assert_array_equal(ds.tas_flag.values, expected.mask.values)
+
+
+def test_fit_command_equals_the_accessor(tmp_path):
+    """The options xcrai fit lacked (architecture, --augment, --log-every, --validation FILE)
+    reach fit as the same call from Python would."""
+    import torch
+
+    bench = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
+    out = tmp_path / "m.pth"
+    code = main(["fit", str(bench / "zg_train.nc"), "--masks", str(bench / "zg_masks.nc"),
+                 "-o", str(out), "--validation", str(bench / "zg_val.nc"), "--iterations", "2",
+                 "--batch-size", "4", "--n-filters", "4", "--depth", "2", "--augment", "no",
+                 "--log-every", "1", "--threads", "1", "--no-progress"])  # fmt: skip
+    assert code == 0
+    data, masks, validation = (xr.open_dataset(bench / f"zg_{n}.nc").zg.load()
+                               for n in ("train", "masks", "val"))  # fmt: skip
+    expected = data.crai.fit(masks, validation=validation, iterations=2, batch_size=4,
+                             architecture={"n_filters": 4, "depth": 2}, augment=False,
+                             log_every=1, threads=1, progress=False)  # fmt: skip
+    model = xcrai.load_model(out)
+    assert model.config.architecture == expected.config.architecture
+    assert model.config.provenance["train_config"] == expected.config.provenance["train_config"]
+    got, want = model.net.state_dict(), expected.net.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)

@@ -5,10 +5,26 @@ Implementations are imported on first call, keeping ``import xcrai`` free of tor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
+
+if TYPE_CHECKING:  # annotations only: importing these would import torch
+    from xcrai.model import CraiModel
+    from xcrai.nn import UNetConfig
+    from xcrai.train.losses import LossWeights
+
+
+def _options(cls: type, arguments: dict[str, Any]) -> Any:
+    """An options object (:mod:`xcrai.options`) from a method's arguments, by field name.
+
+    The methods spell every option out, for ``help()`` and IDEs; the tests check that
+    their signatures and the option fields agree.
+    """
+    return cls(**{f.name: arguments[f.name] for f in fields(cls)})
 
 
 @xr.register_dataarray_accessor("crai")
@@ -107,21 +123,9 @@ class CraiDataArrayAccessor:
         False
         """
         from xcrai.infill import infill_dataarray
+        from xcrai.options import InfillOptions
 
-        return infill_dataarray(
-            self._da,
-            model,
-            mask=mask,
-            padding=padding,
-            time_context=time_context,
-            return_output=return_output,
-            device=device,
-            batch_size=batch_size,
-            tile_size=tile_size,
-            precision=precision,
-            compile=compile,
-            threads=threads,
-        )
+        return infill_dataarray(self._da, model, _options(InfillOptions, locals()), mask=mask)
 
     def plot(
         self,
@@ -169,7 +173,37 @@ class CraiDataArrayAccessor:
             ax=ax, projection=projection, cmap=cmap, robust_limit=robust_limit,
         )  # fmt: skip
 
-    def fit(self, masks: xr.DataArray, **kwargs: Any) -> Any:
+    def fit(
+        self,
+        masks: xr.DataArray,
+        *,
+        validation: float | xr.DataArray | None = 0.1,
+        iterations: int = 10_000,
+        batch_size: int = 16,
+        lr: float = 2e-4,
+        finetune_iterations: int = 0,
+        lr_finetune: float = 5e-5,
+        loss: dict[str, float] | LossWeights | None = None,
+        architecture: dict[str, Any] | UNetConfig | None = None,
+        padding: str = "auto",
+        time_context: tuple[int, int] | None = None,
+        normalize: bool = True,
+        device: str = "auto",
+        seed: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        early_stopping: int | None = None,
+        log_every: int | None = None,
+        init: str = "kaiming",
+        distributed: bool = False,
+        augment: bool | str = "auto",
+        precision: str = "fp32",
+        vgg_weights: str | os.PathLike[str] | None = None,
+        deterministic: bool = True,
+        threads: int | str = "auto",
+    ) -> CraiModel:
         """Train a partial-convolution U-Net to infill fields like these.
 
         The DataArray holds complete training fields (time, lat, lon; extra
@@ -268,8 +302,9 @@ class CraiDataArrayAccessor:
         >>> filled = test.zg.crai.infill("zg.pth")  # doctest: +SKIP
         """
         from xcrai.fit import fit
+        from xcrai.options import FitOptions
 
-        return fit(self._da, masks, **kwargs)
+        return fit(self._da, masks, _options(FitOptions, locals()), validation=validation)
 
 
 @xr.register_dataset_accessor("crai")
@@ -280,7 +315,20 @@ class CraiDatasetAccessor:
         self._ds = ds
 
     def infill(
-        self, model: Any, *, variables: str | list[str] | None = None, **kwargs: Any
+        self,
+        model: Any,
+        *,
+        variables: str | list[str] | None = None,
+        mask: Any = None,
+        padding: str | None = None,
+        time_context: tuple[int, int] | None = None,
+        return_output: bool = False,
+        device: str = "auto",
+        batch_size: int | None = None,
+        tile_size: int | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
+        threads: int | str = "auto",
     ) -> xr.Dataset:
         """Infill the named variables and leave the rest untouched.
 
@@ -289,10 +337,13 @@ class CraiDatasetAccessor:
         model : str, path or CraiModel
         variables : str or list of str, optional
             Default: every data variable with latitude and longitude dimensions.
-        **kwargs
-            ``mask``, ``padding``, ``time_context``, ``device``, ``batch_size``,
-            ``tile_size``, ``precision``, ``compile``, ``threads`` as for
-            :meth:`CraiDataArrayAccessor.infill`.
+        mask : DataArray or array, optional
+            Broadcast against each variable; see :meth:`CraiDataArrayAccessor.infill`.
+        return_output : bool
+            Add ``<name>_output`` (the raw network output) and ``<name>_flag`` (1
+            observed, 0 infilled, -1 unreachable hole) beside each infilled variable.
+        padding, time_context, device, batch_size, tile_size, precision, compile, threads
+            As for :meth:`CraiDataArrayAccessor.infill`.
 
         Returns
         -------
@@ -306,5 +357,7 @@ class CraiDatasetAccessor:
         >>> out = ds.crai.infill(xcrai.data.demo_model(), variables="tas")
         """
         from xcrai.infill import infill_dataset
+        from xcrai.options import InfillOptions
 
-        return infill_dataset(self._ds, model, variables=variables, **kwargs)
+        options = _options(InfillOptions, locals())
+        return infill_dataset(self._ds, model, options, variables=variables, mask=mask)

@@ -8,8 +8,12 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xcrai.options import InfillOptions
 
 #: bytes of input per dask chunk when streaming a file
 CHUNK_BYTES = 8 * 2**20
@@ -17,42 +21,84 @@ CHUNK_BYTES = 8 * 2**20
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
-def _time_context(text: str) -> tuple[int, int]:
+#: the options ``xcrai fit`` builds ``architecture`` from (xcrai.options.DEFAULT_ARCHITECTURE)
+ARCHITECTURE_OPTIONS = ("n_filters", "depth", "normalization")
+#: options of each command that the Python API does not have, by ``dest``: files, and how
+#: the command reads and writes them. ``tests/test_options.py`` holds the API and the
+#: command line to these lists, and to the same defaults everywhere else.
+CLI_ONLY: dict[str, tuple[str, ...]] = {
+    "infill": ("input", "output", "mask_var", "time_chunk", "overwrite", "progress"),
+    "fit": ("data", "var", "mask_var", "output", "overwrite", *ARCHITECTURE_OPTIONS),
+}
+#: arguments of the Python API that the command line spells otherwise: ``architecture``
+#: is ``--n-filters``, ``--depth`` and ``--normalization``
+API_ONLY: dict[str, tuple[str, ...]] = {"infill": (), "fit": ("architecture",)}
+
+
+def parse_validation(text: str) -> float | Path:
+    """``--validation``: a fraction of the time axis, or a netCDF file of fields."""
     try:
-        past, future = (int(v) for v in text.split(","))
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected P,F (two non-negative integers, e.g. 3,1), got {text!r}"
-        ) from None
-    return past, future
+        return Path(text)
 
 
-def _loss(text: str) -> dict[str, float]:
-    try:
-        pairs = (item.split("=") for item in text.split(","))
-        return {name.strip(): float(value) for name, value in pairs}
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected TERM=WEIGHT pairs separated by commas (e.g. hole=1), got {text!r}"
-        ) from None
+def add_options(parser: argparse.ArgumentParser, options: type) -> None:
+    """Add an option to ``parser`` for each field of the dataclass ``options``.
+
+    The field's default, help text, choices, parser (text -> value) and name come from the
+    field (see :func:`xcrai.options.meta`); ``dest`` is the field's name. Booleans are
+    switches: ``--name`` when off by default, ``--name/--no-name`` when on.
+
+    Examples
+    --------
+    >>> from xcrai.options import InfillOptions
+    >>> parser = argparse.ArgumentParser()
+    >>> add_options(parser, InfillOptions)
+    >>> parser.parse_args(["--batch-size", "8"]).batch_size
+    8
+    """
+    for option in fields(options):
+        meta = option.metadata
+        if not meta["cli"]:
+            continue
+        flag = meta["flag"] or "--" + option.name.replace("_", "-")
+        text = meta["help"].replace("%", "%%")
+        if isinstance(option.default, bool):
+            action = argparse.BooleanOptionalAction if option.default else "store_true"
+            text += f" (default: {'on' if option.default else 'off'})"
+            parser.add_argument(flag, dest=option.name, default=option.default, action=action,
+                                help=text)  # fmt: skip
+            continue
+        shown = meta["default_text"] or _show(option.default)
+        extra = {key: meta[key] for key in ("choices", "metavar") if meta[key] is not None}
+        parser.add_argument(
+            flag, dest=option.name, default=option.default, type=meta["parse"],
+            help=f"{text} (default: {shown})", **extra,
+        )  # fmt: skip
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _threads(text: str) -> int | str:
-    return text if text == "auto" else _positive(text)
+def options_from(options: type, args: argparse.Namespace, **given: Any) -> Any:
+    """The options object of a command from its parsed arguments (and ``given`` values for
+    fields the command line spells otherwise)."""
+    values = {f.name: getattr(args, f.name) for f in fields(options) if f.metadata["cli"]}
+    return options(**values, **given)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xcrai.numerics import PRECISIONS, TRAINING_PRECISIONS
+    from xcrai.options import (
+        ARCHITECTURE_CHOICES,
+        DEFAULT_ARCHITECTURE,
+        FitOptions,
+        InfillOptions,
+        parse_positive,
+    )
 
     parser = argparse.ArgumentParser(
         prog="xcrai",
@@ -80,40 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="variable to infill (repeatable); default: every variable with lat/lon dimensions",
     )  # fmt: skip
     infill.add_argument(
-        "--padding", choices=("zeros", "global", "auto"), default=None,
-        help="convolution padding: global wraps longitude (uniform 360-degree grids), zeros "
-        "pads with zeros; default: the model's, 'auto' for CRAI checkpoints (global when the "
-        "longitude covers the globe)",
+        "--mask", type=Path, default=None, metavar="FILE",
+        help="netCDF file of validity masks (1 valid, 0 missing), broadcast against each "
+        "variable as the Python mask= argument: e.g. (lat, lon) for every step, or the "
+        "data's own dims (default: the non-NaN points)",
     )  # fmt: skip
     infill.add_argument(
-        "--time-context", type=_time_context, default=None, metavar="P,F",
-        help="past and future steps stacked as channels (needed for CRAI time-context models)",
+        "--mask-var", default=None, metavar="NAME",
+        help="variable of the --mask file (default: its only data variable)",
     )  # fmt: skip
-    infill.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda:N")
+    add_options(infill, InfillOptions)
     infill.add_argument(
-        "--batch-size", type=_positive, default=None, metavar="N",
-        help="fields per forward pass (default: from free memory)",
-    )  # fmt: skip
-    infill.add_argument(
-        "--precision", choices=tuple(PRECISIONS), default="fp32",
-        help="arithmetic of the convolutions (default fp32, IEEE on every device; "
-        "tf32/bf16/fp16 are faster on GPUs)",
-    )  # fmt: skip
-    infill.add_argument(
-        "--threads", type=_threads, default="auto", metavar="N",
-        help="CPU threads (default auto: the cores other processes leave free)",
-    )  # fmt: skip
-    infill.add_argument(
-        "--compile", action="store_true",
-        help="run the network through torch.compile: faster on long runs, after a one-off "
-        "build of 10-60 s",
-    )  # fmt: skip
-    infill.add_argument(
-        "--time-chunk", type=_positive, default=None, metavar="N",
+        "--time-chunk", type=parse_positive, default=None, metavar="N",
         help=f"time steps read per chunk (default: about {CHUNK_BYTES // 2**20} MiB of input)",
     )  # fmt: skip
     infill.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    infill.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    infill.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True,
+        help="a progress bar (default: on)",
+    )  # fmt: skip
 
     fit = commands.add_parser(
         "fit",
@@ -133,96 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--mask-var", default=None, help="variable of MASKS (default: as --var)")
     fit.add_argument("-o", "--output", required=True, type=Path, help="model file to write")
     fit.add_argument(
-        "--validation",
-        type=float,
-        default=0.1,
-        help="fraction of the time axis (its end) held out (default 0.1; 0 for none)",
-    )
-    fit.add_argument("--iterations", type=_positive, default=10_000, help="default 10000")
-    fit.add_argument("--batch-size", type=_positive, default=16, help="default 16")
-    fit.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+        "--validation", type=parse_validation, default=0.1, metavar="FRACTION|FILE",
+        help="fraction of the time axis (its end) held out, 0 for none, or a netCDF file of "
+        "validation fields (variable as --var) (default: 0.1)",
+    )  # fmt: skip
+    add_options(fit, FitOptions)
     fit.add_argument(
-        "--finetune-iterations",
-        type=int,
-        default=0,
-        help="further iterations with the encoder's batch norm frozen (default 0)",
-    )
-    fit.add_argument("--lr-finetune", type=float, default=5e-5, help="default 5e-5")
-    fit.add_argument(
-        "--loss",
-        type=_loss,
-        default=None,
-        metavar="TERM=W,...",
-        help="loss weights, e.g. hole=1 or valid=1,hole=6,tv=0.1 (the default)",
-    )
-    fit.add_argument(
-        "--padding",
-        choices=("zeros", "global", "auto"),
-        default="auto",
-        help="default auto: global for uniform 360-degree longitude",
-    )
-    fit.add_argument(
-        "--time-context",
-        type=_time_context,
-        default=None,
-        metavar="P,F",
-        help="past and future steps stacked as channels (default 0,0)",
-    )
-    fit.add_argument(
-        "--no-normalize",
-        action="store_true",
-        help="train on raw values instead of (x - mean) / std",
-    )
-    fit.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda:N")
-    fit.add_argument("--seed", type=int, default=0, help="default 0")
-    fit.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        default=None,
-        help="folder for checkpoint.pth (written atomically)",
-    )
-    fit.add_argument("--checkpoint-every", type=_positive, default=None, metavar="N")
-    fit.add_argument(
-        "--resume",
-        type=Path,
-        default=None,
-        metavar="CKPT",
-        help="training checkpoint (or its folder) to continue from",
-    )
-    fit.add_argument(
-        "--early-stopping",
-        type=int,
-        default=None,
-        metavar="PATIENCE",
-        help="stop after PATIENCE logging steps without a better validation loss",
-    )
-    fit.add_argument(
-        "--init",
-        default="kaiming",
-        choices=("kaiming", "gaussian", "xavier", "orthogonal", "torch"),
-        help="initialisation of the convolution weights (default kaiming)",
-    )
-    fit.add_argument(
-        "--precision", choices=TRAINING_PRECISIONS, default="fp32",
-        help="arithmetic of forward and backward passes (default fp32, IEEE on every device)",
+        "--n-filters", type=parse_positive, default=DEFAULT_ARCHITECTURE["n_filters"],
+        metavar="N", help="channels of the first layer (then 2N, 4N, 8N, 8N, ...) "
+        f"(default: {DEFAULT_ARCHITECTURE['n_filters']})",
     )  # fmt: skip
     fit.add_argument(
-        "--deterministic", action=argparse.BooleanOptionalAction, default=True,
-        help="deterministic algorithms, no cuDNN autotuning: the same weights for the same "
-        "seed on CUDA (default: on)",
+        "--depth", type=parse_positive, default=DEFAULT_ARCHITECTURE["depth"], metavar="N",
+        help=f"encoder layers (default: {DEFAULT_ARCHITECTURE['depth']})",
     )  # fmt: skip
     fit.add_argument(
-        "--threads", type=_threads, default="auto", metavar="N",
-        help="CPU threads (default auto: the cores other processes leave free at the start)",
+        "--normalization", choices=ARCHITECTURE_CHOICES["normalization"],
+        default=DEFAULT_ARCHITECTURE["normalization"],
+        help="partial-convolution scaling: crai divides by the count of valid inputs, window "
+        "scales by window size over that count (Liu et al. 2018) "
+        f"(default: {DEFAULT_ARCHITECTURE['normalization']})",
     )  # fmt: skip
-    fit.add_argument(
-        "--distributed",
-        action="store_true",
-        help="data-parallel training under torchrun (one process per GPU, or gloo "
-        "on CPUs): torchrun --nproc-per-node N -m xcrai.cli fit ... --distributed",
-    )
     fit.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    fit.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
     models = commands.add_parser(
         "models",
@@ -263,17 +226,13 @@ def _version() -> str:
 
 def infill_file(
     input: Path,
-    model: str,
+    model: Any,
     output: Path,
+    options: InfillOptions | None = None,
     *,
     variables: Sequence[str] | None = None,
-    padding: str | None = None,
-    time_context: tuple[int, int] | None = None,
-    device: str = "auto",
-    batch_size: int | None = None,
-    precision: str = "fp32",
-    compile: bool = False,
-    threads: int | str = "auto",
+    mask: Path | None = None,
+    mask_var: str | None = None,
     time_chunk: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -281,21 +240,52 @@ def infill_file(
     """Infill a netCDF file into another, streaming through dask (the ``xcrai infill`` command).
 
     Everything that would stop the write is checked before any work: the output is not
-    the input (nor a link to it), not a folder, not a ``.zarr`` name, not an existing file
+    an input (nor a link to one), not a folder, not a ``.zarr`` name, not an existing file
     without ``overwrite``, and its folder is writable. The output is written to a
     temporary file beside it and renamed when complete; a failed write (full disk, file
     size limit) raises :class:`xcrai.files.WriteError` and leaves no file.
+
+    Parameters
+    ----------
+    input, output : path
+        The netCDF files read and written.
+    model : str, path or CraiModel
+        A model file, a registered name, or a loaded model.
+    options : InfillOptions, optional
+        How to infill; with ``return_output``, each variable's flag ``<name>_flag`` is
+        written beside it.
+    variables : list of str, optional
+        Default: every variable with latitude and longitude dimensions.
+    mask : path, optional
+        A netCDF file whose variable ``mask_var`` (default: its only data variable) is the
+        ``mask=`` of :meth:`xcrai.accessor.CraiDatasetAccessor.infill`.
+    time_chunk : int, optional
+        Time steps read per dask chunk; default about ``CHUNK_BYTES`` of input.
+    overwrite, progress : bool
+        Replace an existing output; show a progress bar.
+
+    Returns
+    -------
+    Path
+        ``output``.
+
+    Examples
+    --------
+    >>> infill_file("in.nc", "20crtasgn72", "out.nc", InfillOptions(device="cpu"))  # doctest: +SKIP
     """
     import numpy as np
 
     import xcrai
     from xcrai.files import atomic_path, refuse_overwriting_inputs
     from xcrai.infill import gridded_variables
+    from xcrai.options import InfillOptions
 
+    options = options or InfillOptions()
     input, output = Path(input), Path(output)
-    if not input.is_file():
-        raise FileNotFoundError(f"input: no file at {str(input)!r}")
-    refuse_overwriting_inputs(output, {"input": input})
+    for name, path in (("input", input), ("mask", mask)):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
+    refuse_overwriting_inputs(output, {"input": input, "mask": mask})
     if output.suffix.lower() == ".zarr":
         raise ValueError(
             f"output: {str(output)!r} names a zarr store, but xcrai infill writes netCDF; "
@@ -307,20 +297,40 @@ def infill_file(
     model_obj = xcrai.load_model(model)
     with _open_netcdf(input, "input", chunks={}) as probe:
         chunks = _chunks(probe, variables, time_chunk)
+    masks, mask_da = (None, None) if mask is None else _read_mask(Path(mask), mask_var)
     ds = _open_netcdf(input, "input", chunks=chunks)
     try:
-        result = ds.crai.infill(
-            model_obj, variables=variables, padding=padding, time_context=time_context,
-            device=device, batch_size=batch_size, precision=precision, compile=compile,
-            threads=threads,
-        )  # fmt: skip
+        result = ds.crai.infill(model_obj, variables=variables, mask=mask_da, **_fields(options))
         names = variables or gridded_variables(ds)
+        if options.return_output:  # the flags only: the raw output would double the file
+            result = result.drop_vars([f"{name}_output" for name in names])
         holes = {name: (~np.isfinite(ds[name].data)).mean() for name in names}
         with atomic_path(output) as tmp:
             _write_infilled(result, holes, tmp, output, input.name if progress else None)
     finally:
         ds.close()
+        if masks is not None:
+            masks.close()
     return output
+
+
+def _fields(options: Any) -> dict[str, Any]:
+    """An options dataclass as keyword arguments."""
+    return {f.name: getattr(options, f.name) for f in fields(options)}
+
+
+def _read_mask(path: Path, name: str | None) -> tuple[Any, Any]:
+    """The ``--mask`` file, open and lazy, and its variable ``--mask-var`` (default: its only
+    data variable)."""
+    masks = _open_netcdf(path, "mask", chunks={})
+    try:
+        name = name or _only([str(v) for v in masks.data_vars], "mask-var", path)
+        if name not in masks.data_vars:
+            raise ValueError(f"mask-var: {name!r} not in {path}; it has {list(masks.data_vars)}")
+    except ValueError:
+        masks.close()
+        raise
+    return masks, masks[name]
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -408,15 +418,19 @@ def fit_file(args: argparse.Namespace) -> Path:
     from xcrai.checkpoint import save_model
     from xcrai.files import refuse_overwriting_inputs
     from xcrai.infill import gridded_variables
+    from xcrai.options import FitOptions
 
     output = Path(args.output)
-    refuse_overwriting_inputs(
-        output, {"data": args.data, "masks": args.masks, "resume": args.resume}
-    )
+    validation = args.validation or None  # 0: none
+    validation_file = validation if isinstance(validation, Path) else None
+    inputs = {"data": args.data, "masks": args.masks, "validation": validation_file}
+    refuse_overwriting_inputs(output, {**inputs, "resume": args.resume})
     _check_output(output, args.overwrite)
-    for name, path in (("data", args.data), ("masks", args.masks)):
-        if not Path(path).is_file():
+    for name, path in inputs.items():
+        if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
+    architecture = {name: getattr(args, name) for name in ARCHITECTURE_OPTIONS}
+    options = options_from(FitOptions, args, architecture=architecture)
     with (
         _open_netcdf(args.data, "data") as data_file,
         _open_netcdf(args.masks, "masks") as mask_file,
@@ -428,18 +442,16 @@ def fit_file(args: argparse.Namespace) -> Path:
         mask_var = mask_var or _only(gridded_variables(mask_file), "mask-var", args.masks)
         if mask_var not in mask_file:
             raise ValueError(f"mask-var: {mask_var!r} not in {args.masks}")
+        if validation_file is not None:
+            with _open_netcdf(validation_file, "validation") as validation_data:
+                if var not in validation_data:
+                    raise ValueError(f"validation: {var!r} (as --var) not in {validation_file}; "
+                                     f"it has {list(validation_data.data_vars)}")  # fmt: skip
+                validation = validation_data[var].load()
         model = data_file[var].crai.fit(
-            mask_file[mask_var].load(), validation=args.validation or None,
-            iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
-            finetune_iterations=args.finetune_iterations, lr_finetune=args.lr_finetune,
-            loss=args.loss, padding=args.padding, time_context=args.time_context,
-            normalize=not args.no_normalize, device=args.device, seed=args.seed,
-            checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
-            resume=args.resume, progress=not args.no_progress,
-            early_stopping=args.early_stopping, init=args.init, distributed=args.distributed,
-            precision=args.precision, deterministic=args.deterministic, threads=args.threads,
-        )  # fmt: skip
-    if args.distributed:
+            mask_file[mask_var].load(), validation=validation, **_fields(options)
+        )
+    if options.distributed:
         import torch.distributed as dist
 
         if dist.get_rank() != 0:  # every process holds the same model; one writes it
@@ -550,12 +562,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> None:
     """Carry out the parsed command."""
     if args.command == "infill":
+        from xcrai.options import InfillOptions
+
         path = infill_file(
-            args.input, args.model, args.output, variables=args.variables,
-            padding=args.padding, time_context=args.time_context, device=args.device,
-            batch_size=args.batch_size, precision=args.precision, compile=args.compile,
-            threads=args.threads, time_chunk=args.time_chunk, overwrite=args.overwrite,
-            progress=not args.no_progress,
+            args.input, args.model, args.output, options_from(InfillOptions, args),
+            variables=args.variables, mask=args.mask, mask_var=args.mask_var,
+            time_chunk=args.time_chunk, overwrite=args.overwrite, progress=args.progress,
         )  # fmt: skip
         print(f"wrote {path}")
     elif args.command == "fit":

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask
 import dask.array as dsa
@@ -18,11 +17,13 @@ from xcrai import __version__
 from xcrai.engine import resolve_device
 from xcrai.files import check_writable
 from xcrai.grid import describe, find_grid, resolve_padding
-from xcrai.model import CraiModel, ModelConfig, check_int, check_padding, check_time_context
+from xcrai.model import CraiModel, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
-from xcrai.numerics import TRAINING_PRECISIONS, check_precision, choose_threads
+from xcrai.numerics import choose_threads
+from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
 from xcrai.train.loop import CHECKPOINT_KEY, TrainConfig, TrainingData, train
 from xcrai.train.losses import LossWeights
+from xcrai.train.weights import initialize
 
 #: the file in ``checkpoint_dir`` that training writes and ``resume`` reads
 CHECKPOINT_FILE = "checkpoint.pth"
@@ -173,118 +174,83 @@ def _digest(array: Any) -> str:
 
 
 def _architecture(architecture: Any, in_channels: int) -> UNetConfig:
-    if architecture is None:
-        return UNetConfig.from_n_filters(18, 3, in_channels=in_channels)
+    """The network's configuration from ``architecture`` (checked by :class:`FitOptions`)."""
     if isinstance(architecture, UNetConfig):
-        if architecture.in_channels != in_channels or architecture.out_channels != 1:
-            raise ValueError(
-                f"architecture: expected {in_channels} input channel(s) (time context) and 1 "
-                f"output channel, got {architecture.in_channels} and {architecture.out_channels}"
-            )
         return architecture
-    if isinstance(architecture, dict):
-        allowed = {"n_filters", "depth", "normalization"}
-        if not set(architecture) <= allowed:
-            raise ValueError(f"architecture: expected keys among {sorted(allowed)}, got "
-                             f"{sorted(architecture)}")  # fmt: skip
-        for key in ("n_filters", "depth"):
-            value = architecture.get(key, 1)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(
-                    f"architecture: expected {key} to be an integer >= 1, got {value!r}"
-                )
-        return UNetConfig.from_n_filters(in_channels=in_channels, **architecture)
-    raise TypeError(f"architecture: expected None, a dict or a UNetConfig, got "
-                    f"{type(architecture).__name__}")  # fmt: skip
+    chosen = {**DEFAULT_ARCHITECTURE, **(architecture or {})}
+    return UNetConfig.from_n_filters(in_channels=in_channels, **chosen)
 
 
 def _augment(augment: bool | str, grid: Any) -> bool:
     """Random longitude rolls of the training fields: on by default for global grids."""
     if augment == "auto":
         return grid.periodic
-    if not isinstance(augment, bool):
-        raise ValueError(f"augment: expected True, False or 'auto', got {augment!r}")
     if augment and not grid.periodic:
         raise ValueError("augment: rolling fields in longitude needs a global (periodic) grid")
-    return augment
+    return bool(augment)
 
 
 def fit(
     da: xr.DataArray,
     masks: xr.DataArray,
+    options: FitOptions | None = None,
     *,
     validation: float | xr.DataArray | None = 0.1,
-    iterations: int = 10_000,
-    batch_size: int = 16,
-    lr: float = 2e-4,
-    finetune_iterations: int = 0,
-    lr_finetune: float = 5e-5,
-    loss: dict[str, float] | LossWeights | None = None,
-    architecture: dict[str, Any] | UNetConfig | None = None,
-    padding: str = "auto",
-    time_context: tuple[int, int] | None = None,
-    normalize: bool = True,
-    device: str = "auto",
-    seed: int = 0,
-    checkpoint_dir: str | os.PathLike[str] | None = None,
-    checkpoint_every: int | None = None,
-    resume: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-    early_stopping: int | None = None,
-    log_every: int | None = None,
-    init: str = "kaiming",
-    distributed: bool = False,
-    augment: bool | str = "auto",
-    precision: str = "fp32",
-    vgg_weights: str | os.PathLike[str] | None = None,
-    deterministic: bool = True,
-    threads: int | str = "auto",
 ) -> CraiModel:
-    """Train a model; see :meth:`xcrai.accessor.CraiDataArrayAccessor.fit`."""
+    """Train a model on ``da`` with coverage patterns ``masks``.
+
+    See :meth:`xcrai.accessor.CraiDataArrayAccessor.fit`, which builds ``options``.
+
+    Parameters
+    ----------
+    da : DataArray
+        Complete training fields.
+    masks : DataArray
+        Coverage patterns on the same grid.
+    options : FitOptions, optional
+        Default ``FitOptions()``.
+    validation : float, DataArray or None
+        The held-out fraction of the time axis, or separate validation fields.
+
+    Returns
+    -------
+    CraiModel
+
+    Examples
+    --------
+    >>> model = fit(train.zg, masks.zg, FitOptions(iterations=1500))  # doctest: +SKIP
+    """
+    if options is None:
+        options = FitOptions()
+    elif not isinstance(options, FitOptions):
+        raise TypeError(f"options: expected a FitOptions, got {type(options).__name__}")
+    o = options
     fields, grid = _fields(da, "data")
     target = _static_target(fields, "data")
     observed = prepare_masks(masks, da, grid)
-    iterations = check_int(iterations, "iterations")
-    finetune_iterations = check_int(finetune_iterations, "finetune_iterations", True)
-    batch_size = check_int(batch_size, "batch_size")
-    for name, value in (("lr", lr), ("lr_finetune", lr_finetune)):
-        if not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name}: expected a positive learning rate, got {value!r}")
-    if early_stopping is not None:
-        early_stopping = check_int(early_stopping, "early_stopping", True)
-    if checkpoint_every is not None:
-        checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
-    weights = LossWeights.from_argument(loss)
-    if weights.needs_vgg:
-        if vgg_weights is None:
-            raise ValueError(
-                "vgg_weights: the perceptual and style terms of loss need a local file of "
-                "ImageNet VGG16 weights (torchvision's vgg16-397923af.pth); xcrai downloads "
-                "nothing"
-            )
+    iterations, batch_size = o.iterations, o.batch_size
+    # FitOptions normalises these two: loss to LossWeights, a missing time context to (0, 0)
+    weights = cast(LossWeights, o.loss)
+    time_context = cast("tuple[int, int]", o.time_context)
+    if weights.needs_vgg:  # FitOptions made sure there is a file
         from xcrai.train.perceptual import VGG16Features
 
-        VGG16Features.from_file(vgg_weights)  # fail before any training, with a clear message
-    precision = check_precision(precision, TRAINING_PRECISIONS)
-    if not isinstance(deterministic, bool):
-        raise TypeError(f"deterministic: expected True or False, got {deterministic!r}")
-    if threads != "auto":
-        threads = choose_threads(threads)
-    time_context = check_time_context(time_context if time_context is not None else (0, 0))
-    padding = resolve_padding(check_padding(padding), grid)
-    arch = _architecture(architecture, sum(time_context) + 1)
+        VGG16Features.from_file(str(o.vgg_weights))  # fail before any training, clearly
+    threads = o.threads
+    padding = resolve_padding(o.padding, grid)
+    arch = _architecture(o.architecture, sum(time_context) + 1)
     world = None
-    if distributed:
+    if o.distributed:
         from xcrai.train.distributed import join
 
-        world, dev = join(device)
+        world, dev = join(o.device)
         if batch_size % world.size:
             raise ValueError(
                 f"batch_size: the global batch {batch_size} must split evenly over "
                 f"{world.size} processes"
             )
     else:
-        dev = resolve_device(device)
+        dev = resolve_device(o.device)
 
     digests = field_digests(fields)
     fields, val_fields = _split_validation(fields, validation)
@@ -294,7 +260,7 @@ def fit(
             f"batch_size: {batch_size} is larger than the {n_train} training fields (after "
             "the validation split); use a smaller batch or more data"
         )
-    mean, std = _statistics(fields, target) if normalize else (0.0, 1.0)
+    mean, std = _statistics(fields, target) if o.normalize else (0.0, 1.0)
     if isinstance(validation, xr.DataArray):
         val_digests = field_digests(val_fields)
     else:  # the held-out end of the time axis
@@ -309,33 +275,33 @@ def fit(
     }
 
     config = TrainConfig(
-        iterations=iterations, batch_size=batch_size, lr=float(lr),
-        finetune_iterations=finetune_iterations, lr_finetune=float(lr_finetune), loss=weights,
-        padding=padding, time_context=time_context, mean=mean, std=std, seed=int(seed),
-        log_every=log_every or max(1, (iterations + finetune_iterations) // 100),
-        early_stopping=early_stopping, checkpoint_every=checkpoint_every,
-        augment=_augment(augment, grid), precision=precision,
-        vgg_weights=None if vgg_weights is None else str(vgg_weights),
-        deterministic=deterministic,
+        iterations=iterations, batch_size=batch_size, lr=float(o.lr),
+        finetune_iterations=o.finetune_iterations, lr_finetune=float(o.lr_finetune), loss=weights,
+        padding=padding, time_context=time_context, mean=mean, std=std, seed=o.seed,
+        log_every=o.log_every or max(1, (iterations + o.finetune_iterations) // 100),
+        early_stopping=o.early_stopping, checkpoint_every=o.checkpoint_every,
+        augment=_augment(o.augment, grid), precision=o.precision,
+        vgg_weights=None if o.vgg_weights is None else str(o.vgg_weights),
+        deterministic=o.deterministic,
     )  # fmt: skip
     state = None
-    if resume is not None:
-        state = _load_resume(resume, config, fingerprint, explicit_log_every=log_every)
+    if o.resume is not None:
+        state = _load_resume(o.resume, config, fingerprint, explicit_log_every=o.log_every)
         config = replace(config, log_every=state["train_config"]["log_every"])
         if threads == "auto":  # CPU training repeats bit for bit for the same thread count
             threads = state.get("threads", "auto")
     threads = choose_threads(threads)
     with torch.random.fork_rng(devices=[]):  # the user's random state stays as it was
-        torch.default_generator.manual_seed(seed)
+        torch.default_generator.manual_seed(o.seed)
         net = PartialConvUNet(arch)
-        initialize(net, init)
+        initialize(net, o.init)
     if world is not None:
         from xcrai.train.distributed import globalize_batch_norm
 
         net = globalize_batch_norm(net, dev)
     checkpoint_path = None
-    if checkpoint_dir is not None:
-        checkpoint_path = Path(checkpoint_dir)
+    if o.checkpoint_dir is not None:
+        checkpoint_path = Path(o.checkpoint_dir)
         if checkpoint_path.exists() and not checkpoint_path.is_dir():
             raise ValueError(f"checkpoint_dir: {str(checkpoint_path)!r} is a file, not a folder")
         try:
@@ -349,14 +315,14 @@ def fit(
     data = TrainingData(fields, observed, target, val_fields)
     trained, history, done = train(
         net, data, config, device=dev, checkpoint_dir=checkpoint_path, resume=state,
-        progress=progress, world=world, fingerprint=fingerprint, threads=threads,
+        progress=o.progress, world=world, fingerprint=fingerprint, threads=threads,
     )  # fmt: skip
     model_config = ModelConfig(
         architecture=arch,
         padding=padding,
         time_context=time_context,
-        mean=mean if normalize else None,
-        std=std if normalize else None,
+        mean=mean if o.normalize else None,
+        std=std if o.normalize else None,
         variable=None if da.name is None else str(da.name),
         units=da.attrs.get("units"),
         grid={**describe(da, grid), "lat_ascending": grid.lat_ascending},
@@ -369,35 +335,12 @@ def fit(
             "masks_shape": list(observed.shape),
             "masks_sha256": _digest(observed),
             "iterations": done,
-            "seed": int(seed),
+            "seed": o.seed,
             "train_config": config.to_dict(),
             "history": history,
         },
     )
     return CraiModel(model_config, trained)
-
-
-INITS = ("kaiming", "gaussian", "xavier", "orthogonal", "torch")
-
-
-def initialize(net: PartialConvUNet, init: str) -> None:
-    """CRAI's initialisations of convolution weights (biases zero); "torch" keeps PyTorch's."""
-    if init not in INITS:
-        raise ValueError(f"init: expected one of {INITS}, got {init!r}")
-    if init == "torch":
-        return
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            if init == "kaiming":
-                torch.nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
-            elif init == "gaussian":
-                torch.nn.init.normal_(module.weight, 0.0, 0.02)
-            elif init == "xavier":
-                torch.nn.init.xavier_normal_(module.weight, gain=2**0.5)
-            else:
-                torch.nn.init.orthogonal_(module.weight, gain=2**0.5)
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
 
 
 def _split_validation(fields: Any, validation: Any) -> tuple[Any, Any]:

@@ -19,8 +19,9 @@ from xcrai.checkpoint import load_model
 from xcrai.encoding import float_encoding
 from xcrai.engine import predict, resolve_device
 from xcrai.grid import Grid, Orientation, find_grid, orientation, resolve_padding
-from xcrai.model import CraiModel, check_int, check_padding, check_time_context
-from xcrai.numerics import check_precision, choose_threads
+from xcrai.model import CraiModel, check_padding, check_time_context
+from xcrai.numerics import choose_threads
+from xcrai.options import InfillOptions
 
 #: values of the ``mask`` variable that ``return_output=True`` adds
 FLAG_OBSERVED, FLAG_INFILLED, FLAG_UNREACHABLE = 1, 0, -1
@@ -32,9 +33,6 @@ FLAG_ATTRS = {
     "CRAI's fill value (0 before denormalisation), or NaN for a field without any valid point",
 }
 
-
-#: keyword arguments of ``infill`` that go to :func:`xcrai.engine.predict`
-ENGINE_OPTIONS = ("device", "batch_size", "tile_size", "precision", "compile", "threads")
 
 #: said in ``history`` when the input is lazy (the share of holes is unknown at call time)
 LAZY_NOTE = "fraction infilled not computed (lazy input)"
@@ -256,28 +254,48 @@ def add_history(attrs: dict[str, Any], line: str) -> dict[str, Any]:
 def infill_dataarray(
     da: xr.DataArray,
     model: Any,
+    options: InfillOptions | None = None,
     *,
     mask: Any = None,
-    padding: str | None = None,
-    time_context: Any = None,
-    return_output: bool = False,
-    device: str = "auto",
-    batch_size: int | None = None,
-    tile_size: int | None = None,
-    precision: str = "fp32",
-    compile: bool = False,
-    threads: int | str = "auto",
 ) -> xr.DataArray | xr.Dataset:
-    """Infill ``da``; see :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`."""
-    engine = dict(
-        device=device, batch_size=batch_size, tile_size=tile_size, precision=precision,
-        compile=compile, threads=threads,
+    """Infill ``da`` with ``model`` as ``options`` say.
+
+    See :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`, which builds ``options``.
+
+    Parameters
+    ----------
+    da : DataArray
+    model : str, path or CraiModel
+    options : InfillOptions, optional
+        Default ``InfillOptions()``.
+    mask : DataArray or array, optional
+        1 (or True) where valid; broadcast against ``da``.
+
+    Returns
+    -------
+    DataArray, or Dataset with ``options.return_output``
+
+    Examples
+    --------
+    >>> infill_dataarray(ds.tas, "m.pth", InfillOptions(device="cpu"))  # doctest: +SKIP
+    """
+    options = _check_options(options)
+    result, line = _infill(
+        da, model, mask, options.padding, options.time_context, options.return_output,
+        options.engine(),
     )  # fmt: skip
-    result, line = _infill(da, model, mask, padding, time_context, return_output, engine)
     result.attrs = add_history(result.attrs, line)
-    if return_output:
+    if options.return_output:
         result["infilled"].attrs = result.attrs
     return result
+
+
+def _check_options(options: Any) -> InfillOptions:
+    if options is None:
+        return InfillOptions()
+    if not isinstance(options, InfillOptions):
+        raise TypeError(f"options: expected an InfillOptions, got {type(options).__name__}")
+    return options
 
 
 def _infill(
@@ -292,17 +310,9 @@ def _infill(
     """The infilled result (attrs as the input's) and its history line."""
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"data: expected an xarray.DataArray, got {type(da).__name__}")
-    if not isinstance(return_output, bool):
-        raise TypeError(f"return_output: expected True or False, got {return_output!r}")
-    for name in ("batch_size", "tile_size"):
-        if engine[name] is not None:
-            engine = {**engine, name: check_int(engine[name], name)}
-    resolve_device(engine["device"])
-    check_precision(engine["precision"])
+    resolve_device(engine["device"])  # options are checked; whether the device exists, here
     # CPU threads free now (results do not depend on their number; speed under load does)
     engine = {**engine, "threads": choose_threads(engine["threads"], samples=1)}
-    if not isinstance(engine["compile"], bool):
-        raise TypeError(f"compile: expected True or False, got {engine['compile']!r}")
     if da.dtype == bool or np.issubdtype(da.dtype, np.integer):
         da = da.astype(np.float32)
     elif not np.issubdtype(da.dtype, np.floating):
@@ -342,9 +352,39 @@ def _infill(
 
 
 def infill_dataset(
-    ds: xr.Dataset, model: Any, *, variables: Any = None, **kwargs: Any
+    ds: xr.Dataset,
+    model: Any,
+    options: InfillOptions | None = None,
+    *,
+    variables: str | list[str] | None = None,
+    mask: Any = None,
 ) -> xr.Dataset:
-    """Infill variables of ``ds``; see :meth:`xcrai.accessor.CraiDatasetAccessor.infill`."""
+    """Infill variables of ``ds`` with ``model`` as ``options`` say.
+
+    See :meth:`xcrai.accessor.CraiDatasetAccessor.infill`, which builds ``options``.
+    With ``options.return_output``, each infilled variable ``name`` is joined by
+    ``name_output`` (the raw network output) and ``name_flag`` (the coverage flag).
+
+    Parameters
+    ----------
+    ds : Dataset
+    model : str, path or CraiModel
+    options : InfillOptions, optional
+        Default ``InfillOptions()``.
+    variables : str or list of str, optional
+        Default: every data variable with latitude and longitude dimensions.
+    mask : DataArray or array, optional
+        1 (or True) where valid; broadcast against each variable.
+
+    Returns
+    -------
+    Dataset
+
+    Examples
+    --------
+    >>> infill_dataset(ds, "m.pth", variables="tas")  # doctest: +SKIP
+    """
+    options = _check_options(options)
     if variables is None:
         variables = gridded_variables(ds)
         if not variables:
@@ -357,26 +397,21 @@ def infill_dataset(
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise ValueError(f"variables: {missing} not in the dataset; it has {list(ds.data_vars)}")
-    if kwargs.get("return_output"):
-        raise ValueError("return_output: only supported for a DataArray (ds[name].crai.infill)")
     model = as_model(model)
-    defaults = dict(
-        mask=None, padding=None, time_context=None, device="auto", batch_size=None,
-        tile_size=None, precision="fp32", compile=False, threads="auto",
-    )  # fmt: skip
-    unknown = set(kwargs) - set(defaults)
-    if unknown:
-        raise TypeError(f"infill() got unexpected keyword arguments {sorted(unknown)}")
-    options = {**defaults, **kwargs}
     out = ds.copy()
     lines = []
     for name in variables:
         filled, line = _infill(
-            ds[name], model, options["mask"], options["padding"], options["time_context"],
-            False, {k: options[k] for k in ENGINE_OPTIONS},
+            ds[name], model, mask, options.padding, options.time_context,
+            options.return_output, options.engine(),
         )  # fmt: skip
         lines.append(line)
-        out[name] = filled
+        if options.return_output:  # a Dataset of infilled, output and mask
+            out[name] = filled["infilled"]
+            out[f"{name}_output"] = filled["output"]
+            out[f"{name}_flag"] = filled["mask"]
+        else:
+            out[name] = filled
     attrs = dict(ds.attrs)
     for line in lines:
         attrs = add_history(attrs, line)

@@ -231,6 +231,13 @@ def choose_threads(threads: int | str | None, samples: int = 5) -> int:
     """
     if threads is None or threads == "auto":
         return max(1, min(torch.get_num_threads(), free_cores(samples)))
+    return int(check_threads(threads))
+
+
+def check_threads(threads: object) -> int | str:
+    """``"auto"`` or a whole number >= 1 (as an int), else a ValueError naming the argument."""
+    if threads == "auto":
+        return "auto"
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads: expected 'auto' or an integer >= 1, got {threads!r}")
     return int(threads)
