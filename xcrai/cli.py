@@ -353,6 +353,31 @@ def _open_netcdf(path: Path, argument: str, **kwargs: Any) -> Any:
         raise ValueError(f"{argument}: could not read {str(path)!r} as netCDF: {reason}") from None
 
 
+def _close_quietly(path: Path) -> None:
+    """Close the netCDF file xarray still holds open for ``path`` after a failed write.
+
+    Its file manager would otherwise close it when garbage-collected, and a failing close
+    there ("NetCDF: HDF error" on a full disk) prints a traceback, after the one-line
+    error, at a moment nobody chose. (xarray offers no public handle on it: its file
+    cache is looked up by the path it was opened with.)
+    """
+    try:
+        from xarray.backends.file_manager import FILE_CACHE
+    except ImportError:  # pragma: no cover - xarray's internals moved
+        return
+    for key in list(FILE_CACHE.keys()):
+        try:
+            args = tuple(key[1])  # (opener, args, mode, kwargs, id)
+        except (TypeError, IndexError):
+            continue
+        if str(path) in map(str, args):
+            handle = FILE_CACHE.pop(key, None)
+            try:
+                handle.close()
+            except (OSError, RuntimeError, AttributeError):  # the disk is still full
+                pass
+
+
 def _write_infilled(result: Any, holes: dict, tmp: Path, output: Path, label: str | None) -> None:
     """Stream ``result`` into ``tmp`` (with a progress bar named ``label``, if given), then
     record the computed share of holes in its history; write failures name ``output``."""
@@ -370,6 +395,7 @@ def _write_infilled(result: Any, holes: dict, tmp: Path, output: Path, label: st
         else:
             _, fractions = dask.compute(write, holes)
     except (OSError, RuntimeError) as error:
+        _close_quietly(tmp)
         if is_write_failure(error):
             raise write_error("output", output, error) from error
         raise
