@@ -274,8 +274,15 @@ def infill_file(
     time_chunk: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    flags: bool = False,
 ) -> Path:
     """Infill a netCDF file into another, streaming through dask (the ``xcrai infill`` command).
+
+    With ``flags``, each infilled variable ``<var>`` gets a CF flag variable ``<var>_flag``
+    (1 observed, 0 infilled, -1 hole beyond the network's reach) named in its
+    ``ancillary_variables``. Holes beyond the network's reach and fields without any
+    valid point are counted by the same computation that writes the file, and reported
+    in one line on stderr after the progress bar.
 
     Everything that would stop the write is checked before any work: the output is not
     the input (nor a link to it), not a folder, not a ``.zarr`` name, not an existing file
@@ -287,7 +294,7 @@ def infill_file(
 
     import xcrai
     from xcrai.files import atomic_path, refuse_overwriting_inputs
-    from xcrai.infill import gridded_variables
+    from xcrai.infill import count_unreached, infill_variables
 
     input, output = Path(input), Path(output)
     if not input.is_file():
@@ -306,18 +313,33 @@ def infill_file(
         chunks = _chunks(probe, variables, time_chunk)
     ds = _open_netcdf(input, "input", chunks=chunks)
     try:
-        result = ds.crai.infill(
-            model_obj, variables=variables, padding=padding, time_context=time_context,
-            device=device, batch_size=batch_size, precision=precision, compile=compile,
-            threads=threads,
+        result, infilled = infill_variables(
+            ds, model_obj, variables=variables, flags=flags, padding=padding,
+            time_context=time_context, device=device, batch_size=batch_size,
+            precision=precision, compile=compile, threads=threads,
         )  # fmt: skip
-        names = variables or gridded_variables(ds)
-        holes = {name: (~np.isfinite(ds[name].data)).mean() for name in names}
+        counts = {
+            "holes": {name: (~np.isfinite(ds[name].data)).mean() for name in infilled},
+            "unreached": {name: count_unreached(r.flag, r.spatial) for name, r in infilled.items()},
+        }
         with atomic_path(output) as tmp:
-            _write_infilled(result, holes, tmp, output, input.name if progress else None)
+            counts = _write_infilled(result, counts, tmp, output, input.name if progress else None)
     finally:
         ds.close()
+    _report_unreached(counts["unreached"], flags)
     return output
+
+
+def _report_unreached(counts: dict, flags: bool) -> None:
+    """One line on stderr for the holes the network did not reach, once the file is
+    written (not into the progress bar), pointing at ``--flags`` where it was not given."""
+    from xcrai.infill import flagged_names, unreached_message
+
+    message = unreached_message(counts)
+    if message:
+        names = flagged_names(counts)
+        hint = f"flagged -1 in {names}" if flags else f"--flags writes {names}, -1 there"
+        print(f"xcrai infill: warning: {message}; {hint}", file=sys.stderr)
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -340,9 +362,13 @@ def _open_netcdf(path: Path, argument: str, **kwargs: Any) -> Any:
         raise ValueError(f"{argument}: could not read {str(path)!r} as netCDF: {reason}") from None
 
 
-def _write_infilled(result: Any, holes: dict, tmp: Path, output: Path, label: str | None) -> None:
-    """Stream ``result`` into ``tmp`` (with a progress bar named ``label``, if given), then
-    record the computed share of holes in its history; write failures name ``output``."""
+def _write_infilled(
+    result: Any, counts: dict, tmp: Path, output: Path, label: str | None
+) -> dict[str, Any]:
+    """Stream ``result`` into ``tmp`` (with a progress bar named ``label``, if given),
+    computing ``counts`` in the same pass; record the share of holes
+    (``counts["holes"]``) in its history, and return the computed counts. Write
+    failures name ``output``."""
     import dask
 
     from xcrai.files import is_write_failure, write_error
@@ -353,17 +379,18 @@ def _write_infilled(result: Any, holes: dict, tmp: Path, output: Path, label: st
             from tqdm.dask import TqdmCallback
 
             with TqdmCallback(desc=f"infilling {label}", unit="task"):
-                _, fractions = dask.compute(write, holes)
+                _, counts = dask.compute(write, counts)
         else:
-            _, fractions = dask.compute(write, holes)
+            _, counts = dask.compute(write, counts)
     except (OSError, RuntimeError) as error:
         if is_write_failure(error):
             raise write_error("output", output, error) from error
         raise
     try:
-        _fill_in_fractions(tmp, fractions)
+        _fill_in_fractions(tmp, counts["holes"])
     except (OSError, RuntimeError) as error:  # only the output is touched here
         raise write_error("output", output, error) from error
+    return counts
 
 
 def _chunks(ds, variables, time_chunk) -> dict:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,9 @@ from xcrai.grid import Grid, Orientation, find_grid, orientation, resolve_paddin
 from xcrai.model import CraiModel, check_int, check_padding, check_time_context
 from xcrai.numerics import check_precision, choose_threads
 
-#: values of the ``mask`` variable that ``return_output=True`` adds
+logger = logging.getLogger("xcrai")
+
+#: values of the ``<var>_flag`` variable that ``return_output=True`` and ``flags=True`` add
 FLAG_OBSERVED, FLAG_INFILLED, FLAG_UNREACHABLE = 1, 0, -1
 FLAG_ATTRS = {
     "long_name": "coverage flag of the infilled field",
@@ -38,6 +42,8 @@ ENGINE_OPTIONS = ("device", "batch_size", "tile_size", "precision", "compile", "
 
 #: said in ``history`` when the input is lazy (the share of holes is unknown at call time)
 LAZY_NOTE = "fraction infilled not computed (lazy input)"
+#: the name an unnamed DataArray takes in ``return_output=True``'s Dataset
+UNNAMED = "infilled"
 
 
 class UnreachableWarning(UserWarning):
@@ -85,7 +91,18 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
         )
     model = model.with_options(padding=padding, time_context=time_context)
     warn_other_grid(model, da, grid)
+    warn_other_variable(model, da)
     turn = orientation(da, grid, model.config.grid, time_context != (0, 0))
+    logger.info(
+        "infilling %s with %s: padding %s, time context %s, grid %s x %s (%s x %s)",
+        da.name or "data", model.name, padding, time_context, grid.lat, grid.lon,
+        da.sizes[grid.lat], da.sizes[grid.lon],
+    )  # fmt: skip
+    if turn.order:
+        logger.info(
+            "reordering %s into the model's training orientation (and back afterwards)",
+            ", ".join(map(repr, turn.order)),
+        )
     spatial = (grid.lat, grid.lon)
     extra = tuple(d for d in da.dims if d not in (*spatial, grid.time))
     time = (grid.time,) if grid.time else ("__xcrai_time__",)
@@ -102,6 +119,27 @@ def warn_other_grid(model: CraiModel, da: xr.DataArray, grid: Grid) -> None:
             f"the data ({grid.lat!r} x {grid.lon!r}) is {found[0]}x{found[1]}. A network "
             "applied to another resolution can give values far outside the data's range; "
             "regrid to the training grid, or use a model trained on this one",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def warn_other_variable(model: CraiModel, da: xr.DataArray) -> None:
+    """Warn when ``da``'s name or units differ from the variable ``model`` was trained on
+    (when the model records it), as scikit-learn warns of other feature names."""
+    found = {"variable": da.name, "units": da.attrs.get("units")}
+    trained = {"variable": model.config.variable, "units": model.config.units}
+    differ = [
+        f"{key} {trained[key]!r} (the data's: {found[key]!r})"
+        for key in trained
+        if trained[key] is not None and found[key] is not None
+        and str(trained[key]).strip() != str(found[key]).strip()
+    ]  # fmt: skip
+    if differ:
+        warnings.warn(
+            f"model: {model.name} was trained on {' and '.join(differ)}. A network applied "
+            "to another quantity, or to values in other units, gives meaningless values; "
+            "convert the data, or use a model trained on this variable",
             UserWarning,
             stacklevel=user_stacklevel(),
         )
@@ -165,7 +203,12 @@ def _block(
     engine: dict[str, Any],
 ) -> np.ndarray:
     """Infill one block shaped (*extra, time + 2 halo, lat, lon); returns (2, *extra, time, ...)
-    holding the network output and where it reached valid data."""
+    holding the network output and where it reached valid data.
+
+    Warns of nothing: a warning here would come once per dask block, from a worker, and
+    point at this file. Unreachable holes and empty fields are counted from the flags
+    and reported once per call (:func:`count_unreached`).
+    """
     *extra, length, height, width = fields.shape
     core = (halo, length - halo)
     flat = fields.reshape(-1, length, height, width)
@@ -175,21 +218,6 @@ def _block(
     empty = ~core_valid.any(axis=(-2, -1))
     output[empty] = np.nan
     reach[empty] = False
-    unreachable = int((~reach & ~core_valid & ~empty[..., None, None]).sum())
-    if unreachable:
-        warnings.warn(
-            f"{unreachable} hole point(s) are beyond the network's reach (no window saw valid "
-            "data); they hold CRAI's fill value and are flagged -1 in "
-            "return_output=True's 'mask'",
-            UnreachableWarning,
-            stacklevel=2,
-        )
-    if empty.any():
-        warnings.warn(
-            f"{int(empty.sum())} field(s) have no valid point at all; they stay NaN",
-            UnreachableWarning,
-            stacklevel=2,
-        )
     shape = (*extra, core[1] - core[0], height, width)
     return np.stack([output.reshape(shape), reach.reshape(shape).astype(np.float32)])
 
@@ -218,6 +246,10 @@ def _run(values: Any, valid: Any, plan: Plan, engine: dict[str, Any]) -> Any:
         boundary = {time_axis: "nearest"}
         values = dsa.overlap.overlap(values, depth=depth, boundary=boundary)
         valid = dsa.overlap.overlap(valid, depth=depth, boundary=boundary)
+    logger.info(
+        "lazy input: %d block(s) of %s time step(s), each with %d step(s) of time context "
+        "on either side", values.npartitions, sorted(set(chunks[time_axis])), halo,
+    )  # fmt: skip
     result = dsa.map_blocks(
         _block, values, valid, halo=halo, **kwargs,
         new_axis=0, chunks=((2,), *chunks), dtype=np.float32,
@@ -253,6 +285,105 @@ def add_history(attrs: dict[str, Any], line: str) -> dict[str, Any]:
     return {**attrs, "history": line if not old else f"{line}\n{old}"}
 
 
+def keep_attrs() -> bool:
+    """Whether results keep the input's attrs: yes, unless the user set
+    ``xr.set_options(keep_attrs=False)`` (xarray's "default" keeps them here, as infilling
+    does not change what a variable is)."""
+    return xr.get_options()["keep_attrs"] is not False
+
+
+def flag_name(name: Hashable) -> str:
+    """The name of the flag variable of variable ``name``: ``<name>_flag``."""
+    return f"{name}_flag"
+
+
+def flag_variable(flag: xr.DataArray, name: Hashable, attrs: dict[str, Any]) -> xr.DataArray:
+    """``flag`` as the CF flag variable of ``name`` (whose attrs are ``attrs``): named
+    ``<name>_flag``, with ``flag_values``/``flag_meanings`` and, when the variable has a
+    ``standard_name``, the standard name ``"<standard_name> status_flag"``."""
+    cf = {}
+    if attrs.get("standard_name"):
+        cf["standard_name"] = f"{attrs['standard_name']} status_flag"
+    return flag.rename(flag_name(name)).assign_attrs({**cf, **FLAG_ATTRS})
+
+
+def link_flag(attrs: dict[str, Any], name: Hashable) -> dict[str, Any]:
+    """``attrs`` with ``<name>_flag`` added to ``ancillary_variables`` (a blank-separated
+    list in CF, kept when the variable already names others)."""
+    linked = str(attrs.get("ancillary_variables", "")).split()
+    if flag_name(name) not in linked:
+        linked.append(flag_name(name))
+    return {**attrs, "ancillary_variables": " ".join(linked)}
+
+
+def count_unreached(flag: xr.DataArray, spatial: tuple[Hashable, Hashable]) -> tuple[Any, Any]:
+    """Hole points beyond the network's reach, and fields with no valid point at all.
+
+    Counted on the flags (-1 marks both), so they cost a reduction of the flags, not a
+    warning per dask block. 0-d arrays, lazy (dask) when ``flag`` is.
+    """
+    per_field = (flag == FLAG_UNREACHABLE).sum(spatial)
+    empty = per_field == flag.sizes[spatial[0]] * flag.sizes[spatial[1]]
+    return per_field.where(~empty, 0).sum().data, empty.sum().data
+
+
+def unreached_message(counts: dict[Hashable, tuple[int, int]]) -> str | None:
+    """What :func:`count_unreached` found, one clause per variable; None when nothing."""
+    parts = []
+    for name, (holes, empty) in counts.items():
+        said = []
+        if holes:
+            said.append(
+                f"{int(holes)} hole point(s) are beyond the network's reach (no window saw "
+                "valid data) and hold CRAI's fill value"
+            )
+        if empty:
+            said.append(f"{int(empty)} field(s) have no valid point at all and stay NaN")
+        if said:
+            parts.append(f"{name or 'data'}: {' and '.join(said)}")
+    return "; ".join(parts) or None
+
+
+def flagged_names(counts: dict[Hashable, tuple[int, int]]) -> str:
+    """The flag variables of the variables with something to report, e.g. "'tas_flag'"."""
+    return ", ".join(repr(flag_name(name)) for name, found in counts.items() if any(found))
+
+
+def _warn_unreached(results: dict[Hashable, Infilled], hint: str) -> None:
+    """One UnreachableWarning for the whole call, at the user's line; for lazy results
+    (the counts are unknown until computed) a log record instead."""
+    lazy = [name for name, r in results.items() if isinstance(r.flag.data, dsa.Array)]
+    if lazy:  # a warning when computed would come from a dask task, not the user's line
+        flags = ", ".join(repr(flag_name(name)) for name in lazy)
+        logger.info(
+            "%s: lazy input, so holes beyond the network's reach are not counted; %s",
+            ", ".join(map(str, lazy)), hint.format(flags=flags),
+        )  # fmt: skip
+    counts = {
+        name: tuple(int(n) for n in count_unreached(r.flag, r.spatial))
+        for name, r in results.items()
+        if name not in lazy
+    }
+    message = unreached_message(counts)
+    if message:
+        warnings.warn(
+            f"{message}; {hint.format(flags=flagged_names(counts))}",
+            UnreachableWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+@dataclass(frozen=True)
+class Infilled:
+    """One variable infilled, before its attributes are assembled into a result."""
+
+    data: xr.DataArray  # the infilled variable, attrs as the input's (or none: keep_attrs)
+    output: xr.DataArray  # the raw network output
+    flag: xr.DataArray  # 1 observed, 0 infilled, -1 unreachable (int8, no attrs yet)
+    line: str  # the history line
+    spatial: tuple[Hashable, Hashable]  # (lat, lon) dimension names
+
+
 def infill_dataarray(
     da: xr.DataArray,
     model: Any,
@@ -268,16 +399,37 @@ def infill_dataarray(
     compile: bool = False,
     threads: int | str = "auto",
 ) -> xr.DataArray | xr.Dataset:
-    """Infill ``da``; see :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`."""
+    """Infill ``da``; see :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`.
+
+    Without ``return_output``, the DataArray carries its own ``history`` (no Dataset
+    exists to hold a global one). With it, the Dataset holds ``<name>`` (the infilled
+    data, ``ancillary_variables = "<name>_flag"``), ``<name>_output`` (the raw network
+    output) and ``<name>_flag`` (CF flags), with ``history`` as its only global attribute
+    (a DataArray does not know its file's global attributes). An unnamed DataArray is
+    called ``infilled``.
+    """
     engine = dict(
         device=device, batch_size=batch_size, tile_size=tile_size, precision=precision,
         compile=compile, threads=threads,
     )  # fmt: skip
-    result, line = _infill(da, model, mask, padding, time_context, return_output, engine)
-    result.attrs = add_history(result.attrs, line)
-    if return_output:
-        result["infilled"].attrs = result.attrs
-    return result
+    result = _infill(da, model, mask, padding, time_context, return_output, engine)
+    name = da.name if da.name is not None else UNNAMED
+    hint = (
+        "they are flagged -1 in {flags}" if return_output
+        else "return_output=True flags them -1 in {flags}"
+    )  # fmt: skip
+    _warn_unreached({name: result}, hint)
+    if not return_output:
+        return result.data.assign_attrs(add_history(result.data.attrs, result.line))
+    attrs = dict(result.data.attrs)
+    history = {"history": attrs.pop("history")} if "history" in attrs else {}
+    data = result.data.rename(name).copy()
+    data.attrs = link_flag(attrs, name)
+    output = result.output.rename(f"{name}_output")
+    output.attrs = {k: v for k, v in output.attrs.items() if k != "history"}
+    flag = flag_variable(result.flag, name, attrs)
+    variables = {name: data, output.name: output, flag.name: flag}
+    return xr.Dataset(variables, attrs=add_history(history, result.line))
 
 
 def _infill(
@@ -288,8 +440,9 @@ def _infill(
     time_context: Any,
     return_output: bool,
     engine: dict[str, Any],
-) -> tuple[xr.DataArray | xr.Dataset, str]:
-    """The infilled result (attrs as the input's) and its history line."""
+) -> Infilled:
+    """The infilled variable (attrs as the input's, or none when ``keep_attrs`` is off),
+    the raw output, the flags and the history line."""
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"data: expected an xarray.DataArray, got {type(da).__name__}")
     if not isinstance(return_output, bool):
@@ -297,7 +450,7 @@ def _infill(
     for name in ("batch_size", "tile_size"):
         if engine[name] is not None:
             engine = {**engine, name: check_int(engine[name], name)}
-    resolve_device(engine["device"])
+    device = resolve_device(engine["device"])
     check_precision(engine["precision"])
     # CPU threads free now (results do not depend on their number; speed under load does)
     engine = {**engine, "threads": choose_threads(engine["threads"], samples=1)}
@@ -308,6 +461,10 @@ def _infill(
     elif not np.issubdtype(da.dtype, np.floating):
         raise TypeError(f"data: expected a floating-point or integer array, got dtype {da.dtype}")
     plan = make_plan(da, model, padding, time_context)
+    logger.info(
+        "device %s, precision %s, %s CPU thread(s)%s", device, engine["precision"],
+        engine["threads"], ", compiled" if engine["compile"] else "",
+    )  # fmt: skip
     valid = valid_points(da, mask)
     work, work_valid = da, valid
     if plan.added_time:
@@ -324,28 +481,32 @@ def _infill(
     if plan.added_time:
         output, reach = output.isel(__xcrai_time__=0), reach.isel(__xcrai_time__=0)
     output, reach = output.transpose(*da.dims), reach.transpose(*da.dims)
+    attrs = dict(da.attrs) if keep_attrs() else {}
     infilled = da.where(valid, output)
-    infilled.attrs = dict(da.attrs)
+    infilled.attrs = attrs
     infilled.encoding, stored_as = float_encoding(da.encoding, da.name)
     infilled.name = da.name
     lazy = isinstance(valid.data, dsa.Array)
     fraction = None if lazy else float(1 - valid.values.mean())
     line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
     line = line if stored_as is None else f"{line}, {stored_as}"
-    if not return_output:
-        return infilled, line
     flag = xr.where(valid, FLAG_OBSERVED, xr.where(reach, FLAG_INFILLED, FLAG_UNREACHABLE))
-    flag = flag.astype(np.int8).assign_attrs(FLAG_ATTRS)
-    output.attrs = {**da.attrs, "long_name": "raw network output"}
+    flag = flag.astype(np.int8)
+    flag.attrs, flag.encoding = {}, {}
+    output.attrs = {**attrs, "long_name": "raw network output"}
     output.encoding = dict(infilled.encoding)  # the raw output leaves the packing's range too
-    return xr.Dataset({"infilled": infilled, "output": output, "mask": flag}, attrs=da.attrs), line
+    output.name = da.name
+    return Infilled(infilled, output, flag, line, (plan.grid.lat, plan.grid.lon))
 
 
-def infill_dataset(
-    ds: xr.Dataset, model: Any, *, variables: Any = None, **kwargs: Any
-) -> xr.Dataset:
-    """Infill variables of ``ds``; see :meth:`xcrai.accessor.CraiDatasetAccessor.infill`."""
+def choose_variables(ds: xr.Dataset, model: CraiModel, variables: Any) -> list[Hashable]:
+    """The variables ``infill_dataset`` infills: ``variables``, checked; by default the
+    model's variable when the Dataset has it, else every variable with lat and lon."""
     if variables is None:
+        if model.config.variable is not None and model.config.variable in ds.data_vars:
+            logger.info("infilling %r, the variable the model was trained on",
+                        model.config.variable)  # fmt: skip
+            return [model.config.variable]
         variables = gridded_variables(ds)
         if not variables:
             raise ValueError(
@@ -357,9 +518,58 @@ def infill_dataset(
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise ValueError(f"variables: {missing} not in the dataset; it has {list(ds.data_vars)}")
+    return list(variables)
+
+
+def infill_dataset(
+    ds: xr.Dataset, model: Any, *, variables: Any = None, flags: bool = False, **kwargs: Any
+) -> xr.Dataset:
+    """Infill variables of ``ds``; see :meth:`xcrai.accessor.CraiDatasetAccessor.infill`.
+
+    Parameters
+    ----------
+    ds : Dataset
+    model : str, path or CraiModel
+    variables : str or list of str, optional
+        Default: the model's variable when ``ds`` has it, else every data variable with
+        latitude and longitude dimensions.
+    flags : bool, default False
+        Add ``<var>_flag`` for each infilled variable (1 observed, 0 infilled, -1 hole
+        beyond the network's reach), a CF flag variable, and name it in the variable's
+        ``ancillary_variables``.
+    **kwargs
+        As for :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`, but ``return_output``.
+
+    Returns
+    -------
+    Dataset
+        A copy with the variables infilled (and flagged); the global ``history`` gains a
+        line per variable, and the variables' own attrs gain none.
+
+    Examples
+    --------
+    >>> out = infill_dataset(ds, "20crtasgn72.pth", flags=True)  # doctest: +SKIP
+    >>> out.tas.attrs["ancillary_variables"]  # doctest: +SKIP
+    'tas_flag'
+    """
+    out, results = infill_variables(ds, model, variables=variables, flags=flags, **kwargs)
+    hint = "they are flagged -1 in {flags}" if flags else "flags=True flags them -1 in {flags}"
+    _warn_unreached(results, hint)
+    return out
+
+
+def infill_variables(
+    ds: xr.Dataset, model: Any, *, variables: Any = None, flags: bool = False, **kwargs: Any
+) -> tuple[xr.Dataset, dict[Hashable, Infilled]]:
+    """:func:`infill_dataset`, warning of nothing, and each variable's :class:`Infilled`,
+    for callers that report unreachable holes themselves (``xcrai infill`` counts them
+    with the same ``dask.compute`` that writes its file)."""
     if kwargs.get("return_output"):
         raise ValueError("return_output: only supported for a DataArray (ds[name].crai.infill)")
+    if not isinstance(flags, bool):
+        raise TypeError(f"flags: expected True or False, got {flags!r}")
     model = as_model(model)
+    variables = choose_variables(ds, model, variables)
     defaults = dict(
         mask=None, padding=None, time_context=None, device="auto", batch_size=None,
         tile_size=None, precision="fp32", compile=False, threads="auto",
@@ -368,20 +578,27 @@ def infill_dataset(
     if unknown:
         raise TypeError(f"infill() got unexpected keyword arguments {sorted(unknown)}")
     options = {**defaults, **kwargs}
+    keep = keep_attrs()
     out = ds.copy()
-    lines = []
+    results = {}
     for name in variables:
-        filled, line = _infill(
+        result = _infill(
             ds[name], model, options["mask"], options["padding"], options["time_context"],
             False, {k: options[k] for k in ENGINE_OPTIONS},
         )  # fmt: skip
-        lines.append(line)
-        out[name] = filled
-    attrs = dict(ds.attrs)
-    for line in lines:
-        attrs = add_history(attrs, line)
+        results[name] = result
+        if not flags:
+            out[name] = result.data
+            continue
+        if flag_name(name) in ds.variables:
+            logger.info("replacing the dataset's %r with this call's flags", flag_name(name))
+        out[name] = result.data.copy(deep=False).assign_attrs(link_flag(result.data.attrs, name))
+        out[flag_name(name)] = flag_variable(result.flag, name, result.data.attrs)
+    attrs = dict(ds.attrs) if keep else {}
+    for result in results.values():
+        attrs = add_history(attrs, result.line)
     out.attrs = attrs
-    return out
+    return out, results
 
 
 def _has_grid(da: xr.DataArray) -> bool:
