@@ -236,24 +236,21 @@ def _run(values: Any, valid: Any, plan: Plan, engine: dict[str, Any]) -> Any:
         values = values.rechunk({time_axis: -1})
         halo = 0
     valid = dsa.asarray(valid).rechunk(values.chunks)
-    chunks = user_chunks = values.chunks
-    if halo:
-        time_chunks = dsa.overlap.ensure_minimum_chunksize(halo, chunks[time_axis])
+    user_chunks = values.chunks
+    if halo:  # map_overlap would do this too, but the output's chunks must be known here
+        time_chunks = dsa.overlap.ensure_minimum_chunksize(halo, user_chunks[time_axis])
         values = values.rechunk({time_axis: time_chunks})
         valid = valid.rechunk(values.chunks)
-        chunks = values.chunks
-        depth = {time_axis: halo}
-        boundary = {time_axis: "nearest"}
-        values = dsa.overlap.overlap(values, depth=depth, boundary=boundary)
-        valid = dsa.overlap.overlap(valid, depth=depth, boundary=boundary)
     logger.info(
         "lazy input: %d block(s) of %s time step(s), each with %d step(s) of time context "
-        "on either side", values.npartitions, sorted(set(chunks[time_axis])), halo,
+        "on either side", values.npartitions, sorted(set(values.chunks[time_axis])), halo,
     )  # fmt: skip
-    result = dsa.map_blocks(
-        _block, values, valid, halo=halo, **kwargs,
-        new_axis=0, chunks=((2,), *chunks), dtype=np.float32,
-        meta=np.empty((0,) * (values.ndim + 1), dtype=np.float32),
+    # the block trims its halo itself (the engine infills only the core steps), hence
+    # trim=False, and a leading axis (output, reach) that map_overlap's trim would not know
+    result = dsa.map_overlap(
+        _block, values, valid, depth={time_axis: halo}, boundary={time_axis: "nearest"},
+        trim=False, halo=halo, **kwargs, new_axis=0, chunks=((2,), *values.chunks),
+        dtype=np.float32, meta=np.empty((0,) * (values.ndim + 1), dtype=np.float32),
     )  # fmt: skip
     # back to the input's time chunks (halos may have needed larger ones): zarr, for one,
     # takes only uniform chunks, and merging two chunkings would fragment them
@@ -472,6 +469,9 @@ def _infill(
             work.expand_dims("__xcrai_time__"),
             work_valid.expand_dims("__xcrai_time__"),
         )
+    # Hand-written rather than xr.apply_ufunc(dask="allowed"): apply_ufunc would do only the
+    # transpose below; the added time axis, the orientation (an isel on coordinates, both
+    # ways), the split of _run's stacked (output, reach) and the attrs stay ours either way
     work, work_valid = work.transpose(*plan.order), work_valid.transpose(*plan.order)
     work, work_valid = plan.orientation.apply(work), plan.orientation.apply(work_valid)
     result = _run(work.data, work_valid.data, plan, engine)
