@@ -193,7 +193,7 @@ def test_unreached_holes_reported_once_after_the_progress_bar(sample, tmp_path):
     lines = [line for line in result.stderr.splitlines() if "hole point" in line]
     assert len(lines) == 1 and "Warning" not in result.stderr
     assert lines[0].startswith("xcrai infill: warning: tas: 10 hole point(s)")
-    assert "--flags writes 'tas_flag'" in lines[0] and "return_output" not in lines[0]
+    assert "pass --flags for 'tas_flag'" in lines[0] and "return_output" not in lines[0]
     assert result.stderr.rstrip().endswith(lines[0])  # after the progress bar
     with xr.open_dataset(out) as ds:
         assert "tas_flag" not in ds and "ancillary_variables" not in ds.tas.attrs
@@ -212,3 +212,24 @@ def test_cf_checker_passes_the_flags_output(sample, tmp_path):
     command = ["cfchecks", *(["-s", table] if table else []), str(out)]
     result = subprocess.run(command, capture_output=True, text=True)
     assert "ERRORS detected: 0" in result.stdout, result.stdout
+
+
+def test_warnings_are_one_line_each_and_name_the_model_mismatch(sample, tmp_path, demo_model):
+    """A model trained on another variable warns (scikit-learn's feature-name check), as a
+    line that names xcrai, not a file and line of xcrai's or runpy's."""
+    from dataclasses import replace
+
+    model = tmp_path / "pr.pth"
+    config = replace(demo_model.config, variable="pr", units="kg m-2 s-1")
+    xcrai.CraiModel(config, demo_model.net.state_dict()).save(model)
+    result = subprocess.run(
+        [sys.executable, "-m", "xcrai.cli", "infill", str(sample), "-m", str(model), "-o",
+         str(tmp_path / "out.nc"), "--var", "tas", "--no-progress"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    mismatch = [line for line in lines if "trained on variable 'pr'" in line]
+    assert len(mismatch) == 1 and "units 'kg m-2 s-1' (the data's: 'K')" in mismatch[0]
+    assert mismatch[0].startswith("xcrai infill: warning: model: ")
+    assert all(line.startswith("xcrai infill: warning: ") for line in lines)

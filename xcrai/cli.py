@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -338,7 +339,7 @@ def _report_unreached(counts: dict, flags: bool) -> None:
     message = unreached_message(counts)
     if message:
         names = flagged_names(counts)
-        hint = f"flagged -1 in {names}" if flags else f"--flags writes {names}, -1 there"
+        hint = f"flagged -1 in {names}" if flags else f"pass --flags for {names} (-1 there)"
         print(f"xcrai infill: warning: {message}; {hint}", file=sys.stderr)
 
 
@@ -532,6 +533,26 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """Show warnings as ``xcrai COMMAND: warning: ...`` lines on stderr during the block.
+
+    Python would name a file and line of xcrai or runpy, which say nothing to someone at
+    the command line. Warning filters (``-W``, ``PYTHONWARNINGS``) still apply.
+    """
+    previous = warnings.showwarning
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: Any = None) -> None:  # fmt: skip
+        print(f"xcrai {command}: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xcrai`` command.
 
@@ -541,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        with _terminate_as_interrupt():
+        with _terminate_as_interrupt(), _warnings_as_lines(args.command):
             _run(args)
     except Terminated:
         print(f"xcrai {args.command}: terminated", file=sys.stderr)
