@@ -411,7 +411,7 @@ def _chunks(ds, variables, time_chunk) -> dict:
     return {}
 
 
-def _fill_in_fractions(path: str, fractions: dict) -> None:
+def _fill_in_fractions(path: str | Path, fractions: dict) -> None:
     """Replace the lazy-input note in the history with the computed fraction per variable."""
     import netCDF4
 

@@ -317,7 +317,26 @@ def count_unreached(flag: xr.DataArray, spatial: tuple[Hashable, Hashable]) -> t
     """Hole points beyond the network's reach, and fields with no valid point at all.
 
     Counted on the flags (-1 marks both), so they cost a reduction of the flags, not a
-    warning per dask block. 0-d arrays, lazy (dask) when ``flag`` is.
+    warning per dask block.
+
+    Parameters
+    ----------
+    flag : DataArray
+        Flags as :func:`infill_dataset` writes them (1 observed, 0 infilled, -1 neither).
+    spatial : (Hashable, Hashable)
+        The latitude and longitude dimensions.
+
+    Returns
+    -------
+    holes, empty : 0-d arrays
+        Unreachable hole points outside empty fields, and empty fields; lazy (dask)
+        when ``flag`` is.
+
+    Examples
+    --------
+    >>> holes, empty = count_unreached(ds.tas_flag, ("lat", "lon"))  # doctest: +SKIP
+    >>> int(holes), int(empty)  # doctest: +SKIP
+    (10, 0)
     """
     per_field = (flag == FLAG_UNREACHABLE).sum(spatial)
     empty = per_field == flag.sizes[spatial[0]] * flag.sizes[spatial[1]]
@@ -356,11 +375,11 @@ def _warn_unreached(results: dict[Hashable, Infilled], hint: str) -> None:
             "%s: lazy input, so holes beyond the network's reach are not counted; %s",
             ", ".join(map(str, lazy)), hint.format(flags=flags),
         )  # fmt: skip
-    counts = {
-        name: tuple(int(n) for n in count_unreached(r.flag, r.spatial))
-        for name, r in results.items()
-        if name not in lazy
-    }
+    counts = {}
+    for name, result in results.items():
+        if name not in lazy:
+            holes, empty = count_unreached(result.flag, result.spatial)
+            counts[name] = (int(holes), int(empty))
     message = unreached_message(counts)
     if message:
         warnings.warn(
@@ -561,9 +580,29 @@ def infill_dataset(
 def infill_variables(
     ds: xr.Dataset, model: Any, *, variables: Any = None, flags: bool = False, **kwargs: Any
 ) -> tuple[xr.Dataset, dict[Hashable, Infilled]]:
-    """:func:`infill_dataset`, warning of nothing, and each variable's :class:`Infilled`,
-    for callers that report unreachable holes themselves (``xcrai infill`` counts them
-    with the same ``dask.compute`` that writes its file)."""
+    """:func:`infill_dataset` without its UnreachableWarning, for callers that report
+    unreachable holes themselves: ``xcrai infill`` counts them in the same
+    ``dask.compute`` that writes its file.
+
+    Parameters
+    ----------
+    ds, model, variables, flags, **kwargs
+        As for :func:`infill_dataset`.
+
+    Returns
+    -------
+    Dataset
+        What :func:`infill_dataset` returns.
+    dict
+        Each infilled variable's :class:`Infilled` (its flags, lazy for lazy input, and
+        its lat/lon dimensions, for :func:`count_unreached`).
+
+    Examples
+    --------
+    >>> out, infilled = infill_variables(ds, model)  # doctest: +SKIP
+    >>> counts = count_unreached(infilled["tas"].flag, infilled["tas"].spatial)  # doctest: +SKIP
+    >>> dask.compute(out.to_netcdf(path, compute=False), counts)  # doctest: +SKIP
+    """
     if kwargs.get("return_output"):
         raise ValueError("return_output: only supported for a DataArray (ds[name].crai.infill)")
     if not isinstance(flags, bool):
