@@ -61,7 +61,7 @@ def series(fields: int) -> xr.DataArray:
 def accuracy(data: xr.DataArray, model: xcrai.CraiModel, device: str) -> list[dict]:
     def output(**options: object) -> np.ndarray:
         result = data.crai.infill(model, device=device, return_output=True, **options)
-        return result.output.values
+        return result[f"{data.name}_output"].values
 
     reference = output()
     scale = float(data.std())
@@ -73,7 +73,7 @@ def accuracy(data: xr.DataArray, model: xcrai.CraiModel, device: str) -> list[di
                      "max_K": float(np.abs(difference).max()), "rms_K": rms})  # fmt: skip
     batch = {size: output(batch_size=size) for size in (1, 7)}
     lazy = data.chunk(time=5).crai.infill(model, device=device, return_output=True)
-    batch["dask time chunks of 5"] = lazy.output.values
+    batch["dask time chunks of 5"] = lazy[f"{data.name}_output"].values
     for name, values in batch.items():
         variant = f"batch {name}" if isinstance(name, int) else name
         difference = float(np.abs(values - reference).max())

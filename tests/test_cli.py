@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -197,8 +198,8 @@ def test_flags_option_writes_the_flag_variable(sample, tmp_path, hadcrut, demo_m
     expected = hadcrut.tas.crai.infill(demo_model, return_output=True)
     with xr.open_dataset(out) as ds:
         assert "tas_output" not in ds  # the flags only
-        np.testing.assert_array_equal(ds.tas.values, expected.infilled.values)
-        np.testing.assert_array_equal(ds.tas_flag.values, expected.mask.values)
+        np.testing.assert_array_equal(ds.tas.values, expected.tas.values)
+        np.testing.assert_array_equal(ds.tas_flag.values, expected.tas_flag.values)
 
 
 def test_fit_command_equals_the_accessor(tmp_path):
@@ -223,3 +224,91 @@ def test_fit_command_equals_the_accessor(tmp_path):
     assert model.config.provenance["train_config"] == expected.config.provenance["train_config"]
     got, want = model.net.state_dict(), expected.net.state_dict()
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_flags_output_is_cf(sample, tmp_path, hadcrut, capsys):
+    """The file ``xcrai infill --flags`` writes: global history only, ``tas_flag`` with the
+    CF flag attributes, named in ``tas``'s ``ancillary_variables``."""
+    from xcrai.cli import infill_file
+    from xcrai.options import InfillOptions
+
+    flags = InfillOptions(return_output=True)  # --flags
+    out = infill_file(sample, str(xcrai.data.demo_model()), tmp_path / "out.nc", flags,
+                      time_chunk=1, progress=False)  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "10 hole point(s)" in err
+    assert "flagged -1 in 'tas_flag'" in err and "return_output" not in err
+    with xr.open_dataset(out, mask_and_scale=False) as ds:
+        assert set(ds.data_vars) == {"tas", "tas_flag"}
+        assert "history" not in ds.tas.attrs and "history" not in ds.tas_flag.attrs
+        first = ds.attrs["history"].split("\n")[0]
+        assert "infilled tas with" in first and "of points infilled" in first
+        assert ds.attrs["Conventions"] == hadcrut.attrs["Conventions"]
+        assert ds.tas.attrs["ancillary_variables"] == "tas_flag"
+        flag = ds.tas_flag
+        assert flag.dtype == np.int8 and flag.dims == ds.tas.dims
+        assert flag.attrs["standard_name"] == "air_temperature status_flag"
+        np.testing.assert_array_equal(flag.attrs["flag_values"], [-1, 0, 1])
+        assert flag.attrs["flag_values"].dtype == flag.dtype
+        assert flag.attrs["flag_meanings"] == "unreachable_hole infilled observed"
+        assert len(flag.attrs["flag_meanings"].split()) == len(flag.attrs["flag_values"])
+        assert "units" not in flag.attrs and "_FillValue" not in flag.attrs
+        np.testing.assert_array_equal(flag.values == 1, np.isfinite(hadcrut.tas.values))
+        assert (flag.values == -1).sum() == 10
+
+
+def test_unreached_holes_reported_once_after_the_progress_bar(sample, tmp_path):
+    """One line on stderr, after the bar, pointing at --flags (the CLI has no
+    return_output); no Python warning per dask block."""
+    out = tmp_path / "out.nc"
+    result = subprocess.run(
+        [sys.executable, "-W", "always", "-m", "xcrai.cli", "infill", str(sample), "-m",
+         str(xcrai.data.demo_model()), "-o", str(out), "--time-chunk", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "hole point" in line]
+    assert len(lines) == 1 and "Warning" not in result.stderr
+    assert lines[0].startswith("xcrai infill: warning: tas: 10 hole point(s)")
+    assert "pass --flags for 'tas_flag'" in lines[0] and "return_output" not in lines[0]
+    assert result.stderr.rstrip().endswith(lines[0])  # after the progress bar
+    with xr.open_dataset(out) as ds:
+        assert "tas_flag" not in ds and "ancillary_variables" not in ds.tas.attrs
+
+
+def test_cf_checker_passes_the_flags_output(sample, tmp_path):
+    """cf-checker (PyPI cfchecker) on an ``xcrai infill --flags`` output, when installed; it
+    needs the UDUNITS-2 library and the CF standard-name table, which it downloads unless
+    XCRAI_CF_STANDARD_NAMES names a local copy."""
+    pytest.importorskip("cfchecker.cfchecks")
+    from xcrai.cli import infill_file
+    from xcrai.options import InfillOptions
+
+    flags = InfillOptions(return_output=True)  # --flags
+    out = infill_file(sample, str(xcrai.data.demo_model()), tmp_path / "out.nc", flags,
+                      progress=False)  # fmt: skip
+    table = os.environ.get("XCRAI_CF_STANDARD_NAMES")
+    command = ["cfchecks", *(["-s", table] if table else []), str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert "ERRORS detected: 0" in result.stdout, result.stdout
+
+
+def test_warnings_are_one_line_each_and_name_the_model_mismatch(sample, tmp_path, demo_model):
+    """A model trained on another variable warns (scikit-learn's feature-name check), as a
+    line that names xcrai, not a file and line of xcrai's or runpy's."""
+    from dataclasses import replace
+
+    model = tmp_path / "pr.pth"
+    config = replace(demo_model.config, variable="pr", units="kg m-2 s-1")
+    xcrai.CraiModel(config, demo_model.net.state_dict()).save(model)
+    result = subprocess.run(
+        [sys.executable, "-m", "xcrai.cli", "infill", str(sample), "-m", str(model), "-o",
+         str(tmp_path / "out.nc"), "--var", "tas", "--no-progress"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    mismatch = [line for line in lines if "trained on variable 'pr'" in line]
+    assert len(mismatch) == 1 and "units 'kg m-2 s-1' (the data's: 'K')" in mismatch[0]
+    assert mismatch[0].startswith("xcrai infill: warning: model: ")
+    assert all(line.startswith("xcrai infill: warning: ") for line in lines)

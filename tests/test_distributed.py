@@ -32,7 +32,7 @@ def test_same_numbers_as_without_a_cluster(client, long_series, memory_model):
         memory_model, padding="zeros", return_output=True
     )
     got = client.compute(lazy).result()
-    for name in ("infilled", "output", "mask"):
+    for name in ("tas", "tas_output", "tas_flag"):
         np.testing.assert_array_equal(got[name].values, eager[name].values)
 
 

@@ -36,11 +36,11 @@ def test_results_do_not_depend_on_the_batch_size(hadcrut_series, demo_model):
 def test_reduced_precision_is_close_to_fp32(hadcrut, demo_model, precision):
     full = hadcrut.tas.crai.infill(demo_model, return_output=True)
     reduced = hadcrut.tas.crai.infill(demo_model, return_output=True, precision=precision)
-    difference = np.abs(reduced.output.values - full.output.values)
+    difference = np.abs(reduced.tas_output.values - full.tas_output.values)
     assert 0 < difference.max() < 0.5  # K; measured figures are in the README
-    np.testing.assert_array_equal(reduced["mask"].values, full["mask"].values)
+    np.testing.assert_array_equal(reduced.tas_flag.values, full.tas_flag.values)
     valid = np.isfinite(hadcrut.tas.values)
-    np.testing.assert_array_equal(reduced.infilled.values[valid], hadcrut.tas.values[valid])
+    np.testing.assert_array_equal(reduced.tas.values[valid], hadcrut.tas.values[valid])
 
 
 def test_unknown_precision(hadcrut, demo_model):
@@ -55,8 +55,8 @@ def test_compiled_network_gives_the_eager_result(hadcrut_series, demo_model):
     eager = hadcrut_series.crai.infill(model, return_output=True, batch_size=7)
     fast = hadcrut_series.crai.infill(model, return_output=True, batch_size=7, compile=True)
     scale = 1e-4 * float(hadcrut_series.std())
-    np.testing.assert_allclose(fast.output.values, eager.output.values, rtol=0, atol=scale)
-    np.testing.assert_array_equal(fast["mask"].values, eager["mask"].values)
+    np.testing.assert_allclose(fast.tas_output.values, eager.tas_output.values, rtol=0, atol=scale)
+    np.testing.assert_array_equal(fast.tas_flag.values, eager.tas_flag.values)
 
 
 @pytest.mark.slow
@@ -65,7 +65,7 @@ def test_compiled_network_in_tiles_gives_the_eager_result(hadcrut, demo_model):
     eager = hadcrut.tas.crai.infill(demo_model, return_output=True)
     tiled = hadcrut.tas.crai.infill(demo_model, return_output=True, tile_size=40, compile=True)
     scale = 1e-4 * float(hadcrut.tas.std())
-    np.testing.assert_allclose(tiled.output.values, eager.output.values, rtol=0, atol=scale)
+    np.testing.assert_allclose(tiled.tas_output.values, eager.tas_output.values, rtol=0, atol=scale)
 
 
 def test_compile_takes_a_bool(hadcrut, demo_model):

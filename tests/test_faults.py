@@ -191,13 +191,13 @@ def test_packed_dataarray_warns_once_at_the_callers_line(tmp_path):
     packing = [w for w in record if "written as float32" in str(w.message)]
     assert len(packing) == 1 and packing[0].filename == __file__
     assert "tas: written as float32 (input was packed as int16)" in str(packing[0].message)
-    for name in ("infilled", "output"):
+    for name in ("tas", "tas_output"):
         assert result[name].encoding["dtype"] == np.float32
         assert "scale_factor" not in result[name].encoding
         assert result[name].encoding["zlib"]  # compression settings kept
     result.to_netcdf(tmp_path / "o.nc")
     with xr.open_dataset(tmp_path / "o.nc") as o:
-        np.testing.assert_array_equal(o.output.values, result.output.values)
+        np.testing.assert_array_equal(o.tas_output.values, result.tas_output.values)
 
 
 # --- 2. fit never overwrites its inputs ----------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
+from dataclasses import replace
 
 import dask
 import numpy as np
@@ -140,18 +142,115 @@ def test_return_output_dataset(hadcrut, demo_model):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = hadcrut.tas.crai.infill(demo_model, return_output=True)
-    assert set(ds.data_vars) == {"infilled", "output", "mask"}
+    assert set(ds.data_vars) == {"tas", "tas_output", "tas_flag"}
     valid = np.isfinite(hadcrut.tas.values)
-    flags = ds["mask"].values
-    assert ds["mask"].dtype == np.int8
+    flags = ds.tas_flag.values
+    assert ds.tas_flag.dtype == np.int8
     np.testing.assert_array_equal(flags == 1, valid)
     holes = ~valid
-    np.testing.assert_array_equal(ds.infilled.values[holes], ds.output.values[holes])
+    np.testing.assert_array_equal(ds.tas.values[holes], ds.tas_output.values[holes])
     # a few polar cells of 1877-09 are beyond the demo network's reach: CRAI's 0, flagged
     unreachable = flags == -1
     assert 0 < unreachable.sum() < 50
-    assert (ds.output.values[unreachable] == 0).all()
-    assert any(issubclass(w.category, xcrai.UnreachableWarning) for w in caught)
+    assert (ds.tas_output.values[unreachable] == 0).all()
+    unreached = [w for w in caught if issubclass(w.category, xcrai.UnreachableWarning)]
+    assert len(unreached) == 1 and unreached[0].filename == __file__
+    assert f"tas: {unreachable.sum()} hole point(s)" in str(unreached[0].message)
+    assert "flagged -1 in 'tas_flag'" in str(unreached[0].message)
+
+
+def test_return_output_is_cf(hadcrut, demo_model):
+    """Global attrs are only ``history`` (a DataArray does not know its file's); variable
+    attrs stay on the variables; the flags are ``tas_flag``, CF-linked to ``tas``."""
+    da = hadcrut.tas.assign_attrs(history="made by hand")
+    ds = da.crai.infill(demo_model, return_output=True)
+    assert list(ds.attrs) == ["history"]
+    new, old = ds.attrs["history"].split("\n")
+    assert "xcrai" in new and "infilled tas with" in new and old == "made by hand"
+    kept = {k: v for k, v in da.attrs.items() if k != "history"}
+    assert {k: v for k, v in ds.tas.attrs.items() if k != "ancillary_variables"} == kept
+    assert ds.tas.attrs["ancillary_variables"] == "tas_flag"
+    assert ds.tas_output.attrs["long_name"] == "raw network output"
+    assert "history" not in ds.tas_output.attrs and "ancillary_variables" not in ds.tas_output.attrs
+    flag = ds.tas_flag.attrs
+    assert flag["standard_name"] == "air_temperature status_flag"
+    np.testing.assert_array_equal(flag["flag_values"], [-1, 0, 1])
+    assert flag["flag_meanings"] == "unreachable_hole infilled observed"
+    assert "units" not in flag
+    unnamed = hadcrut.tas.rename(None).crai.infill(demo_model, return_output=True)
+    assert set(unnamed.data_vars) == {"infilled", "infilled_output", "infilled_flag"}
+
+
+def test_dataset_flags_are_cf_linked(hadcrut, demo_model):
+    ds = hadcrut.assign(tas2=hadcrut.tas * 2)
+    ds["tas2"].attrs = {"ancillary_variables": "tas2_error"}  # no standard_name
+    with pytest.warns(xcrai.UnreachableWarning) as record:
+        out = ds.crai.infill(demo_model, flags=True)
+    assert len(record) == 1 and record[0].filename == __file__
+    assert "tas: " in str(record[0].message) and "tas2: " in str(record[0].message)
+    assert set(out.data_vars) == {"tas", "tas_flag", "tas2", "tas2_flag"}
+    assert out.tas.attrs["ancillary_variables"] == "tas_flag"
+    assert out.tas2.attrs["ancillary_variables"] == "tas2_error tas2_flag"
+    assert out.tas_flag.attrs["standard_name"] == "air_temperature status_flag"
+    assert "standard_name" not in out.tas2_flag.attrs
+    np.testing.assert_array_equal(out.tas_flag.values == 1, np.isfinite(ds.tas.values))
+    # history is global only, one line per variable on top of the file's
+    assert "history" not in out.tas.attrs and "history" not in out.tas_flag.attrs
+    lines = out.attrs["history"].split("\n")
+    assert "infilled tas2 with" in lines[0] and "infilled tas with" in lines[1]
+    assert "\n".join(lines[2:]) == ds.attrs["history"]
+    plain = ds.crai.infill(demo_model, variables="tas")
+    assert "ancillary_variables" not in plain.tas.attrs and "tas_flag" not in plain
+
+
+def test_keep_attrs_false_is_honoured(hadcrut, demo_model):
+    """``xr.set_options(keep_attrs=False)`` drops the input's attrs; xcrai's own (history,
+    the flags' CF attributes and the link to them) are still written."""
+    with xr.set_options(keep_attrs=False):
+        da = hadcrut.tas.crai.infill(demo_model)
+        out = hadcrut.tas.crai.infill(demo_model, return_output=True)
+        ds = hadcrut.crai.infill(demo_model, flags=True)
+    assert list(da.attrs) == ["history"]
+    assert out.tas.attrs == {"ancillary_variables": "tas_flag"}
+    assert out.tas_output.attrs == {"long_name": "raw network output"}
+    assert "standard_name" not in out.tas_flag.attrs and "flag_values" in out.tas_flag.attrs
+    assert list(ds.attrs) == ["history"] and "xcrai" in ds.attrs["history"]
+    assert ds.tas.attrs == {"ancillary_variables": "tas_flag"}
+    with xr.set_options(keep_attrs=True):
+        kept = hadcrut.tas.crai.infill(demo_model)
+    assert kept.attrs["units"] == "K"
+    np.testing.assert_array_equal(kept.values, da.values)
+
+
+def test_model_variable_and_units_are_checked(hadcrut, demo_model):
+    from xcrai.model import CraiModel
+
+    def trained_on(variable, units):
+        config = replace(demo_model.config, variable=variable, units=units)
+        return CraiModel(config, demo_model.net.state_dict())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", xcrai.UnreachableWarning)
+        hadcrut.tas.crai.infill(trained_on("tas", "K"))
+        hadcrut.tas.crai.infill(trained_on(None, None))  # a CRAI checkpoint says neither
+    with pytest.warns(UserWarning, match=r"trained on variable 'pr' \(the data's: 'tas'\)") as w:
+        hadcrut.tas.crai.infill(trained_on("pr", "K"))
+    assert w[0].filename == __file__
+    with pytest.warns(UserWarning, match=r"units 'degC' \(the data's: 'K'\)") as w:
+        hadcrut.crai.infill(trained_on("tas", "degC"))
+    assert [r.filename for r in w if "degC" in str(r.message)] == [__file__]
+
+
+def test_dataset_infills_the_models_variable_by_default(hadcrut, demo_model):
+    from xcrai.model import CraiModel
+
+    ds = hadcrut.assign(tas2=hadcrut.tas * 2)
+    model = CraiModel(replace(demo_model.config, variable="tas2"), demo_model.net.state_dict())
+    out = ds.crai.infill(model)
+    xr.testing.assert_identical(out.tas, ds.tas)
+    assert np.isfinite(out.tas2.values).all()
+    assert len(out.attrs["history"].split("\n")) == len(ds.attrs["history"].split("\n")) + 1
 
 
 def test_mask_argument_and_nan_under_valid_mask(hadcrut, demo_model):
@@ -161,11 +260,11 @@ def test_mask_argument_and_nan_under_valid_mask(hadcrut, demo_model):
     mask = coverage.fillna(0).astype(bool)
     got = da.crai.infill(demo_model, mask=mask, return_output=True)
     valid = mask.values[None] & np.isfinite(da.values)
-    np.testing.assert_array_equal(got["mask"].values == 1, valid)
-    np.testing.assert_array_equal(got.infilled.values[valid], da.values[valid])
+    np.testing.assert_array_equal(got.tas_flag.values == 1, valid)
+    np.testing.assert_array_equal(got.tas.values[valid], da.values[valid])
     # 0/1 integers work the same as bool
     same = da.crai.infill(demo_model, mask=mask.astype("int8"))
-    np.testing.assert_array_equal(same.values, got.infilled.values)
+    np.testing.assert_array_equal(same.values, got.tas.values)
 
 
 def test_integer_input_is_cast_to_float(hadcrut, demo_model):
@@ -179,11 +278,12 @@ def test_integer_input_is_cast_to_float(hadcrut, demo_model):
 def test_all_nan_field_stays_nan_with_a_warning(hadcrut, demo_model):
     da = hadcrut.tas.copy()
     da[1] = np.nan
-    with pytest.warns(xcrai.UnreachableWarning, match="no valid point"):
+    with pytest.warns(xcrai.UnreachableWarning, match="1 field.s. have no valid point") as w:
         got = da.crai.infill(demo_model, return_output=True)
-    assert np.isnan(got.infilled.values[1]).all()
-    assert (got["mask"].values[1] == -1).all()
-    assert np.isfinite(got.infilled.values[0]).all()
+    assert len(w) == 1 and w[0].filename == __file__
+    assert np.isnan(got.tas.values[1]).all()
+    assert (got.tas_flag.values[1] == -1).all()
+    assert np.isfinite(got.tas.values[0]).all()
 
 
 def test_dataset_infills_named_variables_and_keeps_the_rest(hadcrut, demo_model):
@@ -252,7 +352,7 @@ def test_any_time_chunking_gives_the_same_numbers(hadcrut_series, memory_model, 
     eager = hadcrut_series.crai.infill(memory_model, padding="zeros", return_output=True)
     lazy = hadcrut_series.chunk({"time": chunks, "lat": 24})  # spatial chunks are merged
     got = lazy.crai.infill(memory_model, padding="zeros", return_output=True).compute()
-    for name in ("infilled", "output", "mask"):
+    for name in ("tas", "tas_output", "tas_flag"):
         np.testing.assert_array_equal(got[name].values, eager[name].values)
 
 
@@ -266,12 +366,46 @@ def test_chunked_extra_dimension(hadcrut_series, demo_model):
 
 def test_global_padding_is_exactly_periodic(hadcrut, demo_model):
     """Rolling the input by a multiple of the encoder's stride (8) rolls the output."""
-    base = hadcrut.tas.crai.infill(demo_model, return_output=True).output
+    base = hadcrut.tas.crai.infill(demo_model, return_output=True).tas_output
     for shift in (8, 40):
         rolled = hadcrut.tas.roll(lon=shift, roll_coords=False)
-        out = rolled.crai.infill(demo_model, return_output=True).output
+        out = rolled.crai.infill(demo_model, return_output=True).tas_output
         np.testing.assert_array_equal(out.roll(lon=-shift, roll_coords=False).values, base.values)
     rolled = hadcrut.tas.roll(lon=8, roll_coords=False)
     zeros = rolled.crai.infill(demo_model, padding="zeros").roll(lon=-8, roll_coords=False)
     plain = hadcrut.tas.crai.infill(demo_model, padding="zeros")
     assert not np.array_equal(zeros.values, plain.values)  # zero padding has edges
+
+
+# -- warnings once per call, logging -------------------------------------------------------
+
+
+def test_lazy_input_warns_nothing_when_computed_and_logs_why(hadcrut, demo_model, caplog):
+    """Lazy input: the count is unknown at the call, and a warning at compute time would
+    come from a dask task (a worker's log), once per block; so a log record says where the
+    flags are, and computing warns of nothing."""
+    lazy = hadcrut.tas.chunk(time=1)
+    with caplog.at_level(logging.INFO, logger="xcrai"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = lazy.crai.infill(demo_model, return_output=True)
+            got = got.compute()
+    assert (got.tas_flag.values == -1).sum() == 10
+    messages = [r.getMessage() for r in caplog.records if r.name == "xcrai"]
+    assert any("lazy input" in m and "'tas_flag'" in m for m in messages)
+
+
+def test_decisions_are_logged(hadcrut, demo_model, caplog):
+    da = hadcrut.tas.isel(lat=slice(None, None, -1))  # north to south: turned for the model
+    with caplog.at_level(logging.INFO, logger="xcrai"):
+        da.crai.infill(demo_model, batch_size=1, tile_size=40, threads=1)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "xcrai")
+    assert "padding global" in text and "time context (0, 0)" in text
+    assert "device cpu" in text or "device cuda" in text
+    assert "1 CPU thread(s)" in text
+    assert "in batches of 1" in text and "tiles of 40x40" in text
+    assert "reordering 'lat'" in text
+    with caplog.at_level(logging.INFO, logger="xcrai"):
+        caplog.clear()
+        hadcrut.tas.chunk(time=1).crai.infill(demo_model)
+    assert any("2 block(s)" in r.getMessage() for r in caplog.records)

@@ -176,11 +176,11 @@ def test_auto_threads_leave_the_cores_busy_processes_use():
 def test_cuda_fp32_is_ieee_and_tf32_is_not(hadcrut, demo_model):
     """On CUDA, fp32 matches the CPU as closely as CRAI parity (1e-5 K); TF32 is asked for
     explicitly and differs more."""
-    cpu = hadcrut.tas.crai.infill(demo_model, device="cpu", return_output=True).output.values
-    fp32 = hadcrut.tas.crai.infill(demo_model, device="cuda", return_output=True).output.values
+    cpu = hadcrut.tas.crai.infill(demo_model, device="cpu", return_output=True).tas_output.values
+    fp32 = hadcrut.tas.crai.infill(demo_model, device="cuda", return_output=True).tas_output.values
     tf32 = hadcrut.tas.crai.infill(
         demo_model, device="cuda", return_output=True, precision="tf32"
-    ).output.values
+    ).tas_output.values
     assert np.abs(fp32 - cpu).max() < 1e-5
     assert np.abs(tf32 - cpu).max() > np.abs(fp32 - cpu).max()
 

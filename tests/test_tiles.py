@@ -24,8 +24,8 @@ def _assert_same(tiled: xr.DataArray, whole: xr.DataArray, reference: xr.DataArr
 def test_global_field_in_tiles(hadcrut, demo_model, tile_size):
     whole = hadcrut.tas.crai.infill(demo_model, return_output=True)
     tiled = hadcrut.tas.crai.infill(demo_model, return_output=True, tile_size=tile_size)
-    _assert_same(tiled.output, whole.output, hadcrut.tas)
-    np.testing.assert_array_equal(tiled["mask"].values, whole["mask"].values)
+    _assert_same(tiled.tas_output, whole.tas_output, hadcrut.tas)
+    np.testing.assert_array_equal(tiled.tas_flag.values, whole.tas_flag.values)
 
 
 def test_odd_regional_crop_in_tiles(hadcrut, demo_model):
@@ -33,7 +33,7 @@ def test_odd_regional_crop_in_tiles(hadcrut, demo_model):
     with pytest.warns(UserWarning, match="trained on a 72x72"):  # a crop of its grid
         whole = crop.crai.infill(demo_model, return_output=True)
         tiled = crop.crai.infill(demo_model, return_output=True, tile_size=16)
-    _assert_same(tiled.output, whole.output, crop)
+    _assert_same(tiled.tas_output, whole.tas_output, crop)
 
 
 def test_odd_latitudes_global_and_time_context(memory_model):
@@ -41,7 +41,7 @@ def test_odd_latitudes_global_and_time_context(memory_model):
         test = ds.zg.load()  # 73 x 144, global
     whole = test.crai.infill(memory_model, return_output=True)
     tiled = test.crai.infill(memory_model, return_output=True, tile_size=24)
-    _assert_same(tiled.output, whole.output, test)
+    _assert_same(tiled.zg_output, whole.zg_output, test)
 
 
 def test_tiles_cover_the_field_once(demo_model):
@@ -79,6 +79,6 @@ def test_era5_size_fields_are_tiled_and_equal_the_untiled_network(hadcrut, demo_
         whole, reach = demo_model.replica(torch.device("cpu"))(
             x, torch.from_numpy(valid.astype(np.float32)), padding="global"
         )
-    difference = np.abs(tiled.output.values - whole[0, 0].numpy()).max()
+    difference = np.abs(tiled.infilled_output.values - whole[0, 0].numpy()).max()
     assert difference <= 1e-4 * float(field.std()), difference
-    np.testing.assert_array_equal(tiled["mask"].values >= 0, reach[0, 0].numpy() > 0)
+    np.testing.assert_array_equal(tiled.infilled_flag.values >= 0, reach[0, 0].numpy() > 0)

@@ -81,8 +81,11 @@ class CraiDataArrayAccessor:
             Windows are clamped at the ends of the series, so every step is
             infilled.
         return_output : bool
-            Return a Dataset with ``infilled``, ``output`` (the raw network
-            output) and ``mask`` (1 observed, 0 infilled, -1 unreachable hole).
+            Return a Dataset with ``<name>`` (the infilled data), ``<name>_output``
+            (the raw network output) and ``<name>_flag``, a CF flag variable (1
+            observed, 0 infilled, -1 hole beyond the network's reach) named in the
+            data's ``ancillary_variables``; ``history`` is its global attribute.
+            An unnamed DataArray is called ``infilled``.
         device : str
             "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
         batch_size : int, optional
@@ -110,9 +113,21 @@ class CraiDataArrayAccessor:
         Returns
         -------
         DataArray (or Dataset with ``return_output=True``)
-            Same dims, coords, name and attrs; valid points are bitwise
+            Same dims, coords, name and attrs (none of the input's under
+            ``xr.set_options(keep_attrs=False)``); valid points are bitwise
             unchanged; ``history`` gains a line naming xcrai, the model and its
             sha256, the padding and the fraction of points infilled.
+
+        Warns
+        -----
+        UserWarning
+            When the model records a variable name or units that differ from the
+            data's, or another grid size.
+        UnreachableWarning
+            Once per call, for eager input, when holes are beyond the network's
+            reach or fields have no valid point. Lazy input is not counted (the
+            flags hold them); decisions (device, batch size, tiling, padding) are
+            logged to ``logging.getLogger("xcrai")``.
 
         Examples
         --------
@@ -336,12 +351,14 @@ class CraiDatasetAccessor:
         ----------
         model : str, path or CraiModel
         variables : str or list of str, optional
-            Default: every data variable with latitude and longitude dimensions.
+            Default: the variable the model was trained on, when the Dataset has
+            it; else every data variable with latitude and longitude dimensions.
         mask : DataArray or array, optional
             Broadcast against each variable; see :meth:`CraiDataArrayAccessor.infill`.
         return_output : bool
-            Add ``<name>_output`` (the raw network output) and ``<name>_flag`` (1
-            observed, 0 infilled, -1 unreachable hole) beside each infilled variable.
+            Add ``<name>_output`` (the raw network output) and ``<name>_flag`` (CF flags:
+            1 observed, 0 infilled, -1 hole beyond the network's reach, named in the
+            variable's ``ancillary_variables``) beside each infilled variable.
         padding, time_context, device, batch_size, tile_size, precision, compile, threads
             As for :meth:`CraiDataArrayAccessor.infill`.
 
@@ -349,7 +366,7 @@ class CraiDatasetAccessor:
         -------
         Dataset
             A copy with the variables infilled; the global ``history`` gains a
-            line per variable.
+            line per variable (the variables' attrs gain none).
 
         Examples
         --------

@@ -6,9 +6,10 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,8 +237,15 @@ def infill_file(
     time_chunk: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    flags: bool = False,
 ) -> Path:
     """Infill a netCDF file into another, streaming through dask (the ``xcrai infill`` command).
+
+    With ``flags``, each infilled variable ``<var>`` gets a CF flag variable ``<var>_flag``
+    (1 observed, 0 infilled, -1 hole beyond the network's reach) named in its
+    ``ancillary_variables``. Holes beyond the network's reach and fields without any
+    valid point are counted by the same computation that writes the file, and reported
+    in one line on stderr after the progress bar.
 
     Everything that would stop the write is checked before any work: the output is not
     an input (nor a link to one), not a folder, not a ``.zarr`` name, not an existing file
@@ -277,7 +285,7 @@ def infill_file(
 
     import xcrai
     from xcrai.files import atomic_path, refuse_overwriting_inputs
-    from xcrai.infill import gridded_variables
+    from xcrai.infill import count_unreached, infill_variables
     from xcrai.options import InfillOptions
 
     options = options or InfillOptions()
@@ -300,18 +308,36 @@ def infill_file(
     masks, mask_da = (None, None) if mask is None else _read_mask(Path(mask), mask_var)
     ds = _open_netcdf(input, "input", chunks=chunks)
     try:
-        result = ds.crai.infill(model_obj, variables=variables, mask=mask_da, **_fields(options))
-        names = variables or gridded_variables(ds)
-        if options.return_output:  # the flags only: the raw output would double the file
-            result = result.drop_vars([f"{name}_output" for name in names])
-        holes = {name: (~np.isfinite(ds[name].data)).mean() for name in names}
+        # --flags writes the flags only: the raw output would double the file
+        flags = options.return_output
+        result, infilled = infill_variables(
+            ds, model_obj, replace(options, return_output=False), variables=variables,
+            mask=mask_da, flags=flags,
+        )  # fmt: skip
+        counts = {
+            "holes": {name: (~np.isfinite(ds[name].data)).mean() for name in infilled},
+            "unreached": {name: count_unreached(r.flag, r.spatial) for name, r in infilled.items()},
+        }
         with atomic_path(output) as tmp:
-            _write_infilled(result, holes, tmp, output, input.name if progress else None)
+            counts = _write_infilled(result, counts, tmp, output, input.name if progress else None)
     finally:
         ds.close()
         if masks is not None:
             masks.close()
+    _report_unreached(counts["unreached"], flags)
     return output
+
+
+def _report_unreached(counts: dict, flags: bool) -> None:
+    """One line on stderr for the holes the network did not reach, once the file is
+    written (not into the progress bar), pointing at ``--flags`` where it was not given."""
+    from xcrai.infill import flagged_names, unreached_message
+
+    message = unreached_message(counts)
+    if message:
+        names = flagged_names(counts)
+        hint = f"flagged -1 in {names}" if flags else f"pass --flags for {names} (-1 there)"
+        print(f"xcrai infill: warning: {message}; {hint}", file=sys.stderr)
 
 
 def _fields(options: Any) -> dict[str, Any]:
@@ -378,9 +404,13 @@ def _close_quietly(path: Path) -> None:
                 pass
 
 
-def _write_infilled(result: Any, holes: dict, tmp: Path, output: Path, label: str | None) -> None:
-    """Stream ``result`` into ``tmp`` (with a progress bar named ``label``, if given), then
-    record the computed share of holes in its history; write failures name ``output``."""
+def _write_infilled(
+    result: Any, counts: dict, tmp: Path, output: Path, label: str | None
+) -> dict[str, Any]:
+    """Stream ``result`` into ``tmp`` (with a progress bar named ``label``, if given),
+    computing ``counts`` in the same pass; record the share of holes
+    (``counts["holes"]``) in its history, and return the computed counts. Write
+    failures name ``output``."""
     import dask
 
     from xcrai.files import is_write_failure, write_error
@@ -391,18 +421,19 @@ def _write_infilled(result: Any, holes: dict, tmp: Path, output: Path, label: st
             from tqdm.dask import TqdmCallback
 
             with TqdmCallback(desc=f"infilling {label}", unit="task"):
-                _, fractions = dask.compute(write, holes)
+                _, counts = dask.compute(write, counts)
         else:
-            _, fractions = dask.compute(write, holes)
+            _, counts = dask.compute(write, counts)
     except (OSError, RuntimeError) as error:
         _close_quietly(tmp)
         if is_write_failure(error):
             raise write_error("output", output, error) from error
         raise
     try:
-        _fill_in_fractions(tmp, fractions)
+        _fill_in_fractions(tmp, counts["holes"])
     except (OSError, RuntimeError) as error:  # only the output is touched here
         raise write_error("output", output, error) from error
+    return counts
 
 
 def _chunks(ds, variables, time_chunk) -> dict:
@@ -422,7 +453,7 @@ def _chunks(ds, variables, time_chunk) -> dict:
     return {}
 
 
-def _fill_in_fractions(path: str, fractions: dict) -> None:
+def _fill_in_fractions(path: str | Path, fractions: dict) -> None:
     """Replace the lazy-input note in the history with the computed fraction per variable."""
     import netCDF4
 
@@ -562,6 +593,26 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """Show warnings as ``xcrai COMMAND: warning: ...`` lines on stderr during the block.
+
+    Python would name a file and line of xcrai or runpy, which say nothing to someone at
+    the command line. Warning filters (``-W``, ``PYTHONWARNINGS``) still apply.
+    """
+    previous = warnings.showwarning
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: Any = None) -> None:  # fmt: skip
+        print(f"xcrai {command}: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xcrai`` command.
 
@@ -571,7 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        with _terminate_as_interrupt():
+        with _terminate_as_interrupt(), _warnings_as_lines(args.command):
             _run(args)
     except Terminated:
         print(f"xcrai {args.command}: terminated", file=sys.stderr)

@@ -10,6 +10,7 @@ is undone there too. The CPU runs the same code on CPU tensors.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -27,6 +28,7 @@ from xcrai.numerics import PRECISIONS, Numerics, cpu_threads, scoped
 from xcrai.tiles import receptive_halo, tiles
 
 T = TypeVar("T")
+logger = logging.getLogger("xcrai")
 
 #: bytes of activations one CPU batch may hold
 CPU_BATCH_BYTES = 128 * 2**20
@@ -187,6 +189,11 @@ def predict(
         regions = list(tiles((height, width), tile, model.config.architecture, padding))
         largest = max(regions, key=lambda r: r.rows.size * r.cols.size)
         size = batch_size or auto_batch_size(model, (largest.rows.size, largest.cols.size), dev)
+    logger.info(
+        "%d field(s) on %s in batches of %d%s, %s", len(series_all), dev, size,
+        "" if batch_size else " (from the memory budget)",
+        "whole fields" if tile is None else f"in {len(regions)} tiles of {tile[0]}x{tile[1]}",
+    )  # fmt: skip
     run = _Pass(net, dev, precision, threads, model.config.mean, model.config.std)
     for first in range(0, len(series_all), size):
         series = series_all[first : first + size]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,9 @@ from xcrai.model import CraiModel, check_padding, check_time_context
 from xcrai.numerics import choose_threads
 from xcrai.options import InfillOptions
 
-#: values of the ``mask`` variable that ``return_output=True`` adds
+logger = logging.getLogger("xcrai")
+
+#: values of the ``<var>_flag`` variable that ``return_output=True`` and ``flags=True`` add
 FLAG_OBSERVED, FLAG_INFILLED, FLAG_UNREACHABLE = 1, 0, -1
 FLAG_ATTRS = {
     "long_name": "coverage flag of the infilled field",
@@ -36,6 +40,8 @@ FLAG_ATTRS = {
 
 #: said in ``history`` when the input is lazy (the share of holes is unknown at call time)
 LAZY_NOTE = "fraction infilled not computed (lazy input)"
+#: the name an unnamed DataArray takes in ``return_output=True``'s Dataset
+UNNAMED = "infilled"
 
 
 class UnreachableWarning(UserWarning):
@@ -83,7 +89,18 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
         )
     model = model.with_options(padding=padding, time_context=time_context)
     warn_other_grid(model, da, grid)
+    warn_other_variable(model, da)
     turn = orientation(da, grid, model.config.grid, time_context != (0, 0))
+    logger.info(
+        "infilling %s with %s: padding %s, time context %s, grid %s x %s (%s x %s)",
+        da.name or "data", model.name, padding, time_context, grid.lat, grid.lon,
+        da.sizes[grid.lat], da.sizes[grid.lon],
+    )  # fmt: skip
+    if turn.order:
+        logger.info(
+            "reordering %s into the model's training orientation (and back afterwards)",
+            ", ".join(map(repr, turn.order)),
+        )
     spatial = (grid.lat, grid.lon)
     extra = tuple(d for d in da.dims if d not in (*spatial, grid.time))
     time = (grid.time,) if grid.time else ("__xcrai_time__",)
@@ -100,6 +117,27 @@ def warn_other_grid(model: CraiModel, da: xr.DataArray, grid: Grid) -> None:
             f"the data ({grid.lat!r} x {grid.lon!r}) is {found[0]}x{found[1]}. A network "
             "applied to another resolution can give values far outside the data's range; "
             "regrid to the training grid, or use a model trained on this one",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def warn_other_variable(model: CraiModel, da: xr.DataArray) -> None:
+    """Warn when ``da``'s name or units differ from the variable ``model`` was trained on
+    (when the model records it), as scikit-learn warns of other feature names."""
+    found = {"variable": da.name, "units": da.attrs.get("units")}
+    trained = {"variable": model.config.variable, "units": model.config.units}
+    differ = [
+        f"{key} {trained[key]!r} (the data's: {found[key]!r})"
+        for key in trained
+        if trained[key] is not None and found[key] is not None
+        and str(trained[key]).strip() != str(found[key]).strip()
+    ]  # fmt: skip
+    if differ:
+        warnings.warn(
+            f"model: {model.name} was trained on {' and '.join(differ)}. A network applied "
+            "to another quantity, or to values in other units, gives meaningless values; "
+            "convert the data, or use a model trained on this variable",
             UserWarning,
             stacklevel=user_stacklevel(),
         )
@@ -163,7 +201,12 @@ def _block(
     engine: dict[str, Any],
 ) -> np.ndarray:
     """Infill one block shaped (*extra, time + 2 halo, lat, lon); returns (2, *extra, time, ...)
-    holding the network output and where it reached valid data."""
+    holding the network output and where it reached valid data.
+
+    Warns of nothing: a warning here would come once per dask block, from a worker, and
+    point at this file. Unreachable holes and empty fields are counted from the flags
+    and reported once per call (:func:`count_unreached`).
+    """
     *extra, length, height, width = fields.shape
     core = (halo, length - halo)
     flat = fields.reshape(-1, length, height, width)
@@ -173,21 +216,6 @@ def _block(
     empty = ~core_valid.any(axis=(-2, -1))
     output[empty] = np.nan
     reach[empty] = False
-    unreachable = int((~reach & ~core_valid & ~empty[..., None, None]).sum())
-    if unreachable:
-        warnings.warn(
-            f"{unreachable} hole point(s) are beyond the network's reach (no window saw valid "
-            "data); they hold CRAI's fill value and are flagged -1 in "
-            "return_output=True's 'mask'",
-            UnreachableWarning,
-            stacklevel=2,
-        )
-    if empty.any():
-        warnings.warn(
-            f"{int(empty.sum())} field(s) have no valid point at all; they stay NaN",
-            UnreachableWarning,
-            stacklevel=2,
-        )
     shape = (*extra, core[1] - core[0], height, width)
     return np.stack([output.reshape(shape), reach.reshape(shape).astype(np.float32)])
 
@@ -206,20 +234,21 @@ def _run(values: Any, valid: Any, plan: Plan, engine: dict[str, Any]) -> Any:
         values = values.rechunk({time_axis: -1})
         halo = 0
     valid = dsa.asarray(valid).rechunk(values.chunks)
-    chunks = user_chunks = values.chunks
-    if halo:
-        time_chunks = dsa.overlap.ensure_minimum_chunksize(halo, chunks[time_axis])
+    user_chunks = values.chunks
+    if halo:  # map_overlap would do this too, but the output's chunks must be known here
+        time_chunks = dsa.overlap.ensure_minimum_chunksize(halo, user_chunks[time_axis])
         values = values.rechunk({time_axis: time_chunks})
         valid = valid.rechunk(values.chunks)
-        chunks = values.chunks
-        depth = {time_axis: halo}
-        boundary = {time_axis: "nearest"}
-        values = dsa.overlap.overlap(values, depth=depth, boundary=boundary)
-        valid = dsa.overlap.overlap(valid, depth=depth, boundary=boundary)
-    result = dsa.map_blocks(
-        _block, values, valid, halo=halo, **kwargs,
-        new_axis=0, chunks=((2,), *chunks), dtype=np.float32,
-        meta=np.empty((0,) * (values.ndim + 1), dtype=np.float32),
+    logger.info(
+        "lazy input: %d block(s) of %s time step(s), each with %d step(s) of time context "
+        "on either side", values.npartitions, sorted(set(values.chunks[time_axis])), halo,
+    )  # fmt: skip
+    # the block trims its halo itself (the engine infills only the core steps), hence
+    # trim=False, and a leading axis (output, reach) that map_overlap's trim would not know
+    result = dsa.map_overlap(
+        _block, values, valid, depth={time_axis: halo}, boundary={time_axis: "nearest"},
+        trim=False, halo=halo, **kwargs, new_axis=0, chunks=((2,), *values.chunks),
+        dtype=np.float32, meta=np.empty((0,) * (values.ndim + 1), dtype=np.float32),
     )  # fmt: skip
     # back to the input's time chunks (halos may have needed larger ones): zarr, for one,
     # takes only uniform chunks, and merging two chunkings would fragment them
@@ -251,6 +280,124 @@ def add_history(attrs: dict[str, Any], line: str) -> dict[str, Any]:
     return {**attrs, "history": line if not old else f"{line}\n{old}"}
 
 
+def keep_attrs() -> bool:
+    """Whether results keep the input's attrs: yes, unless the user set
+    ``xr.set_options(keep_attrs=False)`` (xarray's "default" keeps them here, as infilling
+    does not change what a variable is)."""
+    return xr.get_options()["keep_attrs"] is not False
+
+
+def flag_name(name: Hashable) -> str:
+    """The name of the flag variable of variable ``name``: ``<name>_flag``."""
+    return f"{name}_flag"
+
+
+def flag_variable(flag: xr.DataArray, name: Hashable, attrs: dict[str, Any]) -> xr.DataArray:
+    """``flag`` as the CF flag variable of ``name`` (whose attrs are ``attrs``): named
+    ``<name>_flag``, with ``flag_values``/``flag_meanings`` and, when the variable has a
+    ``standard_name``, the standard name ``"<standard_name> status_flag"``."""
+    cf = {}
+    if attrs.get("standard_name"):
+        cf["standard_name"] = f"{attrs['standard_name']} status_flag"
+    return flag.rename(flag_name(name)).assign_attrs({**cf, **FLAG_ATTRS})
+
+
+def link_flag(attrs: dict[str, Any], name: Hashable) -> dict[str, Any]:
+    """``attrs`` with ``<name>_flag`` added to ``ancillary_variables`` (a blank-separated
+    list in CF, kept when the variable already names others)."""
+    linked = str(attrs.get("ancillary_variables", "")).split()
+    if flag_name(name) not in linked:
+        linked.append(flag_name(name))
+    return {**attrs, "ancillary_variables": " ".join(linked)}
+
+
+def count_unreached(flag: xr.DataArray, spatial: tuple[Hashable, Hashable]) -> tuple[Any, Any]:
+    """Hole points beyond the network's reach, and fields with no valid point at all.
+
+    Counted on the flags (-1 marks both), so they cost a reduction of the flags, not a
+    warning per dask block.
+
+    Parameters
+    ----------
+    flag : DataArray
+        Flags as :func:`infill_dataset` writes them (1 observed, 0 infilled, -1 neither).
+    spatial : (Hashable, Hashable)
+        The latitude and longitude dimensions.
+
+    Returns
+    -------
+    holes, empty : 0-d arrays
+        Unreachable hole points outside empty fields, and empty fields; lazy (dask)
+        when ``flag`` is.
+
+    Examples
+    --------
+    >>> holes, empty = count_unreached(ds.tas_flag, ("lat", "lon"))  # doctest: +SKIP
+    >>> int(holes), int(empty)  # doctest: +SKIP
+    (10, 0)
+    """
+    per_field = (flag == FLAG_UNREACHABLE).sum(spatial)
+    empty = per_field == flag.sizes[spatial[0]] * flag.sizes[spatial[1]]
+    return per_field.where(~empty, 0).sum().data, empty.sum().data
+
+
+def unreached_message(counts: dict[Hashable, tuple[int, int]]) -> str | None:
+    """What :func:`count_unreached` found, one clause per variable; None when nothing."""
+    parts = []
+    for name, (holes, empty) in counts.items():
+        said = []
+        if holes:
+            said.append(
+                f"{int(holes)} hole point(s) are beyond the network's reach (no window saw "
+                "valid data) and hold CRAI's fill value"
+            )
+        if empty:
+            said.append(f"{int(empty)} field(s) have no valid point at all and stay NaN")
+        if said:
+            parts.append(f"{name or 'data'}: {' and '.join(said)}")
+    return "; ".join(parts) or None
+
+
+def flagged_names(counts: dict[Hashable, tuple[int, int]]) -> str:
+    """The flag variables of the variables with something to report, e.g. "'tas_flag'"."""
+    return ", ".join(repr(flag_name(name)) for name, found in counts.items() if any(found))
+
+
+def _warn_unreached(results: dict[Hashable, Infilled], hint: str) -> None:
+    """One UnreachableWarning for the whole call, at the user's line; for lazy results
+    (the counts are unknown until computed) a log record instead."""
+    lazy = [name for name, r in results.items() if isinstance(r.flag.data, dsa.Array)]
+    if lazy:  # a warning when computed would come from a dask task, not the user's line
+        flags = ", ".join(repr(flag_name(name)) for name in lazy)
+        logger.info(
+            "%s: lazy input, so holes beyond the network's reach are not counted; %s",
+            ", ".join(map(str, lazy)), hint.format(flags=flags),
+        )  # fmt: skip
+    counts = {}
+    for name, result in results.items():
+        if name not in lazy:
+            holes, empty = count_unreached(result.flag, result.spatial)
+            counts[name] = (int(holes), int(empty))
+    message = unreached_message(counts)
+    if message:
+        warnings.warn(
+            f"{message}; {hint.format(flags=flagged_names(counts))}",
+            UnreachableWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+@dataclass(frozen=True)
+class Infilled:
+    """One variable infilled, before its attributes are assembled into a result."""
+
+    data: xr.DataArray  # the infilled variable, attrs as the input's (or none: keep_attrs)
+    output: xr.DataArray  # the raw network output
+    flag: xr.DataArray  # 1 observed, 0 infilled, -1 unreachable (int8, no attrs yet)
+    line: str  # the history line
+    spatial: tuple[Hashable, Hashable]  # (lat, lon) dimension names
+
+
 def infill_dataarray(
     da: xr.DataArray,
     model: Any,
@@ -258,36 +405,34 @@ def infill_dataarray(
     *,
     mask: Any = None,
 ) -> xr.DataArray | xr.Dataset:
-    """Infill ``da`` with ``model`` as ``options`` say.
+    """Infill ``da``; see :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`.
 
-    See :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`, which builds ``options``.
-
-    Parameters
-    ----------
-    da : DataArray
-    model : str, path or CraiModel
-    options : InfillOptions, optional
-        Default ``InfillOptions()``.
-    mask : DataArray or array, optional
-        1 (or True) where valid; broadcast against ``da``.
-
-    Returns
-    -------
-    DataArray, or Dataset with ``options.return_output``
-
-    Examples
-    --------
-    >>> infill_dataarray(ds.tas, "m.pth", InfillOptions(device="cpu"))  # doctest: +SKIP
+    Without ``return_output``, the DataArray carries its own ``history`` (no Dataset
+    exists to hold a global one). With it, the Dataset holds ``<name>`` (the infilled
+    data, ``ancillary_variables = "<name>_flag"``), ``<name>_output`` (the raw network
+    output) and ``<name>_flag`` (CF flags), with ``history`` as its only global attribute
+    (a DataArray does not know its file's global attributes). An unnamed DataArray is
+    called ``infilled``.
     """
     options = _check_options(options)
-    result, line = _infill(
-        da, model, mask, options.padding, options.time_context, options.return_output,
-        options.engine(),
+    result = _infill(da, model, mask, options)
+    name = da.name if da.name is not None else UNNAMED
+    hint = (
+        "they are flagged -1 in {flags}" if options.return_output
+        else "return_output=True flags them -1 in {flags}"
     )  # fmt: skip
-    result.attrs = add_history(result.attrs, line)
-    if options.return_output:
-        result["infilled"].attrs = result.attrs
-    return result
+    _warn_unreached({name: result}, hint)
+    if not options.return_output:
+        return result.data.assign_attrs(add_history(result.data.attrs, result.line))
+    attrs = dict(result.data.attrs)
+    history = {"history": attrs.pop("history")} if "history" in attrs else {}
+    data = result.data.rename(name).copy()
+    data.attrs = link_flag(attrs, name)
+    output = result.output.rename(f"{name}_output")
+    output.attrs = {k: v for k, v in output.attrs.items() if k != "history"}
+    flag = flag_variable(result.flag, name, attrs)
+    variables = {name: data, output.name: output, flag.name: flag}
+    return xr.Dataset(variables, attrs=add_history(history, result.line))
 
 
 def _check_options(options: Any) -> InfillOptions:
@@ -298,26 +443,27 @@ def _check_options(options: Any) -> InfillOptions:
     return options
 
 
-def _infill(
-    da: xr.DataArray,
-    model: Any,
-    mask: Any,
-    padding: str | None,
-    time_context: Any,
-    return_output: bool,
-    engine: dict[str, Any],
-) -> tuple[xr.DataArray | xr.Dataset, str]:
-    """The infilled result (attrs as the input's) and its history line."""
+def _infill(da: xr.DataArray, model: Any, mask: Any, options: InfillOptions) -> Infilled:
+    """The infilled variable (attrs as the input's, or none when ``keep_attrs`` is off),
+    the raw output, the flags and the history line."""
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"data: expected an xarray.DataArray, got {type(da).__name__}")
-    resolve_device(engine["device"])  # options are checked; whether the device exists, here
+    engine = options.engine()
+    device = resolve_device(
+        engine["device"]
+    )  # options are checked; whether the device exists, here
     # CPU threads free now (results do not depend on their number; speed under load does)
     engine = {**engine, "threads": choose_threads(engine["threads"], samples=1)}
+    padding, time_context = options.padding, options.time_context
     if da.dtype == bool or np.issubdtype(da.dtype, np.integer):
         da = da.astype(np.float32)
     elif not np.issubdtype(da.dtype, np.floating):
         raise TypeError(f"data: expected a floating-point or integer array, got dtype {da.dtype}")
     plan = make_plan(da, model, padding, time_context)
+    logger.info(
+        "device %s, precision %s, %s CPU thread(s)%s", device, engine["precision"],
+        engine["threads"], ", compiled" if engine["compile"] else "",
+    )  # fmt: skip
     valid = valid_points(da, mask)
     work, work_valid = da, valid
     if plan.added_time:
@@ -325,6 +471,9 @@ def _infill(
             work.expand_dims("__xcrai_time__"),
             work_valid.expand_dims("__xcrai_time__"),
         )
+    # Hand-written rather than xr.apply_ufunc(dask="allowed"): apply_ufunc would do only the
+    # transpose below; the added time axis, the orientation (an isel on coordinates, both
+    # ways), the split of _run's stacked (output, reach) and the attrs stay ours either way
     work, work_valid = work.transpose(*plan.order), work_valid.transpose(*plan.order)
     work, work_valid = plan.orientation.apply(work), plan.orientation.apply(work_valid)
     result = _run(work.data, work_valid.data, plan, engine)
@@ -334,58 +483,32 @@ def _infill(
     if plan.added_time:
         output, reach = output.isel(__xcrai_time__=0), reach.isel(__xcrai_time__=0)
     output, reach = output.transpose(*da.dims), reach.transpose(*da.dims)
+    attrs = dict(da.attrs) if keep_attrs() else {}
     infilled = da.where(valid, output)
-    infilled.attrs = dict(da.attrs)
+    infilled.attrs = attrs
     infilled.encoding, stored_as = float_encoding(da.encoding, da.name)
     infilled.name = da.name
     lazy = isinstance(valid.data, dsa.Array)
     fraction = None if lazy else float(1 - valid.values.mean())
     line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
     line = line if stored_as is None else f"{line}, {stored_as}"
-    if not return_output:
-        return infilled, line
     flag = xr.where(valid, FLAG_OBSERVED, xr.where(reach, FLAG_INFILLED, FLAG_UNREACHABLE))
-    flag = flag.astype(np.int8).assign_attrs(FLAG_ATTRS)
-    output.attrs = {**da.attrs, "long_name": "raw network output"}
+    flag = flag.astype(np.int8)
+    flag.attrs, flag.encoding = {}, {}
+    output.attrs = {**attrs, "long_name": "raw network output"}
     output.encoding = dict(infilled.encoding)  # the raw output leaves the packing's range too
-    return xr.Dataset({"infilled": infilled, "output": output, "mask": flag}, attrs=da.attrs), line
+    output.name = da.name
+    return Infilled(infilled, output, flag, line, (plan.grid.lat, plan.grid.lon))
 
 
-def infill_dataset(
-    ds: xr.Dataset,
-    model: Any,
-    options: InfillOptions | None = None,
-    *,
-    variables: str | list[str] | None = None,
-    mask: Any = None,
-) -> xr.Dataset:
-    """Infill variables of ``ds`` with ``model`` as ``options`` say.
-
-    See :meth:`xcrai.accessor.CraiDatasetAccessor.infill`, which builds ``options``.
-    With ``options.return_output``, each infilled variable ``name`` is joined by
-    ``name_output`` (the raw network output) and ``name_flag`` (the coverage flag).
-
-    Parameters
-    ----------
-    ds : Dataset
-    model : str, path or CraiModel
-    options : InfillOptions, optional
-        Default ``InfillOptions()``.
-    variables : str or list of str, optional
-        Default: every data variable with latitude and longitude dimensions.
-    mask : DataArray or array, optional
-        1 (or True) where valid; broadcast against each variable.
-
-    Returns
-    -------
-    Dataset
-
-    Examples
-    --------
-    >>> infill_dataset(ds, "m.pth", variables="tas")  # doctest: +SKIP
-    """
-    options = _check_options(options)
+def choose_variables(ds: xr.Dataset, model: CraiModel, variables: Any) -> list[Hashable]:
+    """The variables ``infill_dataset`` infills: ``variables``, checked; by default the
+    model's variable when the Dataset has it, else every variable with lat and lon."""
     if variables is None:
+        if model.config.variable is not None and model.config.variable in ds.data_vars:
+            logger.info("infilling %r, the variable the model was trained on",
+                        model.config.variable)  # fmt: skip
+            return [model.config.variable]
         variables = gridded_variables(ds)
         if not variables:
             raise ValueError(
@@ -397,26 +520,117 @@ def infill_dataset(
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise ValueError(f"variables: {missing} not in the dataset; it has {list(ds.data_vars)}")
-    model = as_model(model)
-    out = ds.copy()
-    lines = []
-    for name in variables:
-        filled, line = _infill(
-            ds[name], model, mask, options.padding, options.time_context,
-            options.return_output, options.engine(),
-        )  # fmt: skip
-        lines.append(line)
-        if options.return_output:  # a Dataset of infilled, output and mask
-            out[name] = filled["infilled"]
-            out[f"{name}_output"] = filled["output"]
-            out[f"{name}_flag"] = filled["mask"]
-        else:
-            out[name] = filled
-    attrs = dict(ds.attrs)
-    for line in lines:
-        attrs = add_history(attrs, line)
-    out.attrs = attrs
+    return list(variables)
+
+
+def infill_dataset(
+    ds: xr.Dataset,
+    model: Any,
+    options: InfillOptions | None = None,
+    *,
+    variables: str | list[str] | None = None,
+    mask: Any = None,
+    flags: bool = False,
+) -> xr.Dataset:
+    """Infill variables of ``ds`` with ``model`` as ``options`` say.
+
+    See :meth:`xcrai.accessor.CraiDatasetAccessor.infill`, which builds ``options``.
+
+    Parameters
+    ----------
+    ds : Dataset
+    model : str, path or CraiModel
+    options : InfillOptions, optional
+        Default ``InfillOptions()``. With ``return_output``, each infilled variable
+        ``name`` is joined by ``name_output`` (the raw network output) and ``name_flag``.
+    variables : str or list of str, optional
+        Default: the model's variable when ``ds`` has it, else every data variable with
+        latitude and longitude dimensions.
+    mask : DataArray or array, optional
+        1 (or True) where valid; broadcast against each variable.
+    flags : bool, default False
+        Add ``<var>_flag`` for each infilled variable (1 observed, 0 infilled, -1 hole
+        beyond the network's reach), a CF flag variable named in the variable's
+        ``ancillary_variables`` (``return_output`` implies it).
+
+    Returns
+    -------
+    Dataset
+        A copy with the variables infilled (and flagged); the global ``history`` gains a
+        line per variable, and the variables' own attrs gain none.
+
+    Examples
+    --------
+    >>> out = infill_dataset(ds, "20crtasgn72.pth", flags=True)  # doctest: +SKIP
+    >>> out.tas.attrs["ancillary_variables"]  # doctest: +SKIP
+    'tas_flag'
+    """
+    out, results = infill_variables(ds, model, options, variables=variables, mask=mask,
+                                    flags=flags)  # fmt: skip
+    flagged = flags or _check_options(options).return_output
+    hint = "they are flagged -1 in {flags}" if flagged else "flags=True flags them -1 in {flags}"
+    _warn_unreached(results, hint)
     return out
+
+
+def infill_variables(
+    ds: xr.Dataset,
+    model: Any,
+    options: InfillOptions | None = None,
+    *,
+    variables: Any = None,
+    mask: Any = None,
+    flags: bool = False,
+) -> tuple[xr.Dataset, dict[Hashable, Infilled]]:
+    """:func:`infill_dataset` without its UnreachableWarning, for callers that report
+    unreachable holes themselves: ``xcrai infill`` counts them in the same
+    ``dask.compute`` that writes its file.
+
+    Parameters
+    ----------
+    ds, model, options, variables, mask, flags
+        As for :func:`infill_dataset`.
+
+    Returns
+    -------
+    Dataset
+        What :func:`infill_dataset` returns.
+    dict
+        Each infilled variable's :class:`Infilled` (its flags, lazy for lazy input, and
+        its lat/lon dimensions, for :func:`count_unreached`).
+
+    Examples
+    --------
+    >>> out, infilled = infill_variables(ds, model)  # doctest: +SKIP
+    >>> counts = count_unreached(infilled["tas"].flag, infilled["tas"].spatial)  # doctest: +SKIP
+    >>> dask.compute(out.to_netcdf(path, compute=False), counts)  # doctest: +SKIP
+    """
+    options = _check_options(options)
+    if not isinstance(flags, bool):
+        raise TypeError(f"flags: expected True or False, got {flags!r}")
+    flags = flags or options.return_output
+    model = as_model(model)
+    variables = choose_variables(ds, model, variables)
+    keep = keep_attrs()
+    out = ds.copy()
+    results = {}
+    for name in variables:
+        result = _infill(ds[name], model, mask, options)
+        results[name] = result
+        if options.return_output:
+            out[f"{name}_output"] = result.output.rename(f"{name}_output")
+        if not flags:
+            out[name] = result.data
+            continue
+        if flag_name(name) in ds.variables:
+            logger.info("replacing the dataset's %r with this call's flags", flag_name(name))
+        out[name] = result.data.copy(deep=False).assign_attrs(link_flag(result.data.attrs, name))
+        out[flag_name(name)] = flag_variable(result.flag, name, result.data.attrs)
+    attrs = dict(ds.attrs) if keep else {}
+    for result in results.values():
+        attrs = add_history(attrs, result.line)
+    out.attrs = attrs
+    return out, results
 
 
 def _has_grid(da: xr.DataArray) -> bool:
