@@ -21,8 +21,8 @@ model = xcrai.load_model(xcrai.data.demo_model())  # CRAI's 20crtasgn72; padding
 result = ds.tas.crai.infill(model, return_output=True)  # nothing computed yet
 result = result.compute()
 print(result)
-print("unreachable holes per month:", (result["mask"] == -1).sum(("lat", "lon")).values)
+print("unreachable holes per month:", (result["tas_flag"] == -1).sum(("lat", "lon")).values)
 
-fig = result.infilled.crai.plot(original=ds.tas)  # needs matplotlib: pip install "xcrai[plot]"
+fig = result.tas.crai.plot(original=ds.tas)  # needs matplotlib: pip install "xcrai[plot]"
 fig.savefig(out / "hadcrut4_infilled.png", dpi=90)
 print(f"wrote {out / 'hadcrut4_infilled.png'}")

@@ -185,17 +185,19 @@ def test_dataset_flags_are_cf_linked(hadcrut, demo_model):
     ds = hadcrut.assign(tas2=hadcrut.tas * 2)
     ds["tas2"].attrs = {"ancillary_variables": "tas2_error"}  # no standard_name
     with pytest.warns(xcrai.UnreachableWarning) as record:
-        out = ds.crai.infill(demo_model, flags=True)
+        out = ds.crai.infill(demo_model, variables=["tas", "tas2"], return_output=True)
+    record = [r for r in record if r.category is xcrai.UnreachableWarning]  # also: tas2 != tas
     assert len(record) == 1 and record[0].filename == __file__
     assert "tas: " in str(record[0].message) and "tas2: " in str(record[0].message)
-    assert set(out.data_vars) == {"tas", "tas_flag", "tas2", "tas2_flag"}
+    assert set(out.data_vars) == {f"{name}{suffix}" for name in ("tas", "tas2")
+                                  for suffix in ("", "_output", "_flag")}  # fmt: skip
     assert out.tas.attrs["ancillary_variables"] == "tas_flag"
     assert out.tas2.attrs["ancillary_variables"] == "tas2_error tas2_flag"
     assert out.tas_flag.attrs["standard_name"] == "air_temperature status_flag"
     assert "standard_name" not in out.tas2_flag.attrs
     np.testing.assert_array_equal(out.tas_flag.values == 1, np.isfinite(ds.tas.values))
     # history is global only, one line per variable on top of the file's
-    assert "history" not in out.tas.attrs and "history" not in out.tas_flag.attrs
+    assert all("history" not in out[name].attrs for name in out.data_vars)
     lines = out.attrs["history"].split("\n")
     assert "infilled tas2 with" in lines[0] and "infilled tas with" in lines[1]
     assert "\n".join(lines[2:]) == ds.attrs["history"]
@@ -209,7 +211,7 @@ def test_keep_attrs_false_is_honoured(hadcrut, demo_model):
     with xr.set_options(keep_attrs=False):
         da = hadcrut.tas.crai.infill(demo_model)
         out = hadcrut.tas.crai.infill(demo_model, return_output=True)
-        ds = hadcrut.crai.infill(demo_model, flags=True)
+        ds = hadcrut.crai.infill(demo_model, return_output=True)
     assert list(da.attrs) == ["history"]
     assert out.tas.attrs == {"ancillary_variables": "tas_flag"}
     assert out.tas_output.attrs == {"long_name": "raw network output"}
@@ -296,7 +298,15 @@ def test_dataset_infills_named_variables_and_keeps_the_rest(hadcrut, demo_model)
     xr.testing.assert_identical(out.station_count, ds.station_count)
     assert out.attrs["history"].startswith(out.attrs["history"].split("\n")[0])
     assert "infilled tas with" in out.attrs["history"].split("\n")[0]
-    both = ds.crai.infill(demo_model)  # default: every variable with lat and lon
+    default = ds.crai.infill(demo_model)  # default: the model's variable, when present
+    xr.testing.assert_identical(default.tas2, ds.tas2)
+    np.testing.assert_array_equal(default.tas.values, out.tas.values)
+    from dataclasses import replace
+
+    anonymous = xcrai.CraiModel(replace(demo_model.config, variable=None),
+                                demo_model.net.state_dict())  # fmt: skip
+    with pytest.warns(xcrai.UnreachableWarning):
+        both = ds.crai.infill(anonymous)  # else every variable with lat and lon
     assert np.isfinite(both.tas2.values).all()
     xr.testing.assert_identical(both.station_count, ds.station_count)
 

@@ -399,8 +399,9 @@ def _close_quietly(path: Path) -> None:
         if str(path) in map(str, args):
             handle = FILE_CACHE.pop(key, None)
             try:
-                handle.close()
-            except (OSError, RuntimeError, AttributeError):  # the disk is still full
+                if handle is not None:
+                    handle.close()
+            except (OSError, RuntimeError):  # the disk is still full
                 pass
 
 
