@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
@@ -517,12 +517,12 @@ def fit_file(args: argparse.Namespace) -> Path:
     return save_model(model, output, argument="output")
 
 
-def _only(names: list[str], option: str, path: Path) -> str:
+def _only(names: Sequence[Hashable], option: str, path: Path) -> str:
     if len(names) != 1:
         raise ValueError(
-            f"{option}: {path} has gridded variables {names}; name one with --{option}"
+            f"{option}: {path} has gridded variables {list(names)}; name one with --{option}"
         )
-    return names[0]
+    return str(names[0])
 
 
 def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:

@@ -25,7 +25,7 @@ import torch
 from xcrai.model import CraiModel
 from xcrai.nn.pconv import PADDINGS
 from xcrai.numerics import PRECISIONS, Numerics, cpu_threads, scoped
-from xcrai.tiles import receptive_halo, tiles
+from xcrai.tiles import Tile, receptive_halo, tiles
 
 T = TypeVar("T")
 logger = logging.getLogger("xcrai")
@@ -182,17 +182,19 @@ def predict(
     output = np.empty((n_series, stop - start, height, width), dtype=np.float32)
     reach = np.empty((n_series, stop - start, height, width), dtype=bool)
     tile = choose_tile(model, (height, width), dev, tile_size)
+    regions: list[Tile] | None = None  # None: whole fields
     if tile is None:
-        regions = [None]
         size = batch_size or auto_batch_size(model, (height, width), dev)
     else:
         regions = list(tiles((height, width), tile, model.config.architecture, padding))
         largest = max(regions, key=lambda r: r.rows.size * r.cols.size)
         size = batch_size or auto_batch_size(model, (largest.rows.size, largest.cols.size), dev)
+    layout = (
+        "whole fields" if tile is None else f"in {len(regions or ())} tiles of {tile[0]}x{tile[1]}"
+    )
     logger.info(
         "%d field(s) on %s in batches of %d%s, %s", len(series_all), dev, size,
-        "" if batch_size else " (from the memory budget)",
-        "whole fields" if tile is None else f"in {len(regions)} tiles of {tile[0]}x{tile[1]}",
+        "" if batch_size else " (from the memory budget)", layout,
     )  # fmt: skip
     run = _Pass(net, dev, precision, threads, model.config.mean, model.config.std)
     for first in range(0, len(series_all), size):
@@ -269,7 +271,7 @@ class _Pass:
         self.norm = None if mean is None else (float(np.float32(mean)), float(np.float32(std)))
 
     def __call__(
-        self, batch: _Batch, regions: list, padding: str,
+        self, batch: _Batch, regions: list[Tile] | None, padding: str,
         write: Callable[[np.ndarray, np.ndarray], None],
     ) -> None:  # fmt: skip
         """Run ``batch`` (whole, or tile by tile over ``regions``) and hand the output and
@@ -279,7 +281,7 @@ class _Pass:
             threads = cpu_threads(self.threads) if self.threads else nullcontext()
             with scoped(self.numerics), threads, torch.inference_mode():
                 x, m = self._inputs(batch)
-                if regions == [None]:
+                if regions is None:
                     out, hit = self._network(x, m, padding)
                 else:
                     out, hit = self._tiled(x, m, regions)
@@ -319,15 +321,15 @@ class _Pass:
         return out[:, 0].float(), hit[:, 0] > 0
 
     def _tiled(
-        self, x: torch.Tensor, m: torch.Tensor, regions: list
+        self, x: torch.Tensor, m: torch.Tensor, regions: list[Tile]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         out = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.float32, device=x.device)
         hit = torch.empty(out.shape, dtype=torch.bool, device=x.device)
         for region in regions:
             rows = torch.from_numpy(region.rows).to(x.device)
             cols = torch.from_numpy(region.cols).to(x.device)
-            part = [t.index_select(2, rows).index_select(3, cols) for t in (x, m)]
-            tile_out, tile_hit = self._network(*part, region.padding)
+            tile_x, tile_m = (t.index_select(2, rows).index_select(3, cols) for t in (x, m))
+            tile_out, tile_hit = self._network(tile_x, tile_m, region.padding)
             keep = (slice(None), region.core_rows, region.core_cols)
             out[:, region.out_rows, region.out_cols] = tile_out[keep]
             hit[:, region.out_rows, region.out_cols] = tile_hit[keep]

@@ -293,7 +293,7 @@ def fit(
     threads = choose_threads(threads)
     with torch.random.fork_rng(devices=[]):  # the user's random state stays as it was
         torch.default_generator.manual_seed(o.seed)
-        net = PartialConvUNet(arch)
+        net: torch.nn.Module = PartialConvUNet(arch)
         initialize(net, o.init)
     if world is not None:
         from xcrai.train.distributed import globalize_batch_norm

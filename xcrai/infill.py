@@ -54,7 +54,7 @@ class Plan:
 
     model: CraiModel  # with concrete padding and time context
     grid: Grid
-    order: tuple[str, ...]  # dims of the working array: (*extra, time, lat, lon)
+    order: tuple[Hashable, ...]  # dims of the working array: (*extra, time, lat, lon)
     added_time: bool  # a length-1 time axis was added for time-less data
     orientation: Orientation  # into the model's training orientation, and back
 
@@ -145,7 +145,7 @@ def warn_other_variable(model: CraiModel, da: xr.DataArray) -> None:
 
 def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
     """Boolean DataArray like ``da``: True where the mask allows and the value is finite."""
-    finite = np.isfinite(da)
+    finite: xr.DataArray = xr.apply_ufunc(np.isfinite, da, dask="allowed", keep_attrs=False)
     if mask is None:
         return finite
     if not isinstance(mask, xr.DataArray):
@@ -178,7 +178,7 @@ def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
         ) from None
     if mask.dtype != bool:
         if isinstance(mask.data, dsa.Array):  # checked when computed, block by block
-            mask = mask.copy(data=mask.data.map_blocks(_zero_one, dtype=bool))
+            mask = mask.copy(data=dsa.map_blocks(_zero_one, mask.data, dtype=bool))
         else:
             mask = mask.copy(data=_zero_one(mask.values))
     return finite & mask.broadcast_like(da).transpose(*da.dims)
@@ -269,7 +269,7 @@ def fraction_note(fraction: float) -> str:
     return f"{fraction:.2%} of points infilled"
 
 
-def gridded_variables(ds: xr.Dataset) -> list[str]:
+def gridded_variables(ds: xr.Dataset) -> list[Hashable]:
     """Data variables of ``ds`` with latitude and longitude dimensions."""
     return [name for name in ds.data_vars if _has_grid(ds[name])]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -164,6 +164,10 @@ class PartialConvUNet(nn.Module):
             for j, layer in enumerate(config.decoder)
         )
 
+    def blocks(self) -> tuple[list[Block], list[Block]]:
+        """The encoder's and the decoder's layers, typed (a ModuleList yields Modules)."""
+        return cast(list[Block], list(self.encoder)), cast(list[Block], list(self.decoder))
+
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, padding: Padding = "zeros"
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,16 +198,17 @@ class PartialConvUNet(nn.Module):
             and not torch.is_grad_enabled()
             and not torch.compiler.is_compiling()
         )
-        widths = [b.partial_conv.kernel_size // 2 if prewrap else 0 for b in self.encoder]
+        encoder, decoder = self.blocks()
+        widths = [b.partial_conv.kernel_size // 2 if prewrap else 0 for b in encoder]
         # (features multiplied by their mask and extended by `width`, width, valid count)
         skips = [(masked_features(x, mask, widths[0]), widths[0], mask.sum(dim=1, keepdim=True))]
-        for i, block in enumerate(self.encoder):
+        for i, block in enumerate(encoder):
             masked, width, count = skips[-1]
             h, m = block.partial_conv(masked, count, padding, wrapped=width)
             width = widths[i + 1] if i + 1 < len(widths) else 0
             skips.append((masked_features(h, m.to(h.dtype), width), width, m * h.shape[1]))
         masked, _, count = skips.pop()
-        for block in self.decoder:
+        for block in decoder:
             skip_masked, skip_width, skip_count = skips.pop()
             skip_masked = skip_masked[..., skip_width : skip_masked.shape[-1] - skip_width]
             size = skip_masked.shape[-2:]
