@@ -90,7 +90,7 @@ def main() -> None:
 
         def pipeline() -> None:
             target.unlink(missing_ok=True)
-            infill_file(source, model, target, InfillOptions(device=str(device)), progress=False)
+            infill_file(source, model, target, InfillOptions(device=str(device), progress=False))
 
         compute = compute_only(model, source, device)
         rates = best_rates({

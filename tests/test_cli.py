@@ -232,9 +232,9 @@ def test_flags_output_is_cf(sample, tmp_path, hadcrut, capsys):
     from xcrai.cli import infill_file
     from xcrai.options import InfillOptions
 
-    flags = InfillOptions(return_output=True)  # --flags
+    flags = InfillOptions(return_output=True, progress=False)  # --flags --no-progress
     out = infill_file(sample, str(xcrai.data.demo_model()), tmp_path / "out.nc", flags,
-                      time_chunk=1, progress=False)  # fmt: skip
+                      time_chunk=1)  # fmt: skip
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "10 hole point(s)" in err
     assert "flagged -1 in 'tas_flag'" in err and "return_output" not in err
@@ -284,9 +284,8 @@ def test_cf_checker_passes_the_flags_output(sample, tmp_path):
     from xcrai.cli import infill_file
     from xcrai.options import InfillOptions
 
-    flags = InfillOptions(return_output=True)  # --flags
-    out = infill_file(sample, str(xcrai.data.demo_model()), tmp_path / "out.nc", flags,
-                      progress=False)  # fmt: skip
+    flags = InfillOptions(return_output=True, progress=False)  # --flags --no-progress
+    out = infill_file(sample, str(xcrai.data.demo_model()), tmp_path / "out.nc", flags)
     table = os.environ.get("XCRAI_CF_STANDARD_NAMES")
     command = ["cfchecks", *(["-s", table] if table else []), str(out)]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -312,3 +311,19 @@ def test_warnings_are_one_line_each_and_name_the_model_mismatch(sample, tmp_path
     assert len(mismatch) == 1 and "units 'kg m-2 s-1' (the data's: 'K')" in mismatch[0]
     assert mismatch[0].startswith("xcrai infill: warning: model: ")
     assert all(line.startswith("xcrai infill: warning: ") for line in lines)
+
+
+def test_the_network_runs_once_per_field_and_the_bar_counts_fields(sample, tmp_path, capsys):
+    """The command computes the file, the share of holes and the unreachable holes in one
+    pass over the network (a reduction of the flags beside the write would run it twice:
+    dask optimises the write's graph on its own), and its bar counts fields, not tasks."""
+    from xcrai.infill import field_progress
+
+    done: list[int] = []
+    with field_progress(done.append):
+        code = main(["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o",
+                     str(tmp_path / "out.nc"), "--time-chunk", "1"])  # fmt: skip
+    assert code == 0 and sum(done) == 2  # two fields, once each
+    err = capsys.readouterr().err
+    assert "2/2" in err and "field" in err and "task" not in err
+    assert "tas: 10 hole point(s)" in err

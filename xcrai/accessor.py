@@ -48,6 +48,7 @@ class CraiDataArrayAccessor:
         precision: str = "fp32",
         compile: bool = False,
         threads: int | str = "auto",
+        progress: bool = True,
     ) -> xr.DataArray | xr.Dataset:
         """Fill the holes of this DataArray with a partial-convolution U-Net.
 
@@ -109,6 +110,10 @@ class CraiDataArrayAccessor:
             CPU threads of the forward passes. "auto" takes the cores that other
             processes leave free when called (never more than torch's setting);
             results do not depend on it.
+        progress : bool
+            A progress bar of the fields infilled (``tqdm.auto``: a widget in
+            Jupyter), shown when an eager call takes more than a second. Lazy input
+            is infilled when computed, outside this call, and shows none here.
 
         Returns
         -------
@@ -344,6 +349,7 @@ class CraiDatasetAccessor:
         precision: str = "fp32",
         compile: bool = False,
         threads: int | str = "auto",
+        progress: bool = True,
     ) -> xr.Dataset:
         """Infill the named variables and leave the rest untouched.
 
@@ -359,7 +365,7 @@ class CraiDatasetAccessor:
             Add ``<name>_output`` (the raw network output) and ``<name>_flag`` (CF flags:
             1 observed, 0 infilled, -1 hole beyond the network's reach, named in the
             variable's ``ancillary_variables``) beside each infilled variable.
-        padding, time_context, device, batch_size, tile_size, precision, compile, threads
+        padding, time_context, device, batch_size, tile_size, precision, compile, threads, progress
             As for :meth:`CraiDataArrayAccessor.infill`.
 
         Returns

@@ -8,7 +8,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ ARCHITECTURE_OPTIONS = ("n_filters", "depth", "normalization")
 #: the command reads and writes them. ``tests/test_options.py`` holds the API and the
 #: command line to these lists, and to the same defaults everywhere else.
 CLI_ONLY: dict[str, tuple[str, ...]] = {
-    "infill": ("input", "output", "mask_var", "time_chunk", "overwrite", "progress"),
+    "infill": ("input", "output", "mask_var", "time_chunk", "overwrite"),
     "fit": ("data", "var", "mask_var", "output", "overwrite", *ARCHITECTURE_OPTIONS),
 }
 #: arguments of the Python API that the command line spells otherwise: ``architecture``
@@ -142,10 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"time steps read per chunk (default: about {CHUNK_BYTES // 2**20} MiB of input)",
     )  # fmt: skip
     infill.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    infill.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=True,
-        help="a progress bar (default: on)",
-    )  # fmt: skip
 
     fit = commands.add_parser(
         "fit",
@@ -236,8 +232,6 @@ def infill_file(
     mask_var: str | None = None,
     time_chunk: int | None = None,
     overwrite: bool = False,
-    progress: bool = True,
-    flags: bool = False,
 ) -> Path:
     """Infill a netCDF file into another, streaming through dask (the ``xcrai infill`` command).
 
@@ -285,7 +279,7 @@ def infill_file(
 
     import xcrai
     from xcrai.files import atomic_path, refuse_overwriting_inputs
-    from xcrai.infill import count_unreached, infill_variables
+    from xcrai.infill import infill_variables
     from xcrai.options import InfillOptions
 
     options = options or InfillOptions()
@@ -315,16 +309,21 @@ def infill_file(
             mask=mask_da, flags=flags,
         )  # fmt: skip
         counts = {
+            "fields": {
+                name: ds[name].size // (ds.sizes[r.spatial[0]] * ds.sizes[r.spatial[1]])
+                for name, r in infilled.items()
+            },
             "holes": {name: (~np.isfinite(ds[name].data)).mean() for name in infilled},
-            "unreached": {name: count_unreached(r.flag, r.spatial) for name, r in infilled.items()},
         }
         with atomic_path(output) as tmp:
-            counts = _write_infilled(result, counts, tmp, output, input.name if progress else None)
+            label = input.name if options.progress else None
+            counts = _write_infilled(result, counts, tmp, output, label)
     finally:
         ds.close()
         if masks is not None:
             masks.close()
-    _report_unreached(counts["unreached"], flags)
+    _report_unreached({name: tuple(counts["unreached"].get(name, (0, 0))) for name in infilled},
+                      flags)  # fmt: skip
     return output
 
 
@@ -408,23 +407,22 @@ def _close_quietly(path: Path) -> None:
 def _write_infilled(
     result: Any, counts: dict, tmp: Path, output: Path, label: str | None
 ) -> dict[str, Any]:
-    """Stream ``result`` into ``tmp`` (with a progress bar named ``label``, if given),
-    computing ``counts`` in the same pass; record the share of holes
-    (``counts["holes"]``) in its history, and return the computed counts. Write
-    failures name ``output``."""
+    """Stream ``result`` into ``tmp`` (with a progress bar of ``counts["fields"]`` named
+    ``label``, if given), computing the share of holes (``counts["holes"]``) and tallying
+    unreachable holes in the same pass; record the share in its history, and return the
+    counts. Write failures name ``output``."""
     import dask
 
     from xcrai.files import is_write_failure, write_error
+    from xcrai.infill import field_bar, unreached_tally
 
     try:
         write = result.to_netcdf(tmp, compute=False)
-        if label is not None:
-            from tqdm.dask import TqdmCallback
-
-            with TqdmCallback(desc=f"infilling {label}", unit="task"):
-                _, counts = dask.compute(write, counts)
-        else:
-            _, counts = dask.compute(write, counts)
+        total = sum(int(n) for n in counts["fields"].values())
+        bar = field_bar(total, f"infilling {label}") if label is not None else nullcontext()
+        with bar, unreached_tally() as unreached:
+            _, holes = dask.compute(write, counts["holes"])
+        counts = {**counts, "holes": holes, "unreached": unreached}
     except (OSError, RuntimeError) as error:
         _close_quietly(tmp)
         if is_write_failure(error):
@@ -645,7 +643,7 @@ def _run(args: argparse.Namespace) -> None:
         path = infill_file(
             args.input, args.model, args.output, options_from(InfillOptions, args),
             variables=args.variables, mask=args.mask, mask_var=args.mask_var,
-            time_chunk=args.time_chunk, overwrite=args.overwrite, progress=args.progress,
+            time_chunk=args.time_chunk, overwrite=args.overwrite,
         )  # fmt: skip
         print(f"wrote {path}")
     elif args.command == "fit":

@@ -119,6 +119,7 @@ def predict(
     precision: str = "fp32",
     compile: bool = False,
     threads: int | None = None,
+    report: Callable[[int], object] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the network on every field of ``fields[:, core[0]:core[1]]``.
 
@@ -149,6 +150,8 @@ def predict(
         takes a while at the first batch of each shape, so it pays off on long runs.
     threads : int, optional
         Intra-op CPU threads of the forward passes (the caller's setting by default).
+    report : callable, optional
+        Called with the number of fields of each batch once it is done (progress bars).
 
     Notes
     -----
@@ -206,6 +209,8 @@ def predict(
             output[series, times], reach[series, times] = out, hit
 
         run(_Batch(fields, valid, series, steps[times], shape), regions, padding, write)
+        if report is not None:
+            report(len(series))
     return output, reach
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import threading
 import warnings
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,34 +201,110 @@ def _block(
     model: CraiModel,
     halo: int,
     engine: dict[str, Any],
+    variable: Hashable = None,
 ) -> np.ndarray:
     """Infill one block shaped (*extra, time + 2 halo, lat, lon); returns (2, *extra, time, ...)
     holding the network output and where it reached valid data.
 
     Warns of nothing: a warning here would come once per dask block, from a worker, and
     point at this file. Unreachable holes and empty fields are counted from the flags
-    and reported once per call (:func:`count_unreached`).
+    and reported once per call (:func:`count_unreached`), or tallied here for
+    :func:`unreached_tally` (the command line's report, without a second pass).
     """
     *extra, length, height, width = fields.shape
     core = (halo, length - halo)
     flat = fields.reshape(-1, length, height, width)
     flat_valid = valid.reshape(-1, length, height, width)
-    output, reach = predict(model, flat, flat_valid, core=core, **engine)
+    output, reach = predict(model, flat, flat_valid, core=core, report=_report, **engine)
     core_valid = flat_valid[:, core[0] : core[1]]
     empty = ~core_valid.any(axis=(-2, -1))
     output[empty] = np.nan
     reach[empty] = False
+    if _tallies:
+        holes = int((~reach & ~core_valid).sum()) - int(empty.sum()) * height * width
+        _tally(variable, holes, int(empty.sum()))
     shape = (*extra, core[1] - core[0], height, width)
     return np.stack([output.reshape(shape), reach.reshape(shape).astype(np.float32)])
 
 
-def _run(values: Any, valid: Any, plan: Plan, engine: dict[str, Any]) -> Any:
+_reporters: list[Callable[[int], object]] = []
+_reporters_lock = threading.Lock()
+
+
+@contextmanager
+def field_progress(report: Callable[[int], object]) -> Iterator[None]:
+    """Call ``report(n)`` as each batch of ``n`` fields leaves the network, in this process,
+    while the block runs (from dask's threads too): for progress bars that count fields,
+    not dask's tasks.
+
+    Examples
+    --------
+    >>> with tqdm(total=n, unit="field") as bar, field_progress(bar.update):  # doctest: +SKIP
+    ...     filled.to_netcdf("out.nc")
+    """
+    with _reporters_lock:
+        _reporters.append(report)
+    try:
+        yield
+    finally:
+        with _reporters_lock:
+            _reporters.remove(report)
+
+
+@contextmanager
+def field_bar(total: int, desc: str = "infilling", delay: float = 0) -> Iterator[None]:
+    """A progress bar (``tqdm.auto``: a widget in Jupyter) of the fields infilled while the
+    block runs; ``delay``: seconds before it shows (short calls show none)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit="field", delay=delay) as bar, field_progress(bar.update):
+        yield
+
+
+_tallies: list[dict[Hashable, list[int]]] = []
+
+
+@contextmanager
+def unreached_tally() -> Iterator[dict[Hashable, list[int]]]:
+    """Count, per variable name, the unreachable hole points and the fields without any
+    valid point that the network's blocks find in this process while the block runs:
+    ``{name: [holes, empty]}``. The command line's report comes from here, in the same
+    pass that writes the file (a reduction of the flags would run the network again:
+    dask optimises the write's graph apart from any other)."""
+    found: dict[Hashable, list[int]] = {}
+    with _reporters_lock:
+        _tallies.append(found)
+    try:
+        yield found
+    finally:
+        with _reporters_lock:
+            _tallies.remove(found)
+
+
+def _tally(name: Hashable, holes: int, empty: int) -> None:
+    with _reporters_lock:
+        for found in _tallies:
+            counts = found.setdefault(name, [0, 0])
+            counts[0] += holes
+            counts[1] += empty
+
+
+def _report(fields: int) -> None:
+    with _reporters_lock:
+        reporters = list(_reporters)
+    for report in reporters:
+        report(fields)
+
+
+def _run(values: Any, valid: Any, plan: Plan, engine: dict[str, Any], variable: Hashable) -> Any:
     """(2, ...) array of output and reach, NumPy or lazy dask like ``values``."""
     past, future = plan.model.config.time_context or (0, 0)
     if not isinstance(values, dsa.Array):
-        return _block(values, np.asarray(valid), model=plan.model, halo=0, engine=engine)
+        return _block(values, np.asarray(valid), model=plan.model, halo=0, engine=engine,
+                      variable=variable)  # fmt: skip
     # one key for the model: dask.distributed ships it to each worker once, not per task
-    kwargs = dict(model=dask.delayed(plan.model, pure=True), engine=engine)
+    # (not name=: dask's map_blocks takes that as the result's name)
+    kwargs = dict(model=dask.delayed(plan.model, pure=True), engine=engine, variable=variable)
     halo = max(past, future)
     time_axis = values.ndim - 3
     values = values.rechunk({values.ndim - 2: -1, values.ndim - 1: -1})
@@ -476,7 +554,11 @@ def _infill(da: xr.DataArray, model: Any, mask: Any, options: InfillOptions) -> 
     # ways), the split of _run's stacked (output, reach) and the attrs stay ours either way
     work, work_valid = work.transpose(*plan.order), work_valid.transpose(*plan.order)
     work, work_valid = plan.orientation.apply(work), plan.orientation.apply(work_valid)
-    result = _run(work.data, work_valid.data, plan, engine)
+    eager = not isinstance(work.data, dsa.Array)  # lazy input runs later, in dask's threads
+    fields = work.size // (work.sizes[plan.grid.lat] * work.sizes[plan.grid.lon])
+    bar = field_bar(fields, f"infilling {da.name or ''}".strip(), delay=1)
+    with bar if eager and options.progress else nullcontext():
+        result = _run(work.data, work_valid.data, plan, engine, da.name)
     output = work.copy(data=result[0].astype(da.dtype))
     reach = work.copy(data=result[1] > 0)
     output, reach = plan.orientation.undo(output), plan.orientation.undo(reach)

@@ -259,13 +259,20 @@ class InfillOptions:
             engine=True,
         ),
     )
+    progress: bool = field(
+        default=True,
+        metadata=meta(
+            "a progress bar of the fields infilled (eager input shows it when a call takes "
+            "more than a second; the command line's counts the file's fields)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.padding is not None:
             check_padding(self.padding)
         if self.time_context is not None:
             _set(self, "time_context", check_time_context(self.time_context))
-        for name in ("return_output", "compile"):
+        for name in ("return_output", "compile", "progress"):
             _check_bool(getattr(self, name), name)
         _check_device(self.device)
         for name in ("batch_size", "tile_size"):
