@@ -166,6 +166,9 @@ def plot_infilled(
         vmin, vmax = (float(v) for v in np.nanpercentile(values, [2, 98]))
     colours = _with_hole_colour(cmap or ("RdBu_r" if anomaly else "viridis"))
     label = value_label(original)
+    # a loop of our own rather than xarray's faceting: a row holds different kinds of panel
+    # (two colour maps and a categorical coverage map), on axes a caller may give, in a
+    # projection; a FacetGrid facets one variable over a dimension on axes it makes itself
     for row, step in enumerate(steps_shown):
         before, after = (
             (original, infilled)
