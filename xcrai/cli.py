@@ -538,17 +538,10 @@ def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:
     import xarray as xr
 
     import xcrai
-    from xcrai.files import atomic_path, check_writable
+    from xcrai.files import atomic_path, check_writable, make_folder
     from xcrai.plot import plot_infilled
 
-    output_dir = Path(output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise PermissionError(
-            f"--output-dir: cannot create folder {str(output_dir)!r} "
-            f"({error.strerror or error}); choose a folder you can write to"
-        ) from None
+    output_dir = make_folder(output_dir, "--output-dir")
     nc_path = output_dir / "hadcrut4_infilled.nc"
     png_path = output_dir / "hadcrut4_infilled.png"
     for path in (nc_path, png_path):

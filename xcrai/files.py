@@ -148,6 +148,28 @@ def check_writable(path: str | os.PathLike[str], argument: str) -> None:
         ) from None
 
 
+def make_folder(folder: str | os.PathLike[str], argument: str) -> Path:
+    """Create ``folder`` (and its parents) unless it exists; a PermissionError naming
+    ``argument`` when that cannot be done.
+
+    Examples
+    --------
+    >>> make_folder("runs/checkpoints", "checkpoint_dir")  # doctest: +SKIP
+    PosixPath('runs/checkpoints')
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{argument}: {str(folder)!r} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(
+            f"{argument}: cannot create folder {str(folder)!r} "
+            f"({error.strerror or error}); choose a folder you can write to"
+        ) from None
+    return folder
+
+
 def refuse_overwriting_inputs(output: str | os.PathLike[str], inputs: Mapping[str, object]) -> None:
     """A ValueError if ``output`` is one of ``inputs`` (same file, symbolic or hard link).
 

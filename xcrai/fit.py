@@ -15,7 +15,7 @@ import xarray as xr
 
 from xcrai import __version__
 from xcrai.engine import resolve_device
-from xcrai.files import check_writable
+from xcrai.files import check_writable, make_folder
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.model import CraiModel, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
@@ -301,16 +301,7 @@ def fit(
         net = globalize_batch_norm(net, dev)
     checkpoint_path = None
     if o.checkpoint_dir is not None:
-        checkpoint_path = Path(o.checkpoint_dir)
-        if checkpoint_path.exists() and not checkpoint_path.is_dir():
-            raise ValueError(f"checkpoint_dir: {str(checkpoint_path)!r} is a file, not a folder")
-        try:
-            checkpoint_path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise PermissionError(
-                f"checkpoint_dir: cannot create folder {str(checkpoint_path)!r} "
-                f"({error.strerror or error}); choose a folder you can write to"
-            ) from None
+        checkpoint_path = make_folder(o.checkpoint_dir, "checkpoint_dir")
         check_writable(checkpoint_path / CHECKPOINT_FILE, "checkpoint_dir")
     data = TrainingData(fields, observed, target, val_fields)
     trained, history, done = train(
