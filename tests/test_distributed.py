@@ -16,6 +16,7 @@ def client():
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None, worker_dashboard_address=None,
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        client.wait_for_workers(2, timeout=120)  # a loaded machine starts them slowly
         yield client
 
 
@@ -72,6 +73,7 @@ def test_a_worker_dying_mid_run_is_replaced(client, long_series, demo_model):
     series = xr.concat([long_series] * 4, dim="time")  # 192 fields, 96 blocks
     eager = series.crai.infill(demo_model)
     lazy = series.chunk({"time": 2}).crai.infill(demo_model)
+    client.wait_for_workers(2, timeout=120)
     future = client.compute(lazy)
     victim = sorted(client.scheduler_info()["workers"])[0]
     deadline = time.monotonic() + 60
