@@ -110,7 +110,10 @@ def _write(saved: _Saved) -> None:
     backends.cuda.matmul.fp32_precision = saved.matmul
     backends.cudnn.benchmark = saved.benchmark
     backends.cudnn.deterministic = saved.cudnn_deterministic
-    torch.use_deterministic_algorithms(saved.algorithms, warn_only=saved.warn_only)
+    now = (torch.are_deterministic_algorithms_enabled(),
+           torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+    if now != (saved.algorithms, saved.warn_only):  # the call costs about 0.5 ms
+        torch.use_deterministic_algorithms(saved.algorithms, warn_only=saved.warn_only)
     torch.utils.deterministic.fill_uninitialized_memory = saved.fill_memory  # type: ignore[attr-defined]
 
 
