@@ -27,6 +27,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 from xcrai import accessor, data  # accessor registers .crai
 
 if _typing.TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from xcrai import baselines as baselines
     from xcrai import checkpoint as checkpoint
     from xcrai import cli as cli
     from xcrai import engine as engine
@@ -53,6 +54,7 @@ _LAZY_NAMES = {
 }
 #: submodules imported on first use (``xcrai.zoo.register(...)`` after ``import xcrai``)
 _LAZY_MODULES = (
+    "baselines",
     "checkpoint",
     "cli",
     "engine",

@@ -34,6 +34,12 @@ import xcrai
 DATA = Path(__file__).parent / "data"
 CRAI_SECONDS = 4 * 60 + 47
 CRAI_RMSE = 24.7
+#: CRAI's reference recipe as fit's options (all but the seed)
+RECIPE = {
+    "iterations": 1500, "batch_size": 8, "lr": 2e-4, "loss": {"hole": 1},
+    "architecture": {"n_filters": 18, "depth": 3}, "padding": "global", "normalize": True,
+    "log_every": 100,
+}  # fmt: skip
 
 
 def machine(device: str) -> str:
@@ -57,11 +63,16 @@ def hole_rmse(model: xcrai.CraiModel, device: str) -> float:
     return float(np.sqrt(np.mean((filled.values - truth.values)[holes] ** 2)))
 
 
-def run(name: str, device: str, **options) -> dict:
-    train, masks, val = load("zg_train.nc"), load("zg_masks.nc"), load("zg_val.nc")
+def train(device: str, **options) -> tuple[xcrai.CraiModel, float]:
+    """A model fitted on zg_train.nc (zg_val.nc for validation), and its training seconds."""
+    fields, masks, val = load("zg_train.nc"), load("zg_masks.nc"), load("zg_val.nc")
     start = time.perf_counter()
-    model = train.crai.fit(masks, validation=val, device=device, progress=False, **options)
-    seconds = time.perf_counter() - start
+    model = fields.crai.fit(masks, validation=val, device=device, progress=False, **options)
+    return model, time.perf_counter() - start
+
+
+def run(name: str, device: str, **options) -> dict:
+    model, seconds = train(device, **options)
     iterations = model.config.provenance["iterations"]
     batch = model.config.provenance["train_config"]["batch_size"]
     return {
@@ -93,10 +104,8 @@ def main() -> None:
             scores, times = [], []
             for seed in (int(s) for s in args.seeds.split(",")):
                 result = run(
-                    f"CRAI recipe, seed {seed}", args.device, iterations=args.recipe_iterations,
-                    batch_size=8, lr=2e-4, loss={"hole": 1},
-                    architecture={"n_filters": 18, "depth": 3}, padding="global",
-                    normalize=True, seed=seed, log_every=100,
+                    f"CRAI recipe, seed {seed}", args.device,
+                    **{**RECIPE, "iterations": args.recipe_iterations}, seed=seed,
                 )  # fmt: skip
                 result["target"] = (
                     f"rmse <= {CRAI_RMSE} m and train_s <= {CRAI_SECONDS / 2:.0f} s "
