@@ -327,3 +327,20 @@ def test_the_network_runs_once_per_field_and_the_bar_counts_fields(sample, tmp_p
     err = capsys.readouterr().err
     assert "2/2" in err and "field" in err and "task" not in err
     assert "tas: 10 hole point(s)" in err
+
+
+def test_memory_budget_option(sample, tmp_path, capsys):
+    """--memory sets the dask threads from the chunk size (same numbers); a bad size is one
+    line, before anything is read."""
+    out = tmp_path / "out.nc"
+    args = ["infill", str(sample), "-m", str(xcrai.data.demo_model()), "-o", str(out),
+            "--no-progress", "--time-chunk", "1"]  # fmt: skip
+    assert main([*args, "--memory", "lots"]) == 2
+    assert "memory: expected a size such as '2GB'" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*args, "--memory", "100kB"]) == 0  # one thread
+    with xr.open_dataset(out) as small:
+        one = small.tas.values
+    assert main([*args, "--memory", "2GB", "--overwrite"]) == 0
+    with xr.open_dataset(out) as large:
+        np.testing.assert_array_equal(large.tas.values, one)

@@ -13,6 +13,8 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xcrai.streaming import DEFAULT_BUDGET, memory_budget, parse_size
+
 if TYPE_CHECKING:
     from xcrai.options import InfillOptions
 
@@ -28,7 +30,7 @@ ARCHITECTURE_OPTIONS = ("n_filters", "depth", "normalization")
 #: the command reads and writes them. ``tests/test_options.py`` holds the API and the
 #: command line to these lists, and to the same defaults everywhere else.
 CLI_ONLY: dict[str, tuple[str, ...]] = {
-    "infill": ("input", "output", "mask_var", "time_chunk", "overwrite"),
+    "infill": ("input", "output", "mask_var", "time_chunk", "memory", "overwrite"),
     "fit": ("data", "var", "mask_var", "output", "overwrite", *ARCHITECTURE_OPTIONS),
 }
 #: arguments of the Python API that the command line spells otherwise: ``architecture``
@@ -141,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-chunk", type=parse_positive, default=None, metavar="N",
         help=f"time steps read per chunk (default: about {CHUNK_BYTES // 2**20} MiB of input)",
     )  # fmt: skip
+    infill.add_argument(
+        "--memory", default=DEFAULT_BUDGET, metavar="SIZE",
+        help="memory for the chunks in flight, e.g. 2GB: it sets how many dask threads read, "
+        f"infill and write at once (default {DEFAULT_BUDGET}; libraries, model and one batch "
+        "come on top)",
+    )  # fmt: skip
     infill.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
 
     fit = commands.add_parser(
@@ -231,6 +239,7 @@ def infill_file(
     mask: Path | None = None,
     mask_var: str | None = None,
     time_chunk: int | None = None,
+    memory: str | int = DEFAULT_BUDGET,
     overwrite: bool = False,
 ) -> Path:
     """Infill a netCDF file into another, streaming through dask (the ``xcrai infill`` command).
@@ -263,6 +272,8 @@ def infill_file(
         ``mask=`` of :meth:`xcrai.accessor.CraiDatasetAccessor.infill`.
     time_chunk : int, optional
         Time steps read per dask chunk; default about ``CHUNK_BYTES`` of input.
+    memory : str or int
+        Memory budget of the chunks in flight (:func:`xcrai.streaming.memory_budget`).
     overwrite, progress : bool
         Replace an existing output; show a progress bar.
 
@@ -295,6 +306,7 @@ def infill_file(
             "e.g. ds.crai.infill(model).to_zarr(store)"
         )
     _check_output(output, overwrite)
+    parse_size(memory)  # a bad --memory fails now, not after the model is read
     variables = list(dict.fromkeys(variables)) if variables else None  # --var a --var a
     model_obj = xcrai.load_model(model)
     with _open_netcdf(input, "input", chunks={}) as probe:
@@ -317,7 +329,8 @@ def infill_file(
         }
         with atomic_path(output) as tmp:
             label = input.name if options.progress else None
-            counts = _write_infilled(result, counts, tmp, output, label)
+            with memory_budget(memory, *(ds[name] for name in infilled)):
+                counts = _write_infilled(result, counts, tmp, output, label)
     finally:
         ds.close()
         if masks is not None:
@@ -636,7 +649,7 @@ def _run(args: argparse.Namespace) -> None:
         path = infill_file(
             args.input, args.model, args.output, options_from(InfillOptions, args),
             variables=args.variables, mask=args.mask, mask_var=args.mask_var,
-            time_chunk=args.time_chunk, overwrite=args.overwrite,
+            time_chunk=args.time_chunk, memory=args.memory, overwrite=args.overwrite,
         )  # fmt: skip
         print(f"wrote {path}")
     elif args.command == "fit":
