@@ -117,7 +117,7 @@ def test_only_the_steps_shown_are_computed(hadcrut):
 def test_anomalies_are_labelled_and_drawn_diverging(pair):
     original = pair[0]
     assert is_anomaly(original)  # HadCRUT4 records its reference period
-    assert value_label(original) == "Near-Surface Air Temperature anomaly (K, against 1961-1990)"
+    assert value_label(original) == "Near-Surface Air Temperature anomaly\n(K, against 1961-1990)"
     fig = plot_infilled(original, pair[1], time="1877-09", panels=["infilled"])
     (mesh,) = meshes(fig.axes[0])
     assert mesh.get_cmap().name.startswith("RdBu_r") and mesh.norm.vmin == -mesh.norm.vmax
@@ -126,7 +126,7 @@ def test_anomalies_are_labelled_and_drawn_diverging(pair):
     absolute = original.copy(data=original.values + 288.0)
     absolute.attrs = {"long_name": "air temperature", "units": "K"}
     assert not is_anomaly(absolute)
-    assert value_label(absolute) == "air temperature (K)"
+    assert value_label(absolute) == "air temperature\n(K)"
     fig = plot_infilled(absolute, absolute.fillna(288.0), time="1877-09", panels=["infilled"])
     (mesh,) = meshes(fig.axes[0])
     assert mesh.get_cmap().name.startswith("viridis") and mesh.norm.vmin > 250

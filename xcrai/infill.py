@@ -650,7 +650,11 @@ def infill_dataset(
     out, results = infill_variables(ds, model, options, variables=variables, mask=mask,
                                     flags=flags)  # fmt: skip
     flagged = flags or _check_options(options).return_output
-    hint = "they are flagged -1 in {flags}" if flagged else "flags=True flags them -1 in {flags}"
+    hint = (
+        "they are flagged -1 in {flags}"
+        if flagged
+        else "return_output=True flags them -1 in {flags}"
+    )
     _warn_unreached(results, hint)
     return out
 

@@ -65,7 +65,8 @@ def value_label(da: xr.DataArray) -> str:
     if reference is not None and np.size(reference) == 2:
         first, last = np.ravel(reference)
         details.append(f"against {first}-{last}")
-    return f"{name} ({', '.join(details)})" if details else name
+    # on two lines: one long line runs past a row's height into the neighbouring panels
+    return f"{name}\n({', '.join(details)})" if details else name
 
 
 def plot_infilled(
