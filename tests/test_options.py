@@ -26,13 +26,22 @@ from xcrai.train.weights import INITS
 SOURCE = Path(__file__).parents[1] / "xcrai"
 #: arguments of each method before its options: (name, default), data rather than options
 DATA_ARGUMENTS = {
-    (xr.DataArray, "infill"): [("model", inspect.Parameter.empty), ("mask", None)],
+    (xr.DataArray, "infill"): [
+        ("model", inspect.Parameter.empty),
+        ("mask", None),
+        ("steady_mask", None),
+    ],
     (xr.Dataset, "infill"): [
         ("model", inspect.Parameter.empty),
         ("variables", None),
         ("mask", None),
+        ("steady_mask", None),
     ],
-    (xr.DataArray, "fit"): [("masks", inspect.Parameter.empty), ("validation", 0.1)],
+    (xr.DataArray, "fit"): [
+        ("masks", inspect.Parameter.empty),
+        ("validation", 0.1),
+        ("steady_mask", None),
+    ],
 }
 OPTIONS = {"infill": InfillOptions, "fit": FitOptions}
 

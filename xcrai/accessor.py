@@ -39,6 +39,7 @@ class CraiDataArrayAccessor:
         model: Any,
         *,
         mask: Any = None,
+        steady_mask: xr.DataArray | None = None,
         padding: str | None = None,
         time_context: tuple[int, int] | None = None,
         return_output: bool = False,
@@ -74,6 +75,12 @@ class CraiDataArrayAccessor:
             1 (or True) where valid, 0 where missing; broadcast against the data.
             A point is valid only where the mask allows it **and** the value is
             finite. Default: the non-NaN points.
+        steady_mask : DataArray, optional
+            (lat, lon) on the data's grid, True (or 1) where a point is never valid
+            (e.g. land in an SST field): left NaN and flagged -2 (``steady_mask``).
+            Replaces the model's own, which ``fit`` stores for the points no training
+            field observed (applied only on the model's training grid size; another
+            size is refused unless this is given).
         padding : {"zeros", "global", "auto"}, optional
             Override the model's padding. "global" wraps longitude around (needs
             a uniform 360-degree longitude); "auto" picks it when the grid allows.
@@ -84,8 +91,9 @@ class CraiDataArrayAccessor:
         return_output : bool
             Return a Dataset with ``<name>`` (the infilled data), ``<name>_output``
             (the raw network output) and ``<name>_flag``, a CF flag variable (1
-            observed, 0 infilled, -1 hole beyond the network's reach) named in the
-            data's ``ancillary_variables``; ``history`` is its global attribute.
+            observed, 0 infilled, -1 hole beyond the network's reach, -2 steady
+            point when a steady mask applies) named in the data's
+            ``ancillary_variables``; ``history`` is its global attribute.
             An unnamed DataArray is called ``infilled``.
         device : str
             "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
@@ -145,7 +153,8 @@ class CraiDataArrayAccessor:
         from xcrai.infill import infill_dataarray
         from xcrai.options import InfillOptions
 
-        return infill_dataarray(self._da, model, _options(InfillOptions, locals()), mask=mask)
+        options = _options(InfillOptions, locals())
+        return infill_dataarray(self._da, model, options, mask=mask, steady_mask=steady_mask)
 
     def plot(
         self,
@@ -198,6 +207,7 @@ class CraiDataArrayAccessor:
         masks: xr.DataArray,
         *,
         validation: float | xr.DataArray | None = 0.1,
+        steady_mask: xr.DataArray | None = None,
         iterations: int = 10_000,
         batch_size: int = 16,
         lr: float = 2e-4,
@@ -241,6 +251,11 @@ class CraiDataArrayAccessor:
             The last fraction of the time axis, or separate fields, held out;
             validation field k is paired with mask ``k % len(masks)``, so the
             validation loss is comparable between runs.
+        steady_mask : DataArray, optional
+            (lat, lon) on the data's grid, True (or 1) where a point is never valid
+            (e.g. a land-sea mask). Added to the points that are NaN in every field;
+            the network neither sees nor learns them, and the model stores them all
+            (``model.config.steady_mask``) for ``infill`` to leave NaN.
         iterations : int, default 10_000
             Optimiser steps at ``lr``.
         batch_size : int, default 16
@@ -324,7 +339,8 @@ class CraiDataArrayAccessor:
         from xcrai.fit import fit
         from xcrai.options import FitOptions
 
-        return fit(self._da, masks, _options(FitOptions, locals()), validation=validation)
+        options = _options(FitOptions, locals())
+        return fit(self._da, masks, options, validation=validation, steady_mask=steady_mask)
 
 
 @xr.register_dataset_accessor("crai")
@@ -340,6 +356,7 @@ class CraiDatasetAccessor:
         *,
         variables: str | list[str] | None = None,
         mask: Any = None,
+        steady_mask: xr.DataArray | None = None,
         padding: str | None = None,
         time_context: tuple[int, int] | None = None,
         return_output: bool = False,
@@ -365,7 +382,9 @@ class CraiDatasetAccessor:
             Add ``<name>_output`` (the raw network output) and ``<name>_flag`` (CF flags:
             1 observed, 0 infilled, -1 hole beyond the network's reach, named in the
             variable's ``ancillary_variables``) beside each infilled variable.
-        padding, time_context, device, batch_size, tile_size, precision, compile, threads, progress
+        steady_mask, padding, time_context, device, batch_size, tile_size, precision, compile
+            As for :meth:`CraiDataArrayAccessor.infill`.
+        threads, progress
             As for :meth:`CraiDataArrayAccessor.infill`.
 
         Returns
@@ -383,4 +402,6 @@ class CraiDatasetAccessor:
         from xcrai.options import InfillOptions
 
         options = _options(InfillOptions, locals())
-        return infill_dataset(self._ds, model, options, variables=variables, mask=mask)
+        return infill_dataset(
+            self._ds, model, options, variables=variables, mask=mask, steady_mask=steady_mask
+        )

@@ -30,8 +30,24 @@ ARCHITECTURE_OPTIONS = ("n_filters", "depth", "normalization")
 #: the command reads and writes them. ``tests/test_options.py`` holds the API and the
 #: command line to these lists, and to the same defaults everywhere else.
 CLI_ONLY: dict[str, tuple[str, ...]] = {
-    "infill": ("input", "output", "mask_var", "time_chunk", "memory", "overwrite"),
-    "fit": ("data", "var", "mask_var", "output", "overwrite", *ARCHITECTURE_OPTIONS),
+    "infill": (
+        "input",
+        "output",
+        "mask_var",
+        "steady_mask_var",
+        "time_chunk",
+        "memory",
+        "overwrite",
+    ),
+    "fit": (
+        "data",
+        "var",
+        "mask_var",
+        "steady_mask_var",
+        "output",
+        "overwrite",
+        *ARCHITECTURE_OPTIONS,
+    ),
 }
 #: arguments of the Python API that the command line spells otherwise: ``architecture``
 #: is ``--n-filters``, ``--depth`` and ``--normalization``
@@ -138,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mask-var", default=None, metavar="NAME",
         help="variable of the --mask file (default: its only data variable)",
     )  # fmt: skip
+    _add_steady_mask(infill, "replaces the model's own")
     add_options(infill, InfillOptions)
     infill.add_argument(
         "--time-chunk", type=parse_positive, default=None, metavar="N",
@@ -167,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="netCDF file of coverage patterns (1/0, bool, or NaN = missing)",
     )
     fit.add_argument("--mask-var", default=None, help="variable of MASKS (default: as --var)")
+    _add_steady_mask(fit, "added to the points NaN in every field; stored in the model")
     fit.add_argument("-o", "--output", required=True, type=Path, help="model file to write")
     fit.add_argument(
         "--validation", type=parse_validation, default=0.1, metavar="FRACTION|FILE",
@@ -229,6 +247,19 @@ def _version() -> str:
         return "xcrai (version unknown)"
 
 
+def _add_steady_mask(parser: argparse.ArgumentParser, effect: str) -> None:
+    """``--steady-mask FILE`` and ``--steady-mask-var NAME`` of ``infill`` and ``fit``."""
+    parser.add_argument(
+        "--steady-mask", type=Path, default=None, metavar="FILE",
+        help="netCDF file of a (lat, lon) mask on the data's grid, 1 where a point is never "
+        f"valid (e.g. land), as the Python steady_mask= argument: {effect}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--steady-mask-var", default=None, metavar="NAME",
+        help="variable of the --steady-mask file (default: its only data variable)",
+    )  # fmt: skip
+
+
 def infill_file(
     input: Path,
     model: Any,
@@ -238,6 +269,8 @@ def infill_file(
     variables: Sequence[str] | None = None,
     mask: Path | None = None,
     mask_var: str | None = None,
+    steady_mask: Path | None = None,
+    steady_mask_var: str | None = None,
     time_chunk: int | None = None,
     memory: str | int = DEFAULT_BUDGET,
     overwrite: bool = False,
@@ -270,6 +303,9 @@ def infill_file(
     mask : path, optional
         A netCDF file whose variable ``mask_var`` (default: its only data variable) is the
         ``mask=`` of :meth:`xcrai.accessor.CraiDatasetAccessor.infill`.
+    steady_mask : path, optional
+        A netCDF file whose variable ``steady_mask_var`` (default: its only data variable)
+        is the ``steady_mask=`` of :meth:`xcrai.accessor.CraiDatasetAccessor.infill`.
     time_chunk : int, optional
         Time steps read per dask chunk; default about ``CHUNK_BYTES`` of input.
     memory : str or int
@@ -295,10 +331,10 @@ def infill_file(
 
     options = options or InfillOptions()
     input, output = Path(input), Path(output)
-    for name, path in (("input", input), ("mask", mask)):
+    for name, path in (("input", input), ("mask", mask), ("steady_mask", steady_mask)):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
-    refuse_overwriting_inputs(output, {"input": input, "mask": mask})
+    refuse_overwriting_inputs(output, {"input": input, "mask": mask, "steady_mask": steady_mask})
     if output.suffix.lower() == ".zarr":
         raise ValueError(
             f"output: {str(output)!r} names a zarr store, but xcrai infill writes netCDF; "
@@ -311,6 +347,7 @@ def infill_file(
     model_obj = xcrai.load_model(model)
     with _open_netcdf(input, "input", chunks={}) as probe:
         chunks = _chunks(probe, variables, time_chunk)
+    steady = None if steady_mask is None else read_steady_mask(Path(steady_mask), steady_mask_var)
     masks, mask_da = (None, None) if mask is None else _read_mask(Path(mask), mask_var)
     ds = _open_netcdf(input, "input", chunks=chunks)
     try:
@@ -318,7 +355,7 @@ def infill_file(
         flags = options.return_output
         result, infilled = infill_variables(
             ds, model_obj, replace(options, return_output=False), variables=variables,
-            mask=mask_da, flags=flags,
+            mask=mask_da, steady_mask=steady, flags=flags,
         )  # fmt: skip
         counts = {
             "fields": {
@@ -369,6 +406,18 @@ def _read_mask(path: Path, name: str | None) -> tuple[Any, Any]:
         masks.close()
         raise
     return masks, masks[name]
+
+
+def read_steady_mask(path: Path, name: str | None) -> Any:
+    """The ``--steady-mask`` file's variable ``--steady-mask-var`` (default: its only data
+    variable), loaded (a (lat, lon) mask is small) and the file closed."""
+    with _open_netcdf(path, "steady-mask") as file:
+        name = name or _only([str(v) for v in file.data_vars], "steady-mask-var", path)
+        if name not in file.data_vars:
+            raise ValueError(
+                f"steady-mask-var: {name!r} not in {path}; it has {list(file.data_vars)}"
+            )
+        return file[name].load()
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -492,7 +541,8 @@ def fit_file(args: argparse.Namespace) -> Path:
     output = Path(args.output)
     validation = args.validation or None  # 0: none
     validation_file = validation if isinstance(validation, Path) else None
-    inputs = {"data": args.data, "masks": args.masks, "validation": validation_file}
+    inputs = {"data": args.data, "masks": args.masks, "validation": validation_file,
+              "steady_mask": args.steady_mask}  # fmt: skip
     refuse_overwriting_inputs(output, {**inputs, "resume": args.resume})
     _check_output(output, args.overwrite)
     for name, path in inputs.items():
@@ -517,9 +567,13 @@ def fit_file(args: argparse.Namespace) -> Path:
                     raise ValueError(f"validation: {var!r} (as --var) not in {validation_file}; "
                                      f"it has {list(validation_data.data_vars)}")  # fmt: skip
                 validation = validation_data[var].load()
+        steady = None
+        if args.steady_mask is not None:
+            steady = read_steady_mask(Path(args.steady_mask), args.steady_mask_var)
         model = data_file[var].crai.fit(
-            mask_file[mask_var].load(), validation=validation, **_fields(options)
-        )
+            mask_file[mask_var].load(), validation=validation, steady_mask=steady,
+            **_fields(options),
+        )  # fmt: skip
     if options.distributed:
         import torch.distributed as dist
 
@@ -649,6 +703,7 @@ def _run(args: argparse.Namespace) -> None:
         path = infill_file(
             args.input, args.model, args.output, options_from(InfillOptions, args),
             variables=args.variables, mask=args.mask, mask_var=args.mask_var,
+            steady_mask=args.steady_mask, steady_mask_var=args.steady_mask_var,
             time_chunk=args.time_chunk, memory=args.memory, overwrite=args.overwrite,
         )  # fmt: skip
         print(f"wrote {path}")

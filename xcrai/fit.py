@@ -21,6 +21,7 @@ from xcrai.model import CraiModel, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
 from xcrai.numerics import choose_threads
 from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
+from xcrai.steady import check_steady_mask
 from xcrai.train.loop import CHECKPOINT_KEY, TrainConfig, TrainingData, train
 from xcrai.train.losses import LossWeights
 from xcrai.train.weights import initialize
@@ -196,6 +197,7 @@ def fit(
     options: FitOptions | None = None,
     *,
     validation: float | xr.DataArray | None = 0.1,
+    steady_mask: xr.DataArray | None = None,
 ) -> CraiModel:
     """Train a model on ``da`` with coverage patterns ``masks``.
 
@@ -211,6 +213,10 @@ def fit(
         Default ``FitOptions()``.
     validation : float, DataArray or None
         The held-out fraction of the time axis, or separate validation fields.
+    steady_mask : DataArray, optional
+        (lat, lon), True where a point is never valid (e.g. land); added to the points
+        that are NaN in every field. The network neither sees nor learns them, and the
+        model stores them all (``ModelConfig.steady_mask``) for ``infill``.
 
     Returns
     -------
@@ -227,6 +233,12 @@ def fit(
     o = options
     fields, grid = _fields(da, "data")
     target = _static_target(fields, "data")
+    explicit = None
+    if steady_mask is not None:
+        explicit = check_steady_mask(steady_mask, da, grid).values  # (lat, lon), as trained
+        target = target & ~explicit
+        if not target.any():
+            raise ValueError("steady_mask: with the data's NaNs it leaves no point to learn")
     observed = prepare_masks(masks, da, grid)
     iterations, batch_size = o.iterations, o.batch_size
     # FitOptions normalises these two: loss to LossWeights, a missing time context to (0, 0)
@@ -273,6 +285,8 @@ def fit(
         "masks": _digest(observed),
         "architecture": arch.to_dict(),
     }
+    if explicit is not None:  # absent otherwise, as in checkpoints from before steady masks
+        fingerprint["steady_mask"] = _digest(explicit)
 
     config = TrainConfig(
         iterations=iterations, batch_size=batch_size, lr=float(o.lr),
@@ -330,6 +344,8 @@ def fit(
             "train_config": config.to_dict(),
             "history": history,
         },
+        # fields are trained in the data's own order, so this is the training orientation
+        steady_mask=None if target.all() else ~target,
     )
     return CraiModel(model_config, trained)
 
@@ -394,10 +410,11 @@ def _load_resume(
             "data it trained on, so continuing it could silently mix two datasets; start "
             "a new run"
         )
-    differ = [k for k in fingerprint if saved_print.get(k) != fingerprint[k]]
+    keys = [*fingerprint, *(k for k in saved_print if k not in fingerprint)]
+    differ = [k for k in keys if saved_print.get(k) != fingerprint.get(k)]
     if differ:
         found = "; ".join(
-            f"{k}: {_short(saved_print.get(k))} in the checkpoint, {_short(fingerprint[k])} now"
+            f"{k}: {_short(saved_print.get(k))} in the checkpoint, {_short(fingerprint.get(k))} now"
             for k in differ
         )
         raise ValueError(

@@ -26,6 +26,7 @@ from xcrai.grid import Grid, Orientation, find_grid, orientation, resolve_paddin
 from xcrai.model import CraiModel, check_padding, check_time_context
 from xcrai.numerics import choose_threads
 from xcrai.options import InfillOptions
+from xcrai.steady import check_steady_mask
 
 logger = logging.getLogger("xcrai")
 
@@ -37,6 +38,19 @@ FLAG_ATTRS = {
     "flag_meanings": "unreachable_hole infilled observed",
     "comment": "unreachable_hole: no window of the network saw valid data; the value there is "
     "CRAI's fill value (0 before denormalisation), or NaN for a field without any valid point",
+}
+#: the flag of points that are never valid (the model's or the call's steady mask), left NaN
+FLAG_STEADY = -2
+#: the flag variable's attributes when a steady mask applies (only then: files infilled
+#: without one keep the three flags above)
+FLAG_ATTRS_STEADY = {
+    **FLAG_ATTRS,
+    "flag_values": np.array(
+        [FLAG_STEADY, FLAG_UNREACHABLE, FLAG_INFILLED, FLAG_OBSERVED], dtype=np.int8
+    ),
+    "flag_meanings": "steady_mask unreachable_hole infilled observed",
+    "comment": f"{FLAG_ATTRS['comment']}; steady_mask: a point that is never valid (no "
+    "training field observed it, or the steady_mask given), left NaN",
 }
 
 
@@ -202,6 +216,7 @@ def _block(
     halo: int,
     engine: dict[str, Any],
     variable: Hashable = None,
+    steady: np.ndarray | None = None,
 ) -> np.ndarray:
     """Infill one block shaped (*extra, time + 2 halo, lat, lon); returns (2, *extra, time, ...)
     holding the network output and where it reached valid data.
@@ -221,7 +236,12 @@ def _block(
     output[empty] = np.nan
     reach[empty] = False
     if _tallies:
-        holes = int((~reach & ~core_valid).sum()) - int(empty.sum()) * height * width
+        unseen = ~reach & ~core_valid
+        points = height * width
+        if steady is not None:  # flagged steady, not unreachable
+            unseen &= ~steady
+            points -= int(steady.sum())
+        holes = int(unseen.sum()) - int(empty.sum()) * points
         _tally(variable, holes, int(empty.sum()))
     shape = (*extra, core[1] - core[0], height, width)
     return np.stack([output.reshape(shape), reach.reshape(shape).astype(np.float32)])
@@ -296,15 +316,24 @@ def _report(fields: int) -> None:
         report(fields)
 
 
-def _run(values: Any, valid: Any, plan: Plan, engine: dict[str, Any], variable: Hashable) -> Any:
-    """(2, ...) array of output and reach, NumPy or lazy dask like ``values``."""
+def _run(
+    values: Any,
+    valid: Any,
+    plan: Plan,
+    engine: dict[str, Any],
+    variable: Hashable,
+    steady: np.ndarray | None = None,
+) -> Any:
+    """(2, ...) array of output and reach, NumPy or lazy dask like ``values``; ``steady``
+    (lat, lon), in the working orientation, only keeps those points out of the tally."""
     past, future = plan.model.config.time_context or (0, 0)
     if not isinstance(values, dsa.Array):
         return _block(values, np.asarray(valid), model=plan.model, halo=0, engine=engine,
-                      variable=variable)  # fmt: skip
+                      variable=variable, steady=steady)  # fmt: skip
     # one key for the model: dask.distributed ships it to each worker once, not per task
     # (not name=: dask's map_blocks takes that as the result's name)
-    kwargs = dict(model=dask.delayed(plan.model, pure=True), engine=engine, variable=variable)
+    kwargs = dict(model=dask.delayed(plan.model, pure=True), engine=engine, variable=variable,
+                  steady=steady)  # fmt: skip
     halo = max(past, future)
     time_axis = values.ndim - 3
     values = values.rechunk({values.ndim - 2: -1, values.ndim - 1: -1})
@@ -370,14 +399,18 @@ def flag_name(name: Hashable) -> str:
     return f"{name}_flag"
 
 
-def flag_variable(flag: xr.DataArray, name: Hashable, attrs: dict[str, Any]) -> xr.DataArray:
+def flag_variable(
+    flag: xr.DataArray, name: Hashable, attrs: dict[str, Any], steady: bool = False
+) -> xr.DataArray:
     """``flag`` as the CF flag variable of ``name`` (whose attrs are ``attrs``): named
-    ``<name>_flag``, with ``flag_values``/``flag_meanings`` and, when the variable has a
-    ``standard_name``, the standard name ``"<standard_name> status_flag"``."""
+    ``<name>_flag``, with ``flag_values``/``flag_meanings`` (``steady``: with
+    ``FLAG_STEADY``'s too) and, when the variable has a ``standard_name``, the standard
+    name ``"<standard_name> status_flag"``."""
     cf = {}
     if attrs.get("standard_name"):
         cf["standard_name"] = f"{attrs['standard_name']} status_flag"
-    return flag.rename(flag_name(name)).assign_attrs({**cf, **FLAG_ATTRS})
+    flag_attrs = FLAG_ATTRS_STEADY if steady else FLAG_ATTRS
+    return flag.rename(flag_name(name)).assign_attrs({**cf, **flag_attrs})
 
 
 def link_flag(attrs: dict[str, Any], name: Hashable) -> dict[str, Any]:
@@ -398,7 +431,8 @@ def count_unreached(flag: xr.DataArray, spatial: tuple[Hashable, Hashable]) -> t
     Parameters
     ----------
     flag : DataArray
-        Flags as :func:`infill_dataset` writes them (1 observed, 0 infilled, -1 neither).
+        Flags as :func:`infill_dataset` writes them (1 observed, 0 infilled, -1 neither,
+        -2 steady).
     spatial : (Hashable, Hashable)
         The latitude and longitude dimensions.
 
@@ -415,7 +449,7 @@ def count_unreached(flag: xr.DataArray, spatial: tuple[Hashable, Hashable]) -> t
     (10, 0)
     """
     per_field = (flag == FLAG_UNREACHABLE).sum(spatial)
-    empty = per_field == flag.sizes[spatial[0]] * flag.sizes[spatial[1]]
+    empty = (flag <= FLAG_UNREACHABLE).all(spatial)  # unreachable, or steady (-2)
     return per_field.where(~empty, 0).sum().data, empty.sum().data
 
 
@@ -471,9 +505,10 @@ class Infilled:
 
     data: xr.DataArray  # the infilled variable, attrs as the input's (or none: keep_attrs)
     output: xr.DataArray  # the raw network output
-    flag: xr.DataArray  # 1 observed, 0 infilled, -1 unreachable (int8, no attrs yet)
+    flag: xr.DataArray  # 1 observed, 0 infilled, -1 unreachable, -2 steady (int8, no attrs)
     line: str  # the history line
     spatial: tuple[Hashable, Hashable]  # (lat, lon) dimension names
+    steady: bool = False  # whether a steady mask applied (FLAG_STEADY among the flags)
 
 
 def infill_dataarray(
@@ -482,6 +517,7 @@ def infill_dataarray(
     options: InfillOptions | None = None,
     *,
     mask: Any = None,
+    steady_mask: Any = None,
 ) -> xr.DataArray | xr.Dataset:
     """Infill ``da``; see :meth:`xcrai.accessor.CraiDataArrayAccessor.infill`.
 
@@ -493,7 +529,7 @@ def infill_dataarray(
     called ``infilled``.
     """
     options = _check_options(options)
-    result = _infill(da, model, mask, options)
+    result = _infill(da, model, mask, options, steady_mask)
     name = da.name if da.name is not None else UNNAMED
     hint = (
         "they are flagged -1 in {flags}" if options.return_output
@@ -508,7 +544,7 @@ def infill_dataarray(
     data.attrs = link_flag(attrs, name)
     output = result.output.rename(f"{name}_output")
     output.attrs = {k: v for k, v in output.attrs.items() if k != "history"}
-    flag = flag_variable(result.flag, name, attrs)
+    flag = flag_variable(result.flag, name, attrs, result.steady)
     variables = {name: data, output.name: output, flag.name: flag}
     return xr.Dataset(variables, attrs=add_history(history, result.line))
 
@@ -521,7 +557,9 @@ def _check_options(options: Any) -> InfillOptions:
     return options
 
 
-def _infill(da: xr.DataArray, model: Any, mask: Any, options: InfillOptions) -> Infilled:
+def _infill(
+    da: xr.DataArray, model: Any, mask: Any, options: InfillOptions, steady_mask: Any = None
+) -> Infilled:
     """The infilled variable (attrs as the input's, or none when ``keep_attrs`` is off),
     the raw output, the flags and the history line."""
     if not isinstance(da, xr.DataArray):
@@ -543,7 +581,9 @@ def _infill(da: xr.DataArray, model: Any, mask: Any, options: InfillOptions) -> 
         engine["threads"], ", compiled" if engine["compile"] else "",
     )  # fmt: skip
     valid = valid_points(da, mask)
-    work, work_valid = da, valid
+    steady = steady_points(da, plan, steady_mask)
+    seen = valid if steady is None else (valid & ~steady).transpose(*da.dims)
+    work, work_valid = da, seen
     if plan.added_time:
         work, work_valid = (
             work.expand_dims("__xcrai_time__"),
@@ -558,7 +598,8 @@ def _infill(da: xr.DataArray, model: Any, mask: Any, options: InfillOptions) -> 
     fields = work.size // (work.sizes[plan.grid.lat] * work.sizes[plan.grid.lon])
     bar = field_bar(fields, f"infilling {da.name or ''}".strip(), delay=1)
     with bar if eager and options.progress else nullcontext():
-        result = _run(work.data, work_valid.data, plan, engine, da.name)
+        work_steady = None if steady is None else plan.orientation.apply(steady).values
+        result = _run(work.data, work_valid.data, plan, engine, da.name, work_steady)
     output = work.copy(data=result[0].astype(da.dtype))
     reach = work.copy(data=result[1] > 0)
     output, reach = plan.orientation.undo(output), plan.orientation.undo(reach)
@@ -566,21 +607,55 @@ def _infill(da: xr.DataArray, model: Any, mask: Any, options: InfillOptions) -> 
         output, reach = output.isel(__xcrai_time__=0), reach.isel(__xcrai_time__=0)
     output, reach = output.transpose(*da.dims), reach.transpose(*da.dims)
     attrs = dict(da.attrs) if keep_attrs() else {}
-    infilled = da.where(valid, output)
+    infilled = da.where(seen, output)
+    if steady is not None:  # never valid: NaN, whatever the input held there
+        infilled = infilled.where(~steady).transpose(*da.dims)
     infilled.attrs = attrs
     infilled.encoding, stored_as = float_encoding(da.encoding, da.name)
     infilled.name = da.name
     lazy = isinstance(valid.data, dsa.Array)
-    fraction = None if lazy else float(1 - valid.values.mean())
+    if lazy:
+        fraction = None
+    elif steady is None:
+        fraction = float(1 - valid.values.mean())
+    else:
+        fraction = float((~valid & ~steady).mean())
     line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
     line = line if stored_as is None else f"{line}, {stored_as}"
     flag = xr.where(valid, FLAG_OBSERVED, xr.where(reach, FLAG_INFILLED, FLAG_UNREACHABLE))
+    if steady is not None:
+        flag = flag.where(~steady, FLAG_STEADY).transpose(*da.dims)
     flag = flag.astype(np.int8)
     flag.attrs, flag.encoding = {}, {}
     output.attrs = {**attrs, "long_name": "raw network output"}
     output.encoding = dict(infilled.encoding)  # the raw output leaves the packing's range too
     output.name = da.name
-    return Infilled(infilled, output, flag, line, (plan.grid.lat, plan.grid.lon))
+    spatial = (plan.grid.lat, plan.grid.lon)
+    return Infilled(infilled, output, flag, line, spatial, steady is not None)
+
+
+def steady_points(da: xr.DataArray, plan: Plan, steady_mask: Any) -> xr.DataArray | None:
+    """The points infill leaves NaN, as a bool (lat, lon) DataArray in ``da``'s order:
+    ``steady_mask`` when given (it replaces the model's), else the model's steady mask
+    turned from its training orientation into the data's; None when neither exists."""
+    spatial = (plan.grid.lat, plan.grid.lon)
+    if steady_mask is not None:
+        return check_steady_mask(steady_mask, da, plan.grid)
+    trained = plan.model.config.steady_mask
+    if trained is None:
+        return None
+    found = (da.sizes[spatial[0]], da.sizes[spatial[1]])
+    if trained.shape != found:
+        raise ValueError(
+            f"steady_mask: {plan.model.name} leaves {int(trained.sum())} never-valid point(s) "
+            f"of its {trained.shape[0]}x{trained.shape[1]} (lat x lon) training grid NaN, but "
+            f"the data is {found[0]}x{found[1]}; regrid the data to the training grid, or "
+            "pass steady_mask= on the data's grid (all False to leave none NaN)"
+        )
+    coords = {d: da[d] for d in spatial if d in da.coords}
+    frame = xr.DataArray(np.zeros(found, bool), dims=spatial, coords=coords)
+    oriented = plan.orientation.apply(frame)  # the model's orientation: its mask fits here
+    return plan.orientation.undo(oriented.copy(data=trained))
 
 
 def choose_variables(ds: xr.Dataset, model: CraiModel, variables: Any) -> list[Hashable]:
@@ -612,6 +687,7 @@ def infill_dataset(
     *,
     variables: str | list[str] | None = None,
     mask: Any = None,
+    steady_mask: Any = None,
     flags: bool = False,
 ) -> xr.Dataset:
     """Infill variables of ``ds`` with ``model`` as ``options`` say.
@@ -630,6 +706,8 @@ def infill_dataset(
         latitude and longitude dimensions.
     mask : DataArray or array, optional
         1 (or True) where valid; broadcast against each variable.
+    steady_mask : DataArray, optional
+        (lat, lon), True where a point is never valid; replaces the model's steady mask.
     flags : bool, default False
         Add ``<var>_flag`` for each infilled variable (1 observed, 0 infilled, -1 hole
         beyond the network's reach), a CF flag variable named in the variable's
@@ -648,7 +726,7 @@ def infill_dataset(
     'tas_flag'
     """
     out, results = infill_variables(ds, model, options, variables=variables, mask=mask,
-                                    flags=flags)  # fmt: skip
+                                    steady_mask=steady_mask, flags=flags)  # fmt: skip
     flagged = flags or _check_options(options).return_output
     hint = (
         "they are flagged -1 in {flags}"
@@ -666,6 +744,7 @@ def infill_variables(
     *,
     variables: Any = None,
     mask: Any = None,
+    steady_mask: Any = None,
     flags: bool = False,
 ) -> tuple[xr.Dataset, dict[Hashable, Infilled]]:
     """:func:`infill_dataset` without its UnreachableWarning, for callers that report
@@ -674,7 +753,7 @@ def infill_variables(
 
     Parameters
     ----------
-    ds, model, options, variables, mask, flags
+    ds, model, options, variables, mask, steady_mask, flags
         As for :func:`infill_dataset`.
 
     Returns
@@ -701,7 +780,7 @@ def infill_variables(
     out = ds.copy()
     results = {}
     for name in variables:
-        result = _infill(ds[name], model, mask, options)
+        result = _infill(ds[name], model, mask, options, steady_mask)
         results[name] = result
         if options.return_output:
             out[f"{name}_output"] = result.output.rename(f"{name}_output")
@@ -711,7 +790,7 @@ def infill_variables(
         if flag_name(name) in ds.variables:
             logger.info("replacing the dataset's %r with this call's flags", flag_name(name))
         out[name] = result.data.copy(deep=False).assign_attrs(link_flag(result.data.attrs, name))
-        out[flag_name(name)] = flag_variable(result.flag, name, result.data.attrs)
+        out[flag_name(name)] = flag_variable(result.flag, name, result.data.attrs, result.steady)
     attrs = dict(ds.attrs) if keep else {}
     for result in results.values():
         attrs = add_history(attrs, result.line)

@@ -53,7 +53,20 @@ def check_time_context(time_context: Any, in_channels: int | None = None) -> tup
     return past, future
 
 
-@dataclass(frozen=True)
+def pack_mask(mask: np.ndarray) -> dict[str, Any]:
+    """A 2-D boolean mask as plain data: ``{"shape": [H, W], "bits": hex}`` (8 points a byte,
+    ``np.packbits`` order), small enough for a checkpoint's configuration."""
+    return {"shape": list(mask.shape), "bits": np.packbits(mask, axis=None).tobytes().hex()}
+
+
+def unpack_mask(packed: dict[str, Any]) -> np.ndarray:
+    """The boolean mask that :func:`pack_mask` wrote."""
+    height, width = (int(n) for n in packed["shape"])
+    bits = np.frombuffer(bytes.fromhex(packed["bits"]), np.uint8)
+    return np.unpackbits(bits, count=height * width).astype(bool).reshape(height, width)
+
+
+@dataclass(frozen=True, eq=False)  # eq below: a NumPy field does not compare as a tuple item
 class ModelConfig:
     """Everything about a model except its weights; plain data, saved in checkpoints.
 
@@ -77,6 +90,10 @@ class ModelConfig:
         orientation (latitude south to north, longitude from the first cell east of 0).
     provenance : dict
         Where the weights come from (training run or CRAI file).
+    steady_mask : ndarray of bool (H, W) or None
+        True at the points that no training field observed (land in an SST field, or
+        the ``steady_mask`` given to ``fit``), in the training orientation; ``infill``
+        leaves them NaN. None when every point was observed, and for CRAI checkpoints.
     """
 
     architecture: UNetConfig
@@ -88,6 +105,24 @@ class ModelConfig:
     units: str | None = None
     grid: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    steady_mask: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.steady_mask is not None:
+            mask = np.array(self.steady_mask, dtype=bool)  # a copy, then frozen
+            if mask.ndim != 2:
+                raise ValueError(
+                    f"steady_mask: expected a (lat, lon) boolean array, got shape {mask.shape}"
+                )
+            mask.flags.writeable = False
+            object.__setattr__(self, "steady_mask", mask)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ModelConfig):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # as before: dict fields are unhashable
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +135,7 @@ class ModelConfig:
             "units": self.units,
             "grid": self.grid,
             "provenance": self.provenance,
+            "steady_mask": None if self.steady_mask is None else pack_mask(self.steady_mask),
         }
 
     @classmethod
@@ -115,6 +151,7 @@ class ModelConfig:
             units=d.get("units"),
             grid=d.get("grid"),
             provenance=dict(d.get("provenance") or {}),
+            steady_mask=None if d.get("steady_mask") is None else unpack_mask(d["steady_mask"]),
         )
 
 
@@ -161,7 +198,9 @@ class CraiModel:
         CraiModel.__init__(self, state["config"], state["state_dict"], sha256=state["sha256"])
 
     def __dask_tokenize__(self) -> tuple[str, str, str]:
-        return ("xcrai.CraiModel", self.sha256, repr(self.config))
+        steady = self.config.steady_mask
+        packed = "" if steady is None else pack_mask(steady)["bits"]  # not in the repr
+        return ("xcrai.CraiModel", self.sha256, repr(self.config) + packed)
 
     @property
     def sha256(self) -> str:
