@@ -349,3 +349,13 @@ def _not_monotonic(role: str, dim: str, values: np.ndarray, forward: np.ndarray)
         f"{values[broken]} then {values[broken + 1]} at positions {broken} and {broken + 1} "
         f"(first values: {', '.join(map(str, values[:4]))}); sort it first, e.g. da.sortby({dim!r})"
     )
+
+
+def aligned(other: xr.DataArray, da: xr.DataArray, refusal: str) -> xr.DataArray:
+    """``other`` aligned exactly on ``da``'s coordinates along the dimensions they share;
+    a ValueError saying ``refusal`` (which names the argument) where the coordinates differ."""
+    try:
+        other, _ = xr.align(other, da, join="exact")
+    except ValueError:
+        raise ValueError(refusal) from None
+    return other

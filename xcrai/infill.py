@@ -22,7 +22,7 @@ from xcrai.callsite import user_stacklevel
 from xcrai.checkpoint import load_model
 from xcrai.encoding import float_encoding
 from xcrai.engine import predict, resolve_device
-from xcrai.grid import Grid, Orientation, find_grid, orientation, resolve_padding
+from xcrai.grid import Grid, Orientation, aligned, find_grid, orientation, resolve_padding
 from xcrai.model import CraiModel, check_padding, check_time_context
 from xcrai.numerics import choose_threads
 from xcrai.options import InfillOptions
@@ -185,13 +185,10 @@ def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
             f"{dict(mask.sizes)} (unknown dims {sorted(map(str, unknown))}, size mismatches "
             f"{wrong}); drop or select the extra dimensions, e.g. mask.isel(time=0)"
         )
-    try:
-        mask, _ = xr.align(mask, da, join="exact")
-    except ValueError:
-        raise ValueError(
-            "mask: its coordinates differ from the data's along a shared dimension; "
-            "give the mask the data's coordinates (mask.assign_coords(...))"
-        ) from None
+    mask = aligned(
+        mask, da, "mask: its coordinates differ from the data's along a shared dimension; "
+        "give the mask the data's coordinates (mask.assign_coords(...))",
+    )  # fmt: skip
     if mask.dtype != bool:
         if isinstance(mask.data, dsa.Array):  # checked when computed, block by block
             mask = mask.copy(data=dsa.map_blocks(_zero_one, mask.data, dtype=bool))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from xcrai.grid import Grid
+from xcrai.grid import Grid, aligned
 
 
 def check_steady_mask(steady_mask: Any, da: xr.DataArray, grid: Grid) -> xr.DataArray:
@@ -57,13 +57,10 @@ def check_steady_mask(steady_mask: Any, da: xr.DataArray, grid: Grid) -> xr.Data
             f"steady_mask: sizes (steady_mask, data) differ along {wrong}; regrid the mask "
             "to the data's grid (e.g. nearest neighbour)"
         )
-    try:
-        steady_mask, _ = xr.align(steady_mask, da, join="exact")
-    except ValueError:
-        raise ValueError(
-            "steady_mask: its latitude or longitude coordinates differ from the data's; "
-            "give it the data's (steady_mask.assign_coords(...)), in the data's order"
-        ) from None
+    steady_mask = aligned(
+        steady_mask, da, "steady_mask: its latitude or longitude coordinates differ from the "
+        "data's; give it the data's (steady_mask.assign_coords(...)), in the data's order",
+    )  # fmt: skip
     values = np.asarray(steady_mask.transpose(*spatial).values)
     if values.dtype != bool:
         found = np.unique(values)
