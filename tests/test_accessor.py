@@ -70,9 +70,10 @@ def _refuse_to_compute(*args, **kwargs):
 
 
 def test_time_context_model_without_time_context(hadcrut):
-    with pytest.raises(ValueError, match=r"time_context: the model takes 5 input channels"):
+    window = r"time_context: the model reads a window of P \+ F \+ 1 = 5 time steps"
+    with pytest.raises(ValueError, match=window):
         hadcrut.tas.crai.infill(DATA / "channel-memory.inp.pth")
-    with pytest.raises(ValueError, match=r"time_context: the model takes 5 input channel"):
+    with pytest.raises(ValueError, match=r"time_context: the model reads 5 time step\(s\)"):
         hadcrut.tas.crai.infill(DATA / "channel-memory.inp.pth", time_context=(1, 1))
 
 

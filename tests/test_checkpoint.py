@@ -156,7 +156,7 @@ def test_unsupported_crai_layers_are_named(minimum_model):
 
 
 def test_time_context_must_fit_the_channels():
-    with pytest.raises(ValueError, match="time_context: the model takes 5"):
+    with pytest.raises(ValueError, match=r"time_context: the model reads 5 time step\(s\)"):
         xcrai.load_model(DATA / "channel-memory.inp.pth", time_context=(2, 1))
     with pytest.raises(ValueError, match="time_context: expected a pair"):
         xcrai.load_model(DATA / "channel-memory.inp.pth", time_context="3,1")

@@ -118,10 +118,13 @@ def test_a_batch_sends_each_raw_field_once():
     fields = np.arange(2 * 10 * 2 * 3, dtype=np.float32).reshape(2, 10, 2, 3)
     steps = window_indices(10, 3, 1, 0, 10)
     series, times = np.array([0] * 6 + [1] * 2), np.array([2, 3, 4, 5, 6, 7, 0, 1])
+    fields = np.stack([fields, -fields], axis=1)  # two input variables
     batch = _Batch(fields, np.isfinite(fields), series, steps[times], shape=8)
     slab = batch.slab(fields)
-    assert batch.size == len(slab) == 9 + 3
-    np.testing.assert_array_equal(slab[batch.index], fields[series[:, None], steps[times]])
+    assert batch.size == slab.shape[1] == 9 + 3
+    for v in range(2):
+        expected = fields[series[:, None], v, steps[times]]
+        np.testing.assert_array_equal(slab[v][batch.index], expected)
 
 
 @pytest.mark.cuda

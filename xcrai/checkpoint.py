@@ -61,6 +61,8 @@ def load_model(
     padding: str = "auto",
     time_context: tuple[int, int] | None = None,
     label: str | None = None,
+    inputs: list[str] | tuple[str, ...] | None = None,
+    target: str | None = None,
 ) -> CraiModel:
     """Load a CRAI checkpoint or an xcrai model file.
 
@@ -81,6 +83,14 @@ def load_model(
     label : str, optional
         Which of a CRAI checkpoint's labels (saved iterations) to load; the
         last one by default.
+    inputs : list of str, optional
+        For a CRAI checkpoint of several input variables (CRAI's ``--data-types``),
+        their names in CRAI's order, which the checkpoint does not record; infill
+        reads them from the Dataset. Without it, a CRAI checkpoint reads one variable.
+    target : str, optional
+        For a CRAI checkpoint trained with ``--n-target-data 1``: the name of the
+        target variable (the last of CRAI's ``--data-types``), which the network
+        outputs from the ``inputs``.
 
     Returns
     -------
@@ -118,9 +128,17 @@ def load_model(
             defaults = known.options if known is not None else {}
         time_context = time_context or defaults.get("time_context")
         if isinstance(checkpoint, dict) and FORMAT_KEY in checkpoint:
+            if inputs is not None or target is not None:
+                raise ValueError(
+                    "inputs: an xcrai model file records its variables; inputs= and target= "
+                    "are for CRAI checkpoints"
+                )
             model = _from_native(checkpoint, path, sha)
         else:
-            model = _from_crai(checkpoint, path, sha, label, copy.deepcopy(defaults))
+            variables = _crai_variables(inputs, target)
+            model = _from_crai(
+                checkpoint, path, sha, label, copy.deepcopy(defaults), variables, time_context
+            )
     if padding != "auto" or time_context is not None:
         check_padding(padding)
         model = model.with_options(
@@ -275,35 +293,81 @@ def warn_non_finite(state: dict[str, Any], path: Path) -> None:
         )
 
 
+def _crai_variables(inputs: Any, target: Any) -> tuple[tuple[str, ...], str | None] | None:
+    """``(inputs, target)`` checked, or None for a single-variable CRAI checkpoint."""
+    if inputs is None:
+        if target is not None:
+            raise ValueError("target: a model with a target variable needs inputs=[...] too")
+        return None
+    if isinstance(inputs, str) or not all(isinstance(v, str) and v for v in inputs):
+        raise ValueError(f"inputs: expected a list of variable names, got {inputs!r}")
+    names = tuple(inputs)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"inputs: expected distinct variable names, got {list(names)}")
+    if target is not None and (not isinstance(target, str) or target in names):
+        raise ValueError(
+            f"target: expected the name of a variable that is not an input, got {target!r}"
+        )
+    return names, target
+
+
 def _from_crai(
-    checkpoint: Any, path: Path, sha: str, label: str | None, card: dict[str, Any]
+    checkpoint: Any,
+    path: Path,
+    sha: str,
+    label: str | None,
+    card: dict[str, Any],
+    variables: tuple[tuple[str, ...], str | None] | None = None,
+    time_context: tuple[int, int] | None = None,
 ) -> CraiModel:
     """A CraiModel from a CRAI checkpoint; ``card`` holds what its registry card knows
-    and the file cannot say (``grid``, ``variable``, ``units``)."""
+    and the file cannot say (``grid``, ``variable``, ``units``); ``variables`` the
+    ``(inputs, target)`` of a several-variable model."""
     state, entry = _crai_state_dict(checkpoint, path, label)
+    inputs, target = variables if variables is not None else (None, None)
+    n_inputs = 1 if inputs is None else len(inputs)
     architecture = infer_architecture(state)
+    if architecture.in_channels % n_inputs:
+        raise ValueError(
+            f"inputs: the model takes {architecture.in_channels} input channel(s), which "
+            f"{n_inputs} variables {list(inputs or ())} cannot share (a window of P + F + 1 "
+            "steps of each); check CRAI's --data-types for this checkpoint"
+        )
     stats = checkpoint.get("train_stats", checkpoint.get("stat_target"))
-    mean = std = None
-    if stats:
+    means: list[Any] = []
+    stds: list[Any] = []
+    if stats:  # CRAI saves empty lists when it trained without normalisation
         means, stds = list(np.atleast_1d(stats["mean"])), list(np.atleast_1d(stats["std"]))
-    if stats and means:  # CRAI saves empty lists when it trained without normalisation
-        if len(means) != 1:
-            raise ValueError(
-                f"model: {str(path)!r} was trained on {len(means)} variables; "
-                "xcrai infills single-variable models"
-            )
+    n_variables = n_inputs + (target is not None)
+    if means and len(means) != n_variables:
+        raise ValueError(
+            f"inputs: {str(path)!r} holds normalisation statistics of {len(means)} "
+            f"variable(s), but {n_variables} were named "
+            f"({list(inputs or ()) + ([target] if target else []) or 'one, by default'}); "
+            "pass inputs=[...] (and target=) as CRAI's --data-types named them"
+        )
+    mean = std = None
+    pairs = None
+    if means and inputs is None:
         mean, std = float(means[0]), float(stds[0])
-    tc = (0, 0) if architecture.in_channels == 1 else None
+    elif means:
+        pairs = tuple((float(m), float(s)) for m, s in zip(means, stds, strict=True))
+    window = architecture.in_channels // n_inputs
+    tc = (0, 0) if window == 1 else time_context
+    output = target or (inputs[0] if inputs else card.get("variable"))
     config = ModelConfig(
         architecture=architecture,
         padding="auto",
         time_context=tc,
         mean=mean,
         std=std,
-        variable=card.get("variable"),  # a CRAI checkpoint does not record these three;
+        variable=output,  # a CRAI checkpoint does not record these three;
         units=card.get("units"),  # the registry may know them
         grid=card.get("grid"),
         provenance={"source": "CRAI checkpoint", "file": path.name, "sha256": sha, **entry},
+        inputs=inputs,
+        target=target,
+        stats=pairs,
     )
     weights = {k: v for k, v in state.items() if not k.endswith("mask_conv.weight")}
     warn_non_finite(weights, path)

@@ -128,9 +128,9 @@ def predict(
     model : CraiModel
         With a known ``time_context`` and a concrete padding ("zeros" or
         "global").
-    fields : ndarray (S, T, H, W)
+    fields : ndarray (S, T, H, W), or (S, V, T, H, W) for a model of V input variables
         Values; anything under ``valid == False`` is ignored.
-    valid : ndarray of bool (S, T, H, W)
+    valid : ndarray of bool, shaped as ``fields``
     core : (start, stop), optional
         Time steps to infill; steps outside serve as time context only.
         Windows are clamped to ``[0, T)``.
@@ -167,7 +167,13 @@ def predict(
     reach : ndarray bool (S, stop - start, H, W)
         False where no window of the network saw valid data.
     """
-    n_series, length, height, width = fields.shape
+    if fields.ndim == 4:  # one input variable
+        fields, valid = fields[:, None], valid[:, None]
+    n_series, n_inputs, length, height, width = fields.shape
+    if n_inputs != model.config.n_inputs:
+        raise ValueError(
+            f"fields: the model reads {model.config.n_inputs} input variable(s), got {n_inputs}"
+        )
     start, stop = core if core is not None else (0, length)
     past, future = model.config.time_context or (0, 0)
     padding = model.config.padding
@@ -199,7 +205,9 @@ def predict(
         "%d field(s) on %s in batches of %d%s, %s", len(series_all), dev, size,
         "" if batch_size else " (from the memory budget)", layout,
     )  # fmt: skip
-    run = _Pass(net, dev, precision, threads, model.config.mean, model.config.std)
+    run = _Pass(
+        net, dev, precision, threads, model.config.input_norms(), model.config.output_norm()
+    )
     for first in range(0, len(series_all), size):
         series = series_all[first : first + size]
         times = times_all[first : first + size]
@@ -214,6 +222,10 @@ def predict(
     return output, reach
 
 
+def _float32_pair(pair: tuple[float, float]) -> tuple[float, float]:
+    return float(np.float32(pair[0])), float(np.float32(pair[1]))
+
+
 def padded_size(n: int, size: int) -> int:
     """The batch shape that ``n`` fields are padded to when shapes are fixed: the next
     power of two, at most ``size`` (a 2-field call is not padded to 1,024)."""
@@ -221,8 +233,8 @@ def padded_size(n: int, size: int) -> int:
 
 
 class _Batch:
-    """The fields of one batch: the raw time steps its windows read, as one slab per series,
-    and where each window's steps lie in the slabs put end to end.
+    """The fields of one batch: the raw time steps its windows read, as one slab per series
+    (every input variable's), and where each window's steps lie in the slabs put end to end.
 
     Windows of consecutive steps overlap, so the slab holds each raw field once (a window of
     P + F + 1 steps costs one field, not P + F + 1), and the network's input is gathered
@@ -250,9 +262,10 @@ class _Batch:
         return len(self.index)
 
     def slab(self, which: np.ndarray) -> np.ndarray:
-        """``which`` (``fields`` or ``valid``) at the slab's steps, (K, H, W)."""
-        chunks = [which[s, lo:hi] for s, lo, hi in self.parts]
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        """``which`` (``fields`` or ``valid``, (S, V, T, H, W)) at the slab's steps,
+        (V, K, H, W)."""
+        chunks = [which[s, :, lo:hi] for s, lo, hi in self.parts]
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=1)
 
 
 class _Pass:
@@ -265,7 +278,7 @@ class _Pass:
 
     def __init__(
         self, net: torch.nn.Module, device: torch.device, precision: str, threads: int | None,
-        mean: float | None, std: float | None,
+        inputs: list[tuple[float, float] | None], output: tuple[float, float] | None,
     ) -> None:  # fmt: skip
         self.net = net
         self.device = device
@@ -273,7 +286,8 @@ class _Pass:
         self.autocast = PRECISIONS[precision]
         self.threads = threads if device.type == "cpu" else None
         # float32 values as Python floats: the arithmetic is float32's, as in NumPy
-        self.norm = None if mean is None else (float(np.float32(mean)), float(np.float32(std)))
+        self.input_norms = [None if n is None else _float32_pair(n) for n in inputs]
+        self.norm = None if output is None else _float32_pair(output)
 
     def __call__(
         self, batch: _Batch, regions: list[Tile] | None, padding: str,
@@ -297,18 +311,24 @@ class _Pass:
         on_device(self.device, run)
 
     def _inputs(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network input and mask (shape, C, H, W) on the device, gathered from the slab."""
+        """Network input and mask (shape, V * C, H, W) on the device, gathered from the
+        slab: each input variable's window of C steps in turn (CRAI's channel order)."""
         values = self._to_device(batch.slab(batch.fields), "values", torch.float32)
         valid = self._to_device(batch.slab(batch.valid), "valid", torch.bool)
         rows = torch.from_numpy(batch.index.reshape(-1)).to(self.device)
-        n, channels = batch.index.shape
-        shape = (batch.shape, channels, *values.shape[1:])
+        n, steps = batch.index.shape
+        n_inputs = values.shape[0]
+        shape = (batch.shape, n_inputs * steps, *values.shape[2:])
         x = torch.zeros(shape, dtype=torch.float32, device=self.device)
         m = torch.zeros(shape, dtype=torch.bool, device=self.device)  # padding: fully masked
-        x[:n] = values.index_select(0, rows).to(torch.float32).view(n, *shape[1:])
-        m[:n] = valid.index_select(0, rows).view(n, *shape[1:])
-        if self.norm is not None:
-            x = (x - self.norm[0]) / self.norm[1]
+        for v, norm in enumerate(self.input_norms):
+            channels = slice(v * steps, (v + 1) * steps)
+            x[:n, channels] = (
+                values[v].index_select(0, rows).to(torch.float32).view(n, steps, *shape[2:])
+            )
+            m[:n, channels] = valid[v].index_select(0, rows).view(n, steps, *shape[2:])
+            if norm is not None:
+                x[:, channels] = (x[:, channels] - norm[0]) / norm[1]
         return torch.where(m, x, 0.0), m
 
     def _network(

@@ -58,6 +58,8 @@ FLAG_ATTRS_STEADY = {
 LAZY_NOTE = "fraction infilled not computed (lazy input)"
 #: the name an unnamed DataArray takes in ``return_output=True``'s Dataset
 UNNAMED = "infilled"
+#: the dimension along which a model's several input variables are stacked for the engine
+INPUTS_DIM = "__xcrai_input__"
 
 
 class UnreachableWarning(UserWarning):
@@ -93,11 +95,11 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
         time_context = model.config.time_context
     if time_context is None:
         raise ValueError(
-            f"time_context: the model takes {model.in_channels} input channels (a window of "
-            f"P + F + 1 = {model.in_channels} time steps), and its checkpoint does not say how "
+            f"time_context: the model reads a window of P + F + 1 = {model.window} time "
+            "steps of each input variable, and its checkpoint does not say how "
             "many are past and future; pass time_context=(P, F), e.g. (3, 1)"
         )
-    time_context = check_time_context(time_context, model.in_channels)
+    time_context = check_time_context(time_context, model.window)
     if time_context != (0, 0) and grid.time is None:
         raise ValueError(
             f"time_context: {time_context} needs a time dimension, but none was found in dims "
@@ -105,7 +107,8 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
         )
     model = model.with_options(padding=padding, time_context=time_context)
     warn_other_grid(model, da, grid)
-    warn_other_variable(model, da)
+    if INPUTS_DIM not in da.dims:
+        warn_other_variable(model, da)
     turn = orientation(da, grid, model.config.grid, time_context != (0, 0))
     logger.info(
         "infilling %s with %s: padding %s, time context %s, grid %s x %s (%s x %s)",
@@ -118,9 +121,10 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
             ", ".join(map(repr, turn.order)),
         )
     spatial = (grid.lat, grid.lon)
-    extra = tuple(d for d in da.dims if d not in (*spatial, grid.time))
+    extra = tuple(d for d in da.dims if d not in (*spatial, grid.time, INPUTS_DIM))
+    stacked = (INPUTS_DIM,) if INPUTS_DIM in da.dims else ()
     time = (grid.time,) if grid.time else ("__xcrai_time__",)
-    return Plan(model, grid, (*extra, *time, *spatial), grid.time is None, turn)
+    return Plan(model, grid, (*extra, *stacked, *time, *spatial), grid.time is None, turn)
 
 
 def warn_other_grid(model: CraiModel, da: xr.DataArray, grid: Grid) -> None:
@@ -215,20 +219,29 @@ def _block(
     variable: Hashable = None,
     steady: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Infill one block shaped (*extra, time + 2 halo, lat, lon); returns (2, *extra, time, ...)
-    holding the network output and where it reached valid data.
+    """Infill one block shaped (*extra, time + 2 halo, lat, lon), or (*extra, inputs, time +
+    2 halo, lat, lon) for a model of several input variables; returns (2, *extra, time,
+    ...) (with an inputs axis of length 1) holding the network output and where it
+    reached valid data.
 
     Warns of nothing: a warning here would come once per dask block, from a worker, and
     point at this file. Unreachable holes and empty fields are counted from the flags
     and reported once per call (:func:`count_unreached`), or tallied here for
     :func:`unreached_tally` (the command line's report, without a second pass).
     """
-    *extra, length, height, width = fields.shape
+    stacked = model.config.inputs is not None
+    extra = fields.shape[:-4] if stacked else fields.shape[:-3]
+    length, height, width = fields.shape[-3:]
     core = (halo, length - halo)
-    flat = fields.reshape(-1, length, height, width)
-    flat_valid = valid.reshape(-1, length, height, width)
+    inner = (fields.shape[-4],) if stacked else ()
+    flat = fields.reshape(-1, *inner, length, height, width)
+    flat_valid = valid.reshape(-1, *inner, length, height, width)
     output, reach = predict(model, flat, flat_valid, core=core, report=_report, **engine)
-    core_valid = flat_valid[:, core[0] : core[1]]
+    # fields without any valid point (of any input variable) come out NaN
+    if stacked:
+        core_valid = np.asarray(flat_valid[:, :, core[0] : core[1]].any(axis=1))
+    else:
+        core_valid = flat_valid[:, core[0] : core[1]]
     empty = ~core_valid.any(axis=(-2, -1))
     output[empty] = np.nan
     reach[empty] = False
@@ -240,7 +253,7 @@ def _block(
             points -= int(steady.sum())
         holes = int(unseen.sum()) - int(empty.sum()) * points
         _tally(variable, holes, int(empty.sum()))
-    shape = (*extra, core[1] - core[0], height, width)
+    shape = (*extra, *((1,) if stacked else ()), core[1] - core[0], height, width)
     return np.stack([output.reshape(shape), reach.reshape(shape).astype(np.float32)])
 
 
@@ -333,7 +346,11 @@ def _run(
                   steady=steady)  # fmt: skip
     halo = max(past, future)
     time_axis = values.ndim - 3
-    values = values.rechunk({values.ndim - 2: -1, values.ndim - 1: -1})
+    whole = {values.ndim - 2: -1, values.ndim - 1: -1}
+    stacked = plan.model.config.inputs is not None
+    if stacked:  # every input variable of a field in one block
+        whole[values.ndim - 4] = -1
+    values = values.rechunk(whole)
     if values.shape[time_axis] <= halo:  # a series shorter than its windows: one block
         values = values.rechunk({time_axis: -1})
         halo = 0
@@ -349,9 +366,12 @@ def _run(
     )  # fmt: skip
     # the block trims its halo itself (the engine infills only the core steps), hence
     # trim=False, and a leading axis (output, reach) that map_overlap's trim would not know
+    chunks = list(values.chunks)
+    if stacked:  # the output: one variable
+        chunks[values.ndim - 4] = (1,)
     result = dsa.map_overlap(
         _block, values, valid, depth={time_axis: halo}, boundary={time_axis: "nearest"},
-        trim=False, halo=halo, **kwargs, new_axis=0, chunks=((2,), *values.chunks),
+        trim=False, halo=halo, **kwargs, new_axis=0, chunks=((2,), *chunks),
         dtype=np.float32, meta=np.empty((0,) * (values.ndim + 1), dtype=np.float32),
     )  # fmt: skip
     # back to the input's time chunks (halos may have needed larger ones): zarr, for one,
@@ -555,10 +575,20 @@ def _check_options(options: Any) -> InfillOptions:
 
 
 def _infill(
-    da: xr.DataArray, model: Any, mask: Any, options: InfillOptions, steady_mask: Any = None
+    da: xr.DataArray,
+    model: Any,
+    mask: Any,
+    options: InfillOptions,
+    steady_mask: Any = None,
+    sources: tuple[xr.DataArray, xr.DataArray] | None = None,
 ) -> Infilled:
     """The infilled variable (attrs as the input's, or none when ``keep_attrs`` is off),
-    the raw output, the flags and the history line."""
+    the raw output, the flags and the history line.
+
+    ``sources``, for a model of several input variables: those variables stacked along
+    ``INPUTS_DIM`` (first, in the model's order) and where each is valid; ``da`` is then
+    the output variable (all NaN for a target the data does not hold), and ``mask``
+    applies to it alone."""
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"data: expected an xarray.DataArray, got {type(da).__name__}")
     engine = options.engine()
@@ -572,7 +602,15 @@ def _infill(
         da = da.astype(np.float32)
     elif not np.issubdtype(da.dtype, np.floating):
         raise TypeError(f"data: expected a floating-point or integer array, got dtype {da.dtype}")
-    plan = make_plan(da, model, padding, time_context)
+    model = as_model(model)
+    if (model.config.inputs is not None) != (sources is not None):
+        raise ValueError(
+            f"data: {model.name} reads the variables {list(model.config.variables)}; infill "
+            "a Dataset holding them (ds.crai.infill)"
+            if sources is None
+            else f"model: {model.name} reads one variable; got several"
+        )
+    plan = make_plan(da if sources is None else sources[0], model, padding, time_context)
     logger.info(
         "device %s, precision %s, %s CPU thread(s)%s", device, engine["precision"],
         engine["threads"], ", compiled" if engine["compile"] else "",
@@ -580,7 +618,7 @@ def _infill(
     valid = valid_points(da, mask)
     steady = steady_points(da, plan, steady_mask)
     seen = valid if steady is None else (valid & ~steady).transpose(*da.dims)
-    work, work_valid = da, seen
+    work, work_valid = (da, seen) if sources is None else sources
     if plan.added_time:
         work, work_valid = (
             work.expand_dims("__xcrai_time__"),
@@ -593,12 +631,17 @@ def _infill(
     work, work_valid = plan.orientation.apply(work), plan.orientation.apply(work_valid)
     eager = not isinstance(work.data, dsa.Array)  # lazy input runs later, in dask's threads
     fields = work.size // (work.sizes[plan.grid.lat] * work.sizes[plan.grid.lon])
+    fields //= work.sizes.get(INPUTS_DIM, 1)
     bar = field_bar(fields, f"infilling {da.name or ''}".strip(), delay=1)
     with bar if eager and options.progress else nullcontext():
         work_steady = None if steady is None else plan.orientation.apply(steady).values
         result = _run(work.data, work_valid.data, plan, engine, da.name, work_steady)
+    if sources is not None:  # one output variable
+        work = work.isel({INPUTS_DIM: [0]})
     output = work.copy(data=result[0].astype(da.dtype))
     reach = work.copy(data=result[1] > 0)
+    if sources is not None:
+        output, reach = output.isel({INPUTS_DIM: 0}), reach.isel({INPUTS_DIM: 0})
     output, reach = plan.orientation.undo(output), plan.orientation.undo(reach)
     if plan.added_time:
         output, reach = output.isel(__xcrai_time__=0), reach.isel(__xcrai_time__=0)
@@ -657,7 +700,17 @@ def steady_points(da: xr.DataArray, plan: Plan, steady_mask: Any) -> xr.DataArra
 
 def choose_variables(ds: xr.Dataset, model: CraiModel, variables: Any) -> list[Hashable]:
     """The variables ``infill_dataset`` infills: ``variables``, checked; by default the
-    model's variable when the Dataset has it, else every variable with lat and lon."""
+    model's variable when the Dataset has it, else every variable with lat and lon (for
+    a model of several inputs, its output variable)."""
+    if model.config.inputs is not None:
+        output = model.config.output_variable
+        chosen = [variables] if isinstance(variables, str) else variables
+        if chosen is not None and list(chosen) != [output]:
+            raise ValueError(
+                f"variables: {model.name} reads {list(model.config.inputs)} and infills "
+                f"{output!r} alone; got {chosen!r}"
+            )
+        return [output]
     if variables is None:
         if model.config.variable is not None and model.config.variable in ds.data_vars:
             logger.info("infilling %r, the variable the model was trained on",
@@ -675,6 +728,65 @@ def choose_variables(ds: xr.Dataset, model: CraiModel, variables: Any) -> list[H
     if missing:
         raise ValueError(f"variables: {missing} not in the dataset; it has {list(ds.data_vars)}")
     return list(variables)
+
+
+def stack_inputs(
+    ds: xr.Dataset, model: CraiModel, mask: Any
+) -> tuple[xr.DataArray, tuple[xr.DataArray, xr.DataArray], Any]:
+    """For a model of several input variables: its output variable (all NaN when it is a
+    target that ``ds`` lacks), its inputs stacked along ``INPUTS_DIM`` with where each is
+    valid, and the output variable's mask.
+
+    ``mask`` is one mask for every variable, or a dict of masks by variable name.
+    """
+    config = model.config
+    inputs = list(config.inputs or ())
+    missing = [v for v in inputs if v not in ds.data_vars]
+    if missing:
+        raise ValueError(
+            f"data: {model.name} reads the variables {inputs}; the dataset lacks {missing} "
+            f"(it has {list(ds.data_vars)})"
+        )
+    if isinstance(mask, dict):
+        unknown = sorted(map(str, set(mask) - set(config.variables)))
+        if unknown:
+            raise ValueError(
+                f"mask: keys {unknown} are not variables of {model.name} ({list(config.variables)})"
+            )
+        masks = mask
+    else:
+        masks = dict.fromkeys(config.variables, mask)
+    arrays = []
+    first = ds[inputs[0]]
+    for name in inputs:
+        da = ds[name]
+        if da.dims != first.dims or da.shape != first.shape:
+            raise ValueError(
+                f"data: the input variables must share their dimensions; {inputs[0]!r} is "
+                f"{dict(first.sizes)}, {name!r} is {dict(da.sizes)}"
+            )
+        if da.dtype == bool or np.issubdtype(da.dtype, np.integer):
+            da = da.astype(np.float32)
+        elif not np.issubdtype(da.dtype, np.floating):
+            raise TypeError(f"data: {name!r} has dtype {da.dtype}; expected floating point")
+        arrays.append(da)
+    try:
+        xr.align(*arrays, join="exact")
+    except ValueError:
+        raise ValueError(
+            f"data: the input variables {inputs} have different coordinates; put them on "
+            "one grid and time axis first (e.g. xr.align, or regridding)"
+        ) from None
+    valid = [valid_points(da, masks.get(name)) for name, da in zip(inputs, arrays, strict=True)]
+    stack = {"dim": INPUTS_DIM, "coords": "minimal", "compat": "override", "join": "override"}
+    stacked = xr.concat([da.drop_attrs() for da in arrays], **stack)  # type: ignore[call-overload]
+    stacked_valid = xr.concat(valid, **stack)  # type: ignore[call-overload]
+    name = str(config.output_variable)
+    if name in ds.data_vars:
+        output = ds[name]
+    else:  # a target the data does not hold: predicted everywhere
+        output = first.where(False).astype(np.float32).rename(name).drop_attrs()
+    return output, (stacked, stacked_valid), masks.get(name)
 
 
 def infill_dataset(
@@ -777,7 +889,11 @@ def infill_variables(
     out = ds.copy()
     results = {}
     for name in variables:
-        result = _infill(ds[name], model, mask, options, steady_mask)
+        if model.config.inputs is None:
+            result = _infill(ds[name], model, mask, options, steady_mask)
+        else:
+            da, sources, output_mask = stack_inputs(ds, model, mask)
+            result = _infill(da, model, output_mask, options, steady_mask, sources)
         results[name] = result
         if options.return_output:
             out[f"{name}_output"] = result.output.rename(f"{name}_output")

@@ -34,7 +34,8 @@ def check_int(value: Any, argument: str, allow_zero: bool = False) -> int:
 
 
 def check_time_context(time_context: Any, in_channels: int | None = None) -> tuple[int, int]:
-    """Validate ``time_context=(P, F)``; with ``in_channels``, check it fits the model."""
+    """Validate ``time_context=(P, F)``; with ``in_channels`` (the steps the model reads of
+    each input variable), check it fits the model."""
     try:
         past, future = (int(v) for v in time_context)
         ok = past >= 0 and future >= 0 and (past, future) == tuple(time_context)
@@ -47,8 +48,8 @@ def check_time_context(time_context: Any, in_channels: int | None = None) -> tup
         )
     if in_channels is not None and past + future + 1 != in_channels:
         raise ValueError(
-            f"time_context: the model takes {in_channels} input channel(s), so P + F + 1 "
-            f"must be {in_channels}; got time_context={time_context!r}"
+            f"time_context: the model reads {in_channels} time step(s) of each input "
+            f"variable, so P + F + 1 must be {in_channels}; got time_context={time_context!r}"
         )
     return past, future
 
@@ -94,6 +95,16 @@ class ModelConfig:
         True at the points that no training field observed (land in an SST field, or
         the ``steady_mask`` given to ``fit``), in the training orientation; ``infill``
         leaves them NaN. None when every point was observed, and for CRAI checkpoints.
+    inputs : tuple of str or None
+        The input variables, in the order of the network's channels, for a model of
+        several (CRAI's ``--data-types``); None for a single-variable model, whose
+        one input is ``variable``.
+    target : str or None
+        The variable the network outputs when it is not the first input (CRAI's
+        ``--n-target-data 1``); None when the output is the first input, infilled.
+    stats : tuple of (mean, std) pairs, or None
+        A several-variable model's normalisation: one pair per input, then the
+        target's; None for none (a single-variable model keeps ``mean`` and ``std``).
     """
 
     architecture: UNetConfig
@@ -106,8 +117,27 @@ class ModelConfig:
     grid: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     steady_mask: np.ndarray | None = field(default=None, repr=False)
+    inputs: tuple[str, ...] | None = None
+    target: str | None = None
+    stats: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.inputs is not None:
+            object.__setattr__(self, "inputs", tuple(str(v) for v in self.inputs))
+            if not self.inputs or len(set(self.inputs)) != len(self.inputs):
+                raise ValueError(f"inputs: expected distinct variable names, got {self.inputs}")
+        if self.target is not None and self.inputs is None:
+            raise ValueError("target: a model with a target variable needs its inputs named")
+        if self.target is not None and self.target in (self.inputs or ()):
+            raise ValueError(f"target: {self.target!r} is also an input")
+        if self.stats is not None:
+            pairs = tuple((float(m), float(s)) for m, s in self.stats)
+            if len(pairs) != len(self.variables):
+                raise ValueError(
+                    f"stats: expected one (mean, std) pair per variable {self.variables}, "
+                    f"got {len(pairs)}"
+                )
+            object.__setattr__(self, "stats", pairs)
         if self.steady_mask is not None:
             mask = np.array(self.steady_mask, dtype=bool)  # a copy, then frozen
             if mask.ndim != 2:
@@ -136,6 +166,9 @@ class ModelConfig:
             "grid": self.grid,
             "provenance": self.provenance,
             "steady_mask": None if self.steady_mask is None else pack_mask(self.steady_mask),
+            "inputs": None if self.inputs is None else list(self.inputs),
+            "target": self.target,
+            "stats": None if self.stats is None else [list(pair) for pair in self.stats],
         }
 
     @classmethod
@@ -152,7 +185,45 @@ class ModelConfig:
             grid=d.get("grid"),
             provenance=dict(d.get("provenance") or {}),
             steady_mask=None if d.get("steady_mask") is None else unpack_mask(d["steady_mask"]),
+            inputs=None if d.get("inputs") is None else tuple(d["inputs"]),
+            target=d.get("target"),
+            stats=None if d.get("stats") is None else tuple(map(tuple, d["stats"])),
         )
+
+    @property
+    def variables(self) -> tuple[str | None, ...]:
+        """Every variable the model reads or writes: its inputs, then its target."""
+        if self.inputs is None:
+            return (self.variable,)
+        return (*self.inputs, *(() if self.target is None else (self.target,)))
+
+    @property
+    def n_inputs(self) -> int:
+        """How many input variables the network reads."""
+        return 1 if self.inputs is None else len(self.inputs)
+
+    @property
+    def output_variable(self) -> str | None:
+        """The variable the network outputs: the target, else the (first) input."""
+        if self.target is not None:
+            return self.target
+        return self.inputs[0] if self.inputs is not None else self.variable
+
+    def input_norms(self) -> list[tuple[float, float] | None]:
+        """(mean, std) of each input variable, in channel order (None: not normalised)."""
+        if self.inputs is None:
+            return [None if self.mean is None else (self.mean, self.std or 1.0)]
+        if self.stats is None:
+            return [None] * len(self.inputs)
+        return list(self.stats[: len(self.inputs)])
+
+    def output_norm(self) -> tuple[float, float] | None:
+        """(mean, std) that the network's output is un-normalised with (None: none)."""
+        if self.inputs is None:
+            return None if self.mean is None else (self.mean, self.std or 1.0)
+        if self.stats is None:
+            return None
+        return self.stats[-1] if self.target is not None else self.stats[0]
 
 
 class CraiModel:
@@ -234,6 +305,11 @@ class CraiModel:
     def in_channels(self) -> int:
         return self.config.architecture.in_channels
 
+    @property
+    def window(self) -> int:
+        """Time steps the network reads of each input variable: P + F + 1."""
+        return self.in_channels // self.config.n_inputs
+
     def with_options(
         self, *, padding: str | None = None, time_context: tuple[int, int] | None = None
     ) -> CraiModel:
@@ -242,7 +318,7 @@ class CraiModel:
         if padding is not None:
             changes["padding"] = check_padding(padding)
         if time_context is not None:
-            changes["time_context"] = check_time_context(time_context, self.in_channels)
+            changes["time_context"] = check_time_context(time_context, self.window)
         if not changes:
             return self
         other = CraiModel.__new__(CraiModel)
