@@ -20,7 +20,12 @@ VARIANTS = {
     "channel-infusion": (["tas", "uas", "vas"], None, (0, 0)),
     "json-input": (["tas", "uas"], None, (2, 2)),
     "target-channel-memory": (["tas", "uas"], "vas", (2, 2)),
+    "conv-lstm": (["tas"], None, (3, 1)),
+    "attention": (["tas", "uas", "vas"], None, None),
+    "attention-channel-memory": (["tas", "uas", "vas"], None, (2, 2)),
 }
+#: CRAI's TrajGRU mixes the samples of a batch (tests/test_crainet.py reproduces CRAI's
+#: output with that mixing at the network level; xcrai infills each field on its own)
 
 
 def tolerance(reference: np.ndarray) -> float:
@@ -41,8 +46,9 @@ def crai_output(variant: str, name: str) -> xr.DataArray:
 def test_several_variables_reproduce_crai(variant):
     inputs, target, time_context = VARIANTS[variant]
     model = xcrai.load_model(
-        EXT / variant / "model.pth", inputs=inputs, target=target, time_context=time_context
-    )
+        EXT / variant / "model.pth", inputs=inputs if len(inputs) > 1 else None,
+        target=target, time_context=time_context,
+    )  # fmt: skip
     ds = open_inputs(variant)
     if target is not None:  # CRAI's evaluation reads the target, but only as truth
         ds = ds.drop_vars(target)
@@ -89,3 +95,41 @@ def test_several_variables_say_what_is_missing():
         ds.tas.crai.infill(model)
     with pytest.raises(ValueError, match="cannot share"):
         xcrai.load_model(EXT / "channel-infusion" / "model.pth", inputs=["tas", "uas"])
+
+
+@pytest.mark.parametrize("variant", ["conv-lstm", "attention-channel-memory"])
+def test_recurrent_and_attention_models_are_lazy_and_chunking_invariant(variant):
+    inputs, _, time_context = VARIANTS[variant]
+    model = xcrai.load_model(
+        EXT / variant / "model.pth", inputs=inputs if len(inputs) > 1 else None,
+        time_context=time_context, padding="zeros",
+    )  # fmt: skip
+    ds = open_inputs(variant)
+    with pytest.warns(xcrai.UnreachableWarning):
+        eager = ds.crai.infill(model, batch_size=3)
+        lazy = ds.chunk(time=4).crai.infill(model)
+    assert lazy.tas.chunks is not None
+    np.testing.assert_array_equal(lazy.tas.values, eager.tas.values)
+
+
+def test_traj_gru_infills_each_field_on_its_own():
+    """CRAI's TrajGRU lets the fields of one batch mix (so its output depends on which
+    fields share a batch); xcrai's gives each field the same value whatever the batch."""
+    model = xcrai.load_model(EXT / "traj-gru" / "model.pth", time_context=(2, 2), padding="zeros")
+    tas = open_inputs("traj-gru").tas
+    with pytest.warns(xcrai.UnreachableWarning):
+        one = tas.crai.infill(model, batch_size=1, return_output=True).tas_output
+        all_ = tas.crai.infill(model, batch_size=12, return_output=True).tas_output
+    np.testing.assert_array_equal(one.values, all_.values)
+    reference = crai_output("traj-gru", "tas")
+    assert np.abs(one.sel(time=reference.time) - reference).max() > 1e-4  # CRAI's mixing
+
+
+def test_recurrent_models_need_their_steps():
+    with pytest.raises(ValueError, match=r"recurrent memory .* pass time_context=\(P, F\)"):
+        xcrai.load_model(EXT / "conv-lstm" / "model.pth")
+    model = xcrai.load_model(EXT / "conv-lstm" / "model.pth", time_context=(3, 1))
+    with pytest.raises(ValueError, match=r"load it again with time_context=\(2, 2\)"):
+        model.with_options(time_context=(2, 2))
+    with pytest.raises(ValueError, match=r"tile_size: .* cannot run in tiles"):
+        open_inputs("conv-lstm").tas.crai.infill(model, tile_size=36)

@@ -42,6 +42,7 @@ class CraiDataArrayAccessor:
         steady_mask: xr.DataArray | None = None,
         padding: str | None = None,
         time_context: tuple[int, int] | None = None,
+        bounds: tuple[float | None, float | None] | None = None,
         return_output: bool = False,
         device: str = "auto",
         batch_size: int | None = None,
@@ -88,6 +89,13 @@ class CraiDataArrayAccessor:
             Override the model's (P, F): steps t-P .. t+F become input channels.
             Windows are clamped at the ends of the series, so every step is
             infilled.
+        bounds : (float or None, float or None), optional
+            Keep the output inside (lower, upper), None for an open side, e.g.
+            ``(0, None)`` for precipitation; overrides the model's (``fit`` stores
+            them), ``(None, None)`` removes them. As CRAI's ``--min-bounds`` and
+            ``--max-bounds``: a sigmoid maps the network's output into a closed
+            interval, an exponential onto a half-line. ``history`` counts the
+            infilled points the network put outside them (eager input).
         return_output : bool
             Return a Dataset with ``<name>`` (the infilled data), ``<name>_output``
             (the raw network output) and ``<name>_flag``, a CF flag variable (1
@@ -359,6 +367,7 @@ class CraiDatasetAccessor:
         steady_mask: xr.DataArray | None = None,
         padding: str | None = None,
         time_context: tuple[int, int] | None = None,
+        bounds: tuple[float | None, float | None] | None = None,
         return_output: bool = False,
         device: str = "auto",
         batch_size: int | None = None,
@@ -382,7 +391,9 @@ class CraiDatasetAccessor:
             Add ``<name>_output`` (the raw network output) and ``<name>_flag`` (CF flags:
             1 observed, 0 infilled, -1 hole beyond the network's reach, named in the
             variable's ``ancillary_variables``) beside each infilled variable.
-        steady_mask, padding, time_context, device, batch_size, tile_size, precision, compile
+        steady_mask, padding, time_context, bounds, device, batch_size, tile_size, precision
+            As for :meth:`CraiDataArrayAccessor.infill`.
+        compile
             As for :meth:`CraiDataArrayAccessor.infill`.
         threads, progress
             As for :meth:`CraiDataArrayAccessor.infill`.

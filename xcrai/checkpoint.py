@@ -21,7 +21,7 @@ from xcrai import __version__
 from xcrai.callsite import user_stacklevel
 from xcrai.files import atomic_path, write_error
 from xcrai.model import CraiModel, ModelConfig, check_padding, check_time_context
-from xcrai.nn import LayerConfig, UNetConfig
+from xcrai.nn import CraiNetConfig, LayerConfig, UNetConfig
 from xcrai.zoo import REGISTRY
 
 FORMAT_KEY = "xcrai_format"
@@ -169,7 +169,8 @@ def _from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> CraiModel:
             f"model: {str(path)!r} has a configuration xcrai cannot read "
             f"({type(error).__name__}: {error}); the file is incomplete or corrupt"
         ) from None
-    check_channels(config.architecture)
+    if isinstance(config.architecture, UNetConfig):
+        check_channels(config.architecture)
     warn_non_finite(checkpoint["state_dict"], path)
     return CraiModel(config, checkpoint["state_dict"], sha256=sha)
 
@@ -293,6 +294,29 @@ def warn_non_finite(state: dict[str, Any], path: Path) -> None:
         )
 
 
+_CRAINET_KEY = re.compile(r"^(attention_module\.|(encoder|decoder)\.\d+\.recurrent_conv\.)")
+
+
+def _crainet(
+    state: dict[str, torch.Tensor], n_inputs: int, time_context: tuple[int, int] | None
+) -> CraiNetConfig:
+    """The architecture of a CRAI checkpoint with recurrent memory or attention."""
+    recurrent = any(".recurrent_conv." in key for key in state)
+    if time_context is None:
+        first = state.get("encoder.0.partial_conv.input_conv.weight")
+        if recurrent or first is None or first.shape[1] != 1:
+            raise ValueError(
+                "time_context: this CRAI checkpoint "
+                + ("has recurrent memory (CRAI's --lstm-steps or --gru-steps)" if recurrent
+                   else "reads a window of time steps (CRAI's --channel-steps)")
+                + ", whose past and future steps it does not record; pass "
+                "time_context=(P, F) as CRAI's options said, e.g. (3, 1)"
+            )  # fmt: skip
+        time_context = (0, 0)
+    check_time_context(time_context)
+    return CraiNetConfig.from_state_dict(state, variables=n_inputs, steps=time_context)
+
+
 def _crai_variables(inputs: Any, target: Any) -> tuple[tuple[str, ...], str | None] | None:
     """``(inputs, target)`` checked, or None for a single-variable CRAI checkpoint."""
     if inputs is None:
@@ -326,7 +350,11 @@ def _from_crai(
     state, entry = _crai_state_dict(checkpoint, path, label)
     inputs, target = variables if variables is not None else (None, None)
     n_inputs = 1 if inputs is None else len(inputs)
-    architecture = infer_architecture(state)
+    architecture: UNetConfig | CraiNetConfig
+    if any(_CRAINET_KEY.match(key) for key in state):
+        architecture = _crainet(state, n_inputs, time_context)
+    else:
+        architecture = infer_architecture(state)
     if architecture.in_channels % n_inputs:
         raise ValueError(
             f"inputs: the model takes {architecture.in_channels} input channel(s), which "

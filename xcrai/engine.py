@@ -17,12 +17,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
 
+from xcrai.bounds import Bounds, constrain, normalised, outside
 from xcrai.model import CraiModel
+from xcrai.nn import CraiNetConfig, UNetConfig
 from xcrai.nn.pconv import PADDINGS
 from xcrai.numerics import PRECISIONS, Numerics, cpu_threads, scoped
 from xcrai.tiles import Tile, receptive_halo, tiles
@@ -72,6 +74,8 @@ def bytes_per_field(model: CraiModel, shape: tuple[int, int]) -> int:
         total += 3 * layer.out_channels * size[-1][0] * size[-1][1]
     for layer, (hh, ww) in zip(arch.decoder, reversed(size[:-1]), strict=True):
         total += 3 * (layer.in_channels + layer.out_channels) * hh * ww
+    if isinstance(arch, CraiNetConfig):  # a sequence of steps, memory and attention on top
+        total *= 3 * (arch.n_steps if arch.sequence else 1)
     return 4 * total
 
 
@@ -91,6 +95,13 @@ def choose_tile(
     model: CraiModel, shape: tuple[int, int], device: torch.device, tile_size: int | None
 ) -> tuple[int, int] | None:
     """Core size of spatial tiles, or None when whole fields fit the memory budget."""
+    if isinstance(model.config.architecture, CraiNetConfig):
+        if tile_size is not None:
+            raise ValueError(
+                f"tile_size: {model.name} is one of CRAI's recurrent or attention networks, "
+                "whose memory and attention see the whole field; it cannot run in tiles"
+            )
+        return None
     if tile_size is not None:
         return (tile_size, tile_size)
     if bytes_per_field(model, shape) <= _budget(device):
@@ -120,6 +131,7 @@ def predict(
     compile: bool = False,
     threads: int | None = None,
     report: Callable[[int], object] | None = None,
+    beyond: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the network on every field of ``fields[:, core[0]:core[1]]``.
 
@@ -152,6 +164,9 @@ def predict(
         Intra-op CPU threads of the forward passes (the caller's setting by default).
     report : callable, optional
         Called with the number of fields of each batch once it is done (progress bars).
+    beyond : ndarray of bool (S, stop - start, H, W), optional
+        Filled, for a model with output bounds (``model.config.bounds``), with where the
+        network's output lay outside them before the bounds' transform.
 
     Notes
     -----
@@ -184,7 +199,11 @@ def predict(
         )
     dev = resolve_device(device)
     net = model.replica(dev, compiled=compile)
-    fixed_shapes = compile or dev.type == "cuda"
+    # CRAI's recurrent and attention networks run one field at a time: their convolutions'
+    # and activations' rounding changes with the batch's size (the U-Net's does not), and a
+    # field must not depend on which others share its batch or dask block
+    per_field = isinstance(model.config.architecture, CraiNetConfig)
+    fixed_shapes = (compile or dev.type == "cuda") and not per_field
     steps = window_indices(length, past, future, start, stop)  # (Tc, C)
     series_all = np.repeat(np.arange(n_series), stop - start)
     times_all = np.tile(np.arange(stop - start), n_series)
@@ -195,7 +214,8 @@ def predict(
     if tile is None:
         size = batch_size or auto_batch_size(model, (height, width), dev)
     else:
-        regions = list(tiles((height, width), tile, model.config.architecture, padding))
+        arch = cast(UNetConfig, model.config.architecture)  # choose_tile: only U-Nets tile
+        regions = list(tiles((height, width), tile, arch, padding))
         largest = max(regions, key=lambda r: r.rows.size * r.cols.size)
         size = batch_size or auto_batch_size(model, (largest.rows.size, largest.cols.size), dev)
     layout = (
@@ -206,15 +226,21 @@ def predict(
         "" if batch_size else " (from the memory budget)", layout,
     )  # fmt: skip
     run = _Pass(
-        net, dev, precision, threads, model.config.input_norms(), model.config.output_norm()
-    )
+        net, dev, precision, threads, model.config.input_norms(), model.config.output_norm(),
+        per_field, model.config.bounds,
+    )  # fmt: skip
     for first in range(0, len(series_all), size):
         series = series_all[first : first + size]
         times = times_all[first : first + size]
         shape = padded_size(len(series), size) if fixed_shapes else len(series)
 
-        def write(out: np.ndarray, hit: np.ndarray, series=series, times=times) -> None:
+        def write(
+            out: np.ndarray, hit: np.ndarray, out_of_bounds: np.ndarray | None,
+            series=series, times=times,
+        ) -> None:  # fmt: skip
             output[series, times], reach[series, times] = out, hit
+            if beyond is not None and out_of_bounds is not None:
+                beyond[series, times] = out_of_bounds
 
         run(_Batch(fields, valid, series, steps[times], shape), regions, padding, write)
         if report is not None:
@@ -279,6 +305,7 @@ class _Pass:
     def __init__(
         self, net: torch.nn.Module, device: torch.device, precision: str, threads: int | None,
         inputs: list[tuple[float, float] | None], output: tuple[float, float] | None,
+        per_field: bool = False, bounds: Bounds | None = None,
     ) -> None:  # fmt: skip
         self.net = net
         self.device = device
@@ -288,13 +315,17 @@ class _Pass:
         # float32 values as Python floats: the arithmetic is float32's, as in NumPy
         self.input_norms = [None if n is None else _float32_pair(n) for n in inputs]
         self.norm = None if output is None else _float32_pair(output)
+        self.per_field = per_field
+        # the bounds in the network's (normalised) units
+        self.bounds = None if bounds is None else normalised(bounds, self.norm)
 
     def __call__(
         self, batch: _Batch, regions: list[Tile] | None, padding: str,
-        write: Callable[[np.ndarray, np.ndarray], None],
+        write: Callable[[np.ndarray, np.ndarray, np.ndarray | None], None],
     ) -> None:  # fmt: skip
-        """Run ``batch`` (whole, or tile by tile over ``regions``) and hand the output and
-        reach, (N, H, W) arrays, to ``write``."""
+        """Run ``batch`` (whole, or tile by tile over ``regions``) and hand the output,
+        reach and (with bounds) where the output lay outside them, (N, H, W) arrays, to
+        ``write``."""
 
         def run() -> None:
             threads = cpu_threads(self.threads) if self.threads else nullcontext()
@@ -304,9 +335,13 @@ class _Pass:
                     out, hit = self._network(x, m, padding)
                 else:
                     out, hit = self._tiled(x, m, regions)
+                beyond = None
+                if self.bounds is not None:
+                    beyond = outside(out[: batch.n], self.bounds).cpu().numpy()
+                    out = constrain(out, self.bounds)
                 if self.norm is not None:
                     out = out * self.norm[1] + self.norm[0]
-                write(*self._to_host(out[: batch.n], hit[: batch.n]))
+                write(*self._to_host(out[: batch.n], hit[: batch.n]), beyond)
 
         on_device(self.device, run)
 
@@ -342,7 +377,13 @@ class _Pass:
         x = x.contiguous(memory_format=torch.channels_last)
         m = m.to(torch.float32).contiguous(memory_format=torch.channels_last)
         with autocast:
-            out, hit = self.net(x, m, padding=padding)
+            if self.per_field:
+                parts = [
+                    self.net(x[i : i + 1], m[i : i + 1], padding=padding) for i in range(len(x))
+                ]
+                out, hit = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            else:
+                out, hit = self.net(x, m, padding=padding)
         return out[:, 0].float(), hit[:, 0] > 0
 
     def _tiled(

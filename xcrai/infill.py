@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from xcrai import __version__
+from xcrai.bounds import describe as describe_bounds
 from xcrai.callsite import user_stacklevel
 from xcrai.checkpoint import load_model
 from xcrai.encoding import float_encoding
@@ -77,17 +78,21 @@ class Plan:
     orientation: Orientation  # into the model's training orientation, and back
 
 
-def as_model(model: Any) -> CraiModel:
+def as_model(model: Any, time_context: Any = None) -> CraiModel:
+    """``model``, or the model file it names (loaded for ``time_context``, which CRAI's
+    recurrent networks are built for)."""
     if isinstance(model, CraiModel):
         return model
     if isinstance(model, (str, os.PathLike)):
-        return load_model(model)
+        return load_model(model, time_context=time_context)
     raise TypeError(
         f"model: expected a path to a checkpoint or a CraiModel, got {type(model).__name__}"
     )
 
 
-def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: Any) -> Plan:
+def make_plan(
+    da: xr.DataArray, model: Any, padding: str | None, time_context: Any, bounds: Any = None
+) -> Plan:
     model = as_model(model)
     grid = find_grid(da)
     padding = resolve_padding(check_padding(padding or model.config.padding), grid)
@@ -105,7 +110,7 @@ def make_plan(da: xr.DataArray, model: Any, padding: str | None, time_context: A
             f"time_context: {time_context} needs a time dimension, but none was found in dims "
             f"{tuple(da.dims)}"
         )
-    model = model.with_options(padding=padding, time_context=time_context)
+    model = model.with_options(padding=padding, time_context=time_context, bounds=bounds)
     warn_other_grid(model, da, grid)
     if INPUTS_DIM not in da.dims:
         warn_other_variable(model, da)
@@ -221,8 +226,9 @@ def _block(
 ) -> np.ndarray:
     """Infill one block shaped (*extra, time + 2 halo, lat, lon), or (*extra, inputs, time +
     2 halo, lat, lon) for a model of several input variables; returns (2, *extra, time,
-    ...) (with an inputs axis of length 1) holding the network output and where it
-    reached valid data.
+    ...) (with an inputs axis of length 1) holding the network output and its coverage:
+    0 where the network did not reach valid data, 1 where it did, 2 where it did and the
+    output lay beyond the model's bounds before their transform.
 
     Warns of nothing: a warning here would come once per dask block, from a worker, and
     point at this file. Unreachable holes and empty fields are counted from the flags
@@ -236,7 +242,12 @@ def _block(
     inner = (fields.shape[-4],) if stacked else ()
     flat = fields.reshape(-1, *inner, length, height, width)
     flat_valid = valid.reshape(-1, *inner, length, height, width)
-    output, reach = predict(model, flat, flat_valid, core=core, report=_report, **engine)
+    beyond = None
+    if model.config.bounds is not None:
+        beyond = np.zeros((len(flat), core[1] - core[0], height, width), dtype=bool)
+    output, reach = predict(
+        model, flat, flat_valid, core=core, report=_report, beyond=beyond, **engine
+    )
     # fields without any valid point (of any input variable) come out NaN
     if stacked:
         core_valid = np.asarray(flat_valid[:, :, core[0] : core[1]].any(axis=1))
@@ -254,7 +265,10 @@ def _block(
         holes = int(unseen.sum()) - int(empty.sum()) * points
         _tally(variable, holes, int(empty.sum()))
     shape = (*extra, *((1,) if stacked else ()), core[1] - core[0], height, width)
-    return np.stack([output.reshape(shape), reach.reshape(shape).astype(np.float32)])
+    coverage = reach.astype(np.float32)  # 1 reached, and 2 where beyond the bounds too
+    if beyond is not None:
+        coverage += beyond & reach
+    return np.stack([output.reshape(shape), coverage.reshape(shape)])
 
 
 _reporters: list[Callable[[int], object]] = []
@@ -387,6 +401,15 @@ def history_line(model: CraiModel, padding: str, fraction: float | None, name: A
         f"{stamp}: xcrai {__version__} infilled {name or 'data'} with model {model.name} "
         f"(sha256 {model.sha256}), padding {padding}, {share}"
     )
+
+
+def bounds_note(bounds: Any, count: int | None) -> str:
+    """What the history line says of output bounds: the interval, and how many infilled
+    points the network put outside it before the bounds' transform (None: lazy input)."""
+    text = f"output bounds {describe_bounds(bounds)}"
+    if count is None:
+        return f"{text} (points beyond them not counted: lazy input)"
+    return f"{text} ({count} infilled point(s) beyond them before their transform)"
 
 
 def fraction_note(fraction: float) -> str:
@@ -602,7 +625,7 @@ def _infill(
         da = da.astype(np.float32)
     elif not np.issubdtype(da.dtype, np.floating):
         raise TypeError(f"data: expected a floating-point or integer array, got dtype {da.dtype}")
-    model = as_model(model)
+    model = as_model(model, time_context)
     if (model.config.inputs is not None) != (sources is not None):
         raise ValueError(
             f"data: {model.name} reads the variables {list(model.config.variables)}; infill "
@@ -610,7 +633,9 @@ def _infill(
             if sources is None
             else f"model: {model.name} reads one variable; got several"
         )
-    plan = make_plan(da if sources is None else sources[0], model, padding, time_context)
+    plan = make_plan(
+        da if sources is None else sources[0], model, padding, time_context, options.bounds
+    )
     logger.info(
         "device %s, precision %s, %s CPU thread(s)%s", device, engine["precision"],
         engine["threads"], ", compiled" if engine["compile"] else "",
@@ -640,12 +665,17 @@ def _infill(
         work = work.isel({INPUTS_DIM: [0]})
     output = work.copy(data=result[0].astype(da.dtype))
     reach = work.copy(data=result[1] > 0)
+    beyond = work.copy(data=result[1] > 1)
     if sources is not None:
         output, reach = output.isel({INPUTS_DIM: 0}), reach.isel({INPUTS_DIM: 0})
+        beyond = beyond.isel({INPUTS_DIM: 0})
     output, reach = plan.orientation.undo(output), plan.orientation.undo(reach)
+    beyond = plan.orientation.undo(beyond)
     if plan.added_time:
         output, reach = output.isel(__xcrai_time__=0), reach.isel(__xcrai_time__=0)
+        beyond = beyond.isel(__xcrai_time__=0)
     output, reach = output.transpose(*da.dims), reach.transpose(*da.dims)
+    beyond = beyond.transpose(*da.dims)
     attrs = dict(da.attrs) if keep_attrs() else {}
     infilled = da.where(seen, output)
     if steady is not None:  # never valid: NaN, whatever the input held there
@@ -661,6 +691,9 @@ def _infill(
     else:
         fraction = float((~valid & ~steady).mean())
     line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
+    if plan.model.config.bounds is not None:
+        count = None if lazy else int((beyond & ~seen).sum())
+        line += f", {bounds_note(plan.model.config.bounds, count)}"
     line = line if stored_as is None else f"{line}, {stored_as}"
     flag = xr.where(valid, FLAG_OBSERVED, xr.where(reach, FLAG_INFILLED, FLAG_UNREACHABLE))
     if steady is not None:
@@ -883,7 +916,7 @@ def infill_variables(
     if not isinstance(flags, bool):
         raise TypeError(f"flags: expected True or False, got {flags!r}")
     flags = flags or options.return_output
-    model = as_model(model)
+    model = as_model(model, options.time_context)
     variables = choose_variables(ds, model, variables)
     keep = keep_attrs()
     out = ds.copy()

@@ -14,7 +14,26 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from xcrai.nn import PartialConvUNet, UNetConfig
+from xcrai.bounds import check_bounds
+from xcrai.nn import CraiNet, CraiNetConfig, PartialConvUNet, UNetConfig
+
+#: a network's architecture: the U-Net, or CRAI's recurrent and attention networks
+Architecture = UNetConfig | CraiNetConfig
+
+
+def architecture_from_dict(d: dict[str, Any]) -> Architecture:
+    """The architecture that ``to_dict`` wrote (``"kind": "crainet"`` for a CraiNet)."""
+    if d.get("kind") == "crainet":
+        return CraiNetConfig.from_dict(d)
+    return UNetConfig.from_dict(d)
+
+
+def build_network(architecture: Architecture) -> torch.nn.Module:
+    """The network of ``architecture``, freshly initialised."""
+    if isinstance(architecture, CraiNetConfig):
+        return CraiNet(architecture)
+    return PartialConvUNet(architecture)
+
 
 PADDING_CHOICES: tuple[str, ...] = ("zeros", "global", "auto")
 
@@ -73,7 +92,9 @@ class ModelConfig:
 
     Attributes
     ----------
-    architecture : UNetConfig
+    architecture : UNetConfig or CraiNetConfig
+        The U-Net, or (read from CRAI checkpoints) CRAI's networks with recurrent memory
+        (ConvLSTM, TrajGRU) or attention.
     padding : {"zeros", "global", "auto"}
         "auto": global where the data's longitude covers 360 degrees uniformly.
     time_context : (int, int) or None
@@ -105,9 +126,12 @@ class ModelConfig:
     stats : tuple of (mean, std) pairs, or None
         A several-variable model's normalisation: one pair per input, then the
         target's; None for none (a single-variable model keeps ``mean`` and ``std``).
+    bounds : (float or None, float or None) or None
+        Bounds the output is kept inside (:mod:`xcrai.bounds`), in the output
+        variable's units, None for an open side; None for none.
     """
 
-    architecture: UNetConfig
+    architecture: Architecture
     padding: str = "auto"
     time_context: tuple[int, int] | None = (0, 0)
     mean: float | None = None
@@ -120,8 +144,10 @@ class ModelConfig:
     inputs: tuple[str, ...] | None = None
     target: str | None = None
     stats: tuple[tuple[float, float], ...] | None = None
+    bounds: tuple[float | None, float | None] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "bounds", check_bounds(self.bounds))
         if self.inputs is not None:
             object.__setattr__(self, "inputs", tuple(str(v) for v in self.inputs))
             if not self.inputs or len(set(self.inputs)) != len(self.inputs):
@@ -169,13 +195,14 @@ class ModelConfig:
             "inputs": None if self.inputs is None else list(self.inputs),
             "target": self.target,
             "stats": None if self.stats is None else [list(pair) for pair in self.stats],
+            "bounds": None if self.bounds is None else list(self.bounds),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         tc = d.get("time_context")
         return cls(
-            architecture=UNetConfig.from_dict(d["architecture"]),
+            architecture=architecture_from_dict(d["architecture"]),
             padding=d.get("padding", "auto"),
             time_context=None if tc is None else (int(tc[0]), int(tc[1])),
             mean=d.get("mean"),
@@ -188,6 +215,7 @@ class ModelConfig:
             inputs=None if d.get("inputs") is None else tuple(d["inputs"]),
             target=d.get("target"),
             stats=None if d.get("stats") is None else tuple(map(tuple, d["stats"])),
+            bounds=None if d.get("bounds") is None else tuple(d["bounds"]),
         )
 
     @property
@@ -251,10 +279,10 @@ class CraiModel:
     ) -> None:
         self.config = config
         if state_dict is None:
-            self.net = PartialConvUNet(config.architecture)
+            self.net = build_network(config.architecture)
         else:
             with torch.random.fork_rng(devices=[]):  # initial weights drawn only to be replaced
-                self.net = PartialConvUNet(config.architecture)
+                self.net = build_network(config.architecture)
             self.net.load_state_dict(state_dict, strict=True)
         self.net.eval()
         self._sha256 = sha256
@@ -311,14 +339,28 @@ class CraiModel:
         return self.in_channels // self.config.n_inputs
 
     def with_options(
-        self, *, padding: str | None = None, time_context: tuple[int, int] | None = None
+        self,
+        *,
+        padding: str | None = None,
+        time_context: tuple[int, int] | None = None,
+        bounds: tuple[float | None, float | None] | None = None,
     ) -> CraiModel:
-        """A model sharing these weights with another padding or time context."""
+        """A model sharing these weights with another padding, time context or output
+        bounds (``(None, None)``: none)."""
         changes: dict[str, Any] = {}
+        if bounds is not None:
+            changes["bounds"] = check_bounds(bounds)
         if padding is not None:
             changes["padding"] = check_padding(padding)
         if time_context is not None:
             changes["time_context"] = check_time_context(time_context, self.window)
+            steps = getattr(self.config.architecture, "steps", None)
+            if steps is not None and steps != changes["time_context"]:
+                raise ValueError(
+                    f"time_context: {self.name} was loaded with time_context={steps}, which "
+                    "its network is built for; load it again with "
+                    f"time_context={changes['time_context']}"
+                )
         if not changes:
             return self
         other = CraiModel.__new__(CraiModel)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xcrai.bounds import check_bounds
 from xcrai.model import PADDING_CHOICES, check_int, check_padding, check_time_context
 from xcrai.nn import UNetConfig
 from xcrai.nn.pconv import NORMALIZATIONS
@@ -54,6 +55,17 @@ def parse_time_context(text: str) -> tuple[int, int]:
             f"expected P,F (two non-negative integers, e.g. 3,1), got {text!r}"
         ) from None
     return past, future
+
+
+def parse_bounds(text: str) -> tuple[float | None, float | None]:
+    """``"0,"`` -> ``(0.0, None)``: LOW,HIGH with an empty side open."""
+    try:
+        low, high = (None if v.strip() == "" else float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LOW,HIGH with an empty side open (e.g. 0, for >= 0), got {text!r}"
+        ) from None
+    return low, high
 
 
 def parse_positive(text: str) -> int:
@@ -201,6 +213,16 @@ class InfillOptions:
             default_text="the model's",
         ),
     )
+    bounds: tuple[float | None, float | None] | None = field(
+        default=None,
+        metadata=meta(
+            "keep the output inside LOW,HIGH (an empty side is open, e.g. 0, for >= 0), as "
+            "CRAI's --min-bounds/--max-bounds do",
+            parse=parse_bounds,
+            metavar="LOW,HIGH",
+            default_text="the model's",
+        ),
+    )
     return_output: bool = field(
         default=False,
         metadata=meta(
@@ -272,6 +294,8 @@ class InfillOptions:
             check_padding(self.padding)
         if self.time_context is not None:
             _set(self, "time_context", check_time_context(self.time_context))
+        if self.bounds is not None:
+            _set(self, "bounds", check_bounds(self.bounds) or (None, None))
         for name in ("return_output", "compile", "progress"):
             _check_bool(getattr(self, name), name)
         _check_device(self.device)

@@ -1,0 +1,90 @@
+"""Output bounds (CRAI's --min-bounds/--max-bounds) on the real HadCRUT4 sample."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import xcrai
+from xcrai.bounds import check_bounds, constrain
+
+
+@pytest.fixture(scope="module")
+def raw(hadcrut, demo_model):
+    """The demo model's unbounded output and the data's holes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xcrai.UnreachableWarning)
+        out = hadcrut.tas.crai.infill(demo_model, return_output=True)
+    return out.tas_output.values, ~np.isfinite(hadcrut.tas.values)
+
+
+def infill(hadcrut, model, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xcrai.UnreachableWarning)
+        return hadcrut.tas.crai.infill(model, return_output=True, **kwargs)
+
+
+@pytest.mark.parametrize("bounds", [(-1.0, 1.0), (0.0, None), (None, 0.0)])
+def test_bounds_keep_infilled_values_inside_and_observed_ones_unchanged(
+    hadcrut, demo_model, raw, bounds
+):
+    out = infill(hadcrut, demo_model, bounds=bounds)
+    values, holes = out.tas.values, raw[1]
+    lower, upper = bounds
+    assert np.isfinite(values).all()  # an upper bound alone is not -inf (CRAI's slip)
+    if lower is not None:
+        assert (values[holes] >= lower).all()
+    if upper is not None:
+        assert (values[holes] <= upper).all()
+    np.testing.assert_array_equal(values[~holes], hadcrut.tas.values[~holes])
+    # the transform of the unbounded output (the demo model is not normalised)
+    expected = constrain(torch.from_numpy(raw[0]), check_bounds(bounds)).numpy()
+    np.testing.assert_allclose(out.tas_output.values, expected, rtol=1e-6, atol=1e-6)
+    # the history counts the infilled points the network put beyond the bounds
+    beyond = np.zeros_like(holes)
+    if lower is not None:
+        beyond |= raw[0] < lower
+    if upper is not None:
+        beyond |= raw[0] > upper
+    count = int((beyond & holes).sum())
+    assert count > 0
+    history = out.attrs["history"]
+    assert f"({count} infilled point(s) beyond them before their transform)" in history
+
+
+def test_bounds_are_stored_in_the_model_and_can_be_overridden(hadcrut, demo_model, tmp_path):
+    bounded = demo_model.with_options(bounds=(0, None))
+    path = bounded.save(tmp_path / "bounded.pth")
+    loaded = xcrai.load_model(path)
+    assert loaded.config.bounds == (0.0, None)
+    a = infill(hadcrut, loaded)
+    b = infill(hadcrut, demo_model, bounds=(0, None))
+    np.testing.assert_array_equal(a.tas.values, b.tas.values)
+    assert re.search(r"output bounds \[0, inf\)", a.attrs["history"])
+    unbounded = infill(hadcrut, loaded, bounds=(None, None))
+    np.testing.assert_array_equal(unbounded.tas.values, infill(hadcrut, demo_model).tas.values)
+    assert "output bounds" not in unbounded.attrs["history"]
+
+
+def test_bounds_lazy_equal_eager(hadcrut_series, demo_model):
+    eager = infill(hadcrut_series.to_dataset(), demo_model, bounds=(-2, 2))
+    lazy = infill(hadcrut_series.chunk(time=5).to_dataset(), demo_model, bounds=(-2, 2))
+    np.testing.assert_array_equal(lazy.tas.values, eager.tas.values)
+    assert "not counted: lazy input" in lazy.attrs["history"]
+
+
+@pytest.mark.parametrize(
+    ("bounds", "message"),
+    [
+        ((1, 0), "bounds: the lower bound 1 is not below the upper bound 0"),
+        ((0,), r"bounds: expected \(lower, upper\)"),
+        ((0, float("nan")), "bounds: expected numbers or None"),
+    ],
+)
+def test_bad_bounds_are_refused_before_any_work(hadcrut, demo_model, bounds, message):
+    with pytest.raises(ValueError, match=message):
+        hadcrut.tas.crai.infill(demo_model, bounds=bounds)
