@@ -133,3 +133,30 @@ def test_recurrent_models_need_their_steps():
         model.with_options(time_context=(2, 2))
     with pytest.raises(ValueError, match=r"tile_size: .* cannot run in tiles"):
         open_inputs("conv-lstm").tas.crai.infill(model, tile_size=36)
+
+
+def test_command_line_reads_inputs_and_target(tmp_path, capsys):
+    from xcrai.cli import main
+
+    data = tmp_path / "tas_uas.nc"
+    open_inputs("target-channel-memory").drop_vars("vas").to_netcdf(data)
+    out = tmp_path / "vas.nc"
+    model = str(EXT / "target-channel-memory" / "model.pth")
+    args = ["infill", str(data), "-m", model, "--time-context", "2,2", "--padding", "zeros"]
+    assert main([*args, "--inputs", "tas,uas", "--target", "vas", "-o", str(out)]) == 0
+    with xr.open_dataset(out) as written:
+        expected = crai_output("target-channel-memory", "vas")
+        got = written.vas.sel(time=expected.time).values
+        np.testing.assert_allclose(got, expected.values, rtol=0, atol=tolerance(expected))
+        assert "predicted vas with model model.pth" in written.attrs["history"]
+    capsys.readouterr()
+    assert (
+        main([*args, "--inputs", "tas,psl", "--target", "vas", "-o", str(tmp_path / "x.nc")]) == 2
+    )
+    assert (
+        "error: data: model.pth reads the variables ['tas', 'psl']; the dataset lacks ['psl']"
+        in (capsys.readouterr().err)
+    )
+    assert main([*args, "--inputs", "tas,tas", "-o", str(tmp_path / "x.nc")]) == 2
+    assert "inputs: expected distinct variable names" in capsys.readouterr().err
+    assert not (tmp_path / "x.nc").exists()

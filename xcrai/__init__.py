@@ -43,18 +43,20 @@ if _typing.TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from xcrai import zoo as zoo
     from xcrai.checkpoint import load_model
     from xcrai.infill import UnreachableWarning
-    from xcrai.model import CraiModel, ModelConfig
+    from xcrai.model import CraiModel, Ensemble, ModelConfig
 
 #: public names imported on first use, and the module each lives in
 _LAZY_NAMES = {
     "load_model": "xcrai.checkpoint",
     "CraiModel": "xcrai.model",
+    "Ensemble": "xcrai.model",
     "ModelConfig": "xcrai.model",
     "UnreachableWarning": "xcrai.infill",
 }
 #: submodules imported on first use (``xcrai.zoo.register(...)`` after ``import xcrai``)
 _LAZY_MODULES = (
     "baselines",
+    "bounds",
     "checkpoint",
     "cli",
     "engine",
@@ -81,6 +83,7 @@ def __getattr__(name: str) -> _typing.Any:
 
 __all__ = [
     "CraiModel",
+    "Ensemble",
     "ModelConfig",
     "UnreachableWarning",
     "__version__",

@@ -70,8 +70,15 @@ class CraiDataArrayAccessor:
 
         Parameters
         ----------
-        model : str, path or CraiModel
-            A CRAI checkpoint, an xcrai model file, or a loaded model.
+        model : str, path, CraiModel, Ensemble, or a list of these
+            A CRAI checkpoint, an xcrai model file, or a loaded model. An
+            :class:`~xcrai.Ensemble` (``xcrai.load_model(path, label="all")``: every
+            label of a CRAI checkpoint) or a list of models infills once per member
+            and stacks the results along a ``member`` dimension (coordinate
+            ``member``, standard name ``realization``, and ``member_label``, each
+            member's label or file name); reduce it with ``.mean("member")`` and
+            ``.std("member")``. A model of several input variables (``inputs=`` of
+            :func:`xcrai.load_model`, or ``fit`` on a Dataset) infills a Dataset.
         mask : DataArray or array, optional
             1 (or True) where valid, 0 where missing; broadcast against the data.
             A point is valid only where the mask allows it **and** the value is
@@ -379,14 +386,22 @@ class CraiDatasetAccessor:
     ) -> xr.Dataset:
         """Infill the named variables and leave the rest untouched.
 
+        A model of several input variables reads each of them from the Dataset (each
+        with its own holes) and infills its output variable: the first input, or a
+        target variable, which it predicts at every point where the Dataset has no
+        value of it.
+
         Parameters
         ----------
-        model : str, path or CraiModel
+        model : str, path, CraiModel, Ensemble, or a list of these
+            See :meth:`CraiDataArrayAccessor.infill`.
         variables : str or list of str, optional
             Default: the variable the model was trained on, when the Dataset has
             it; else every data variable with latitude and longitude dimensions.
-        mask : DataArray or array, optional
+            A model of several input variables infills its output variable only.
+        mask : DataArray, array, or dict of them by variable name, optional
             Broadcast against each variable; see :meth:`CraiDataArrayAccessor.infill`.
+            A dict gives each input variable of a several-variable model its own.
         return_output : bool
             Add ``<name>_output`` (the raw network output) and ``<name>_flag`` (CF flags:
             1 observed, 0 infilled, -1 hole beyond the network's reach, named in the

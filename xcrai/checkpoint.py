@@ -12,7 +12,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ import torch
 from xcrai import __version__
 from xcrai.callsite import user_stacklevel
 from xcrai.files import atomic_path, write_error
-from xcrai.model import CraiModel, ModelConfig, check_padding, check_time_context
+from xcrai.model import CraiModel, Ensemble, ModelConfig, check_padding, check_time_context
 from xcrai.nn import CraiNetConfig, LayerConfig, UNetConfig
 from xcrai.zoo import REGISTRY
 
@@ -55,6 +55,30 @@ def _read(path: Path) -> Any:
         ) from None
 
 
+@overload
+def load_model(  # type: ignore[overload-overlap]  # "all" is also a str
+    source: str | os.PathLike[str] | CraiModel,
+    *,
+    padding: str = ...,
+    time_context: tuple[int, int] | None = ...,
+    label: Literal["all"],
+    inputs: list[str] | tuple[str, ...] | None = ...,
+    target: str | None = ...,
+) -> Ensemble: ...
+
+
+@overload
+def load_model(
+    source: str | os.PathLike[str] | CraiModel,
+    *,
+    padding: str = ...,
+    time_context: tuple[int, int] | None = ...,
+    label: str | None = ...,
+    inputs: list[str] | tuple[str, ...] | None = ...,
+    target: str | None = ...,
+) -> CraiModel: ...
+
+
 def load_model(
     source: str | os.PathLike[str] | CraiModel,
     *,
@@ -63,7 +87,7 @@ def load_model(
     label: str | None = None,
     inputs: list[str] | tuple[str, ...] | None = None,
     target: str | None = None,
-) -> CraiModel:
+) -> CraiModel | Ensemble:
     """Load a CRAI checkpoint or an xcrai model file.
 
     Parameters
@@ -81,8 +105,10 @@ def load_model(
         a CRAI checkpoint with several input channels; a single-channel model
         has (0, 0).
     label : str, optional
-        Which of a CRAI checkpoint's labels (saved iterations) to load; the
-        last one by default.
+        Which of a CRAI checkpoint's labels (saved models) to load; the last one by
+        default. ``"all"`` loads every label of a multi-label checkpoint as an
+        :class:`~xcrai.model.Ensemble`, which ``infill`` turns into a ``member``
+        dimension (as CRAI stacks its labels' outputs).
     inputs : list of str, optional
         For a CRAI checkpoint of several input variables (CRAI's ``--data-types``),
         their names in CRAI's order, which the checkpoint does not record; infill
@@ -94,13 +120,15 @@ def load_model(
 
     Returns
     -------
-    CraiModel
+    CraiModel, or Ensemble for ``label="all"``
 
     Examples
     --------
     >>> model = xcrai.load_model("20crtasgn72.pth", padding="global")  # doctest: +SKIP
     """
     if isinstance(source, CraiModel):
+        if label == "all":
+            raise ValueError("label: 'all' needs a checkpoint file, got a loaded CraiModel")
         model = source
     else:
         if not isinstance(source, (str, os.PathLike)):
@@ -136,15 +164,48 @@ def load_model(
             model = _from_native(checkpoint, path, sha)
         else:
             variables = _crai_variables(inputs, target)
-            model = _from_crai(
-                checkpoint, path, sha, label, copy.deepcopy(defaults), variables, time_context
+            labels = [label] if label != "all" else _every_label(checkpoint, path)
+            models = [
+                _from_crai(
+                    checkpoint, path, sha, one, copy.deepcopy(defaults), variables, time_context
+                )
+                for one in labels
+            ]
+            if label == "all":
+                members = [_with(m, padding, time_context) for m in models]
+                return Ensemble(tuple(members), tuple(map(str, labels)))
+            model = models[0]
+        if label == "all":
+            raise ValueError(
+                f"label: 'all' asks for every label of a multi-label CRAI checkpoint, but "
+                f"{str(path)!r} is an xcrai model file (one model)"
             )
+    return _with(model, padding, time_context)
+
+
+def _with(model: CraiModel, padding: str, time_context: tuple[int, int] | None) -> CraiModel:
     if padding != "auto" or time_context is not None:
         check_padding(padding)
         model = model.with_options(
             padding=None if padding == "auto" else padding, time_context=time_context
         )
     return model
+
+
+def _every_label(checkpoint: Any, path: Path) -> list[str]:
+    """The labels of a multi-label CRAI checkpoint; a ValueError for one with one."""
+    labels = (
+        [str(x) for x in checkpoint["labels"]]
+        if isinstance(checkpoint, dict) and "labels" in checkpoint
+        else []
+    )
+    if len(labels) < 2:
+        raise ValueError(
+            f"label: 'all' asks for every label of a multi-label CRAI checkpoint, but "
+            f"{str(path)!r} holds {'one, ' + repr(labels[0]) if labels else 'no labels'}; "
+            "load it without label="
+        )
+    return labels
 
 
 def _from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> CraiModel:

@@ -33,6 +33,10 @@ CLI_ONLY: dict[str, tuple[str, ...]] = {
     "infill": (
         "input",
         "output",
+        # how a CRAI checkpoint is read: xcrai.load_model's arguments in the Python API
+        "label",
+        "inputs",
+        "target",
         "mask_var",
         "steady_mask_var",
         "time_chunk",
@@ -52,6 +56,14 @@ CLI_ONLY: dict[str, tuple[str, ...]] = {
 #: arguments of the Python API that the command line spells otherwise: ``architecture``
 #: is ``--n-filters``, ``--depth`` and ``--normalization``
 API_ONLY: dict[str, tuple[str, ...]] = {"infill": (), "fit": ("architecture",)}
+
+
+def parse_names(text: str) -> list[str]:
+    """``"tas,uas"`` -> ``["tas", "uas"]``."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected NAME,NAME,... got {text!r}")
+    return names
 
 
 def parse_validation(text: str) -> float | Path:
@@ -136,8 +148,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     infill.add_argument("input", type=Path, help="netCDF file with holes as NaN / _FillValue")
     infill.add_argument(
-        "-m", "--model", required=True,
-        help="CRAI checkpoint, xcrai model file, or registered name (see `xcrai models`)",
+        "-m", "--model", required=True, action="append",
+        help="CRAI checkpoint, xcrai model file, or registered name (see `xcrai models`); "
+        "repeat it for an ensemble, whose members become a member dimension",
+    )  # fmt: skip
+    infill.add_argument(
+        "--label", default=None, metavar="LABEL",
+        help="which label of a CRAI checkpoint to load (default: the last), or all: every "
+        "label, as members of an ensemble",
+    )  # fmt: skip
+    infill.add_argument(
+        "--inputs", type=parse_names, default=None, metavar="A,B,...",
+        help="a CRAI checkpoint's input variables, in the order of its --data-types "
+        "(default: one variable)",
+    )  # fmt: skip
+    infill.add_argument(
+        "--target", default=None, metavar="NAME",
+        help="a CRAI checkpoint's target variable (its --n-target-data 1), predicted from "
+        "--inputs",
     )  # fmt: skip
     infill.add_argument("-o", "--output", required=True, type=Path, help="netCDF file to write")
     infill.add_argument(
@@ -274,6 +302,9 @@ def infill_file(
     time_chunk: int | None = None,
     memory: str | int = DEFAULT_BUDGET,
     overwrite: bool = False,
+    label: str | None = None,
+    inputs: Sequence[str] | None = None,
+    target: str | None = None,
 ) -> Path:
     """Infill a netCDF file into another, streaming through dask (the ``xcrai infill`` command).
 
@@ -293,8 +324,9 @@ def infill_file(
     ----------
     input, output : path
         The netCDF files read and written.
-    model : str, path or CraiModel
-        A model file, a registered name, or a loaded model.
+    model : str, path, CraiModel, Ensemble, or a list of these
+        A model file, a registered name, or a loaded model; several (or ``label="all"``)
+        give the result a ``member`` dimension.
     options : InfillOptions, optional
         How to infill; with ``return_output``, each variable's flag ``<name>_flag`` is
         written beside it.
@@ -312,6 +344,8 @@ def infill_file(
         Memory budget of the chunks in flight (:func:`xcrai.streaming.memory_budget`).
     overwrite, progress : bool
         Replace an existing output; show a progress bar.
+    label, inputs, target
+        How a CRAI checkpoint is read: as :func:`xcrai.load_model` takes them.
 
     Returns
     -------
@@ -344,7 +378,19 @@ def infill_file(
     _check_output(output, overwrite)
     parse_size(memory)  # a bad --memory fails now, not after the model is read
     variables = list(dict.fromkeys(variables)) if variables else None  # --var a --var a
-    model_obj = xcrai.load_model(model)
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    loaded = [
+        m if isinstance(m, (xcrai.CraiModel, xcrai.Ensemble))
+        else xcrai.load_model(m, label=label, inputs=None if inputs is None else list(inputs),
+                              target=target, time_context=options.time_context)
+        for m in models
+    ]  # fmt: skip
+    if len(loaded) == 1:
+        model_obj: Any = loaded[0]
+    elif any(isinstance(m, xcrai.Ensemble) for m in loaded):
+        raise ValueError("label: 'all' takes one --model (its labels are the members)")
+    else:
+        model_obj = loaded
     with _open_netcdf(input, "input", chunks={}) as probe:
         chunks = _chunks(probe, variables, time_chunk)
     steady = None if steady_mask is None else read_steady_mask(Path(steady_mask), steady_mask_var)
@@ -357,16 +403,22 @@ def infill_file(
             ds, model_obj, replace(options, return_output=False), variables=variables,
             mask=mask_da, steady_mask=steady, flags=flags,
         )  # fmt: skip
-        counts = {
+        # members count a field each; a target the file lacks is predicted everywhere (a
+        # reduction of the result would run the network twice: dask optimises it apart)
+        counts: dict[str, Any] = {
             "fields": {
-                name: ds[name].size // (ds.sizes[r.spatial[0]] * ds.sizes[r.spatial[1]])
+                name: r.data.size // (r.data.sizes[r.spatial[0]] * r.data.sizes[r.spatial[1]])
                 for name, r in infilled.items()
             },
-            "holes": {name: (~np.isfinite(ds[name].data)).mean() for name in infilled},
+            "holes": {
+                name: (~np.isfinite(ds[name].data)).mean() if name in ds else 1.0
+                for name in infilled
+            },
         }
+        sources = [ds[name] for name in model_inputs(model_obj, [str(name) for name in infilled])]
         with atomic_path(output) as tmp:
             label = input.name if options.progress else None
-            with memory_budget(memory, *(ds[name] for name in infilled)):
+            with memory_budget(memory, *sources):
                 counts = _write_infilled(result, counts, tmp, output, label)
     finally:
         ds.close()
@@ -375,6 +427,14 @@ def infill_file(
     _report_unreached({name: tuple(counts["unreached"].get(name, (0, 0))) for name in infilled},
                       flags)  # fmt: skip
     return output
+
+
+def model_inputs(model: Any, infilled: list[str]) -> list[str]:
+    """The variables of the file that ``infilled`` are read from: a several-variable
+    model's inputs, else themselves."""
+    first = model[0] if isinstance(model, list) else model
+    first = first.members[0] if hasattr(first, "members") else first
+    return list(first.config.inputs or infilled)
 
 
 def _report_unreached(counts: dict, flags: bool) -> None:
@@ -524,9 +584,8 @@ def _fill_in_fractions(path: str | Path, fractions: dict) -> None:
         lines = nc.getncattr("history").split("\n") if "history" in nc.ncattrs() else []
         for name, fraction in fractions.items():
             for i, line in enumerate(lines):
-                if f"infilled {name} with" in line and LAZY_NOTE in line:
+                if f"infilled {name} with" in line and LAZY_NOTE in line:  # each member's
                     lines[i] = line.replace(LAZY_NOTE, fraction_note(float(fraction)))
-                    break
         nc.setncattr("history", "\n".join(lines))
 
 
@@ -705,6 +764,7 @@ def _run(args: argparse.Namespace) -> None:
             variables=args.variables, mask=args.mask, mask_var=args.mask_var,
             steady_mask=args.steady_mask, steady_mask_var=args.steady_mask_var,
             time_chunk=args.time_chunk, memory=args.memory, overwrite=args.overwrite,
+            label=args.label, inputs=args.inputs, target=args.target,
         )  # fmt: skip
         print(f"wrote {path}")
     elif args.command == "fit":

@@ -24,7 +24,7 @@ from xcrai.checkpoint import load_model
 from xcrai.encoding import float_encoding
 from xcrai.engine import predict, resolve_device
 from xcrai.grid import Grid, Orientation, aligned, find_grid, orientation, resolve_padding
-from xcrai.model import CraiModel, check_padding, check_time_context
+from xcrai.model import CraiModel, Ensemble, check_padding, check_time_context
 from xcrai.numerics import choose_threads
 from xcrai.options import InfillOptions
 from xcrai.steady import check_steady_mask
@@ -394,11 +394,15 @@ def _run(
 
 
 def history_line(model: CraiModel, padding: str, fraction: float | None, name: Any) -> str:
-    """The line ``history`` gains: xcrai's version, the model and its hash, padding, share."""
+    """The line ``history`` gains: xcrai's version, the model and its hash, padding, share
+    (a target variable is predicted from the model's inputs at every point)."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     share = LAZY_NOTE if fraction is None else fraction_note(fraction)
+    verb = "infilled"
+    if model.config.target is not None:
+        verb, share = "predicted", f"from {', '.join(model.config.inputs or ())}"
     return (
-        f"{stamp}: xcrai {__version__} infilled {name or 'data'} with model {model.name} "
+        f"{stamp}: xcrai {__version__} {verb} {name or 'data'} with model {model.name} "
         f"(sha256 {model.sha256}), padding {padding}, {share}"
     )
 
@@ -569,7 +573,8 @@ def infill_dataarray(
     called ``infilled``.
     """
     options = _check_options(options)
-    result = _infill(da, model, mask, options, steady_mask)
+    result = _infill_members(da, as_members(model, options.time_context), mask, options,
+                             steady_mask)  # fmt: skip
     name = da.name if da.name is not None else UNNAMED
     hint = (
         "they are flagged -1 in {flags}" if options.return_output
@@ -705,6 +710,68 @@ def _infill(
     output.name = da.name
     spatial = (plan.grid.lat, plan.grid.lon)
     return Infilled(infilled, output, flag, line, spatial, steady is not None)
+
+
+#: the dimension of an ensemble's members, with the auxiliary coordinate ``member_label``
+MEMBER_DIM = "member"
+
+
+def as_members(model: Any, time_context: Any = None) -> CraiModel | Ensemble:
+    """``model`` as one model, or as an Ensemble when it is one or a list of models
+    (paths or CraiModels; each labelled by its CRAI label, else its file name)."""
+    if isinstance(model, Ensemble):
+        return model
+    if isinstance(model, (list, tuple)):
+        if not model:
+            raise ValueError("model: expected a model or a non-empty list of models, got []")
+        members = [as_model(m, time_context) for m in model]
+        names = [str(m.config.provenance.get("label") or m.name) for m in members]
+        if len(set(names)) != len(names):  # e.g. the same label in two files
+            names = [f"{i}: {name}" for i, name in enumerate(names)]
+        return Ensemble(tuple(members), tuple(names))
+    return as_model(model, time_context)
+
+
+def _infill_members(
+    data: xr.DataArray | xr.Dataset,
+    model: CraiModel | Ensemble,
+    mask: Any,
+    options: InfillOptions,
+    steady_mask: Any,
+    name: Hashable = None,
+) -> Infilled:
+    """Infill ``data`` (a DataArray, or variable ``name`` of a Dataset) with a model, or
+    with each member of an ensemble, stacked along ``member`` (one pass over the data per
+    member; lazy input stays lazy)."""
+    members = [model] if isinstance(model, CraiModel) else list(model.members)
+    results = []
+    for member in members:
+        if isinstance(data, xr.DataArray):
+            results.append(_infill(data, member, mask, options, steady_mask))
+        elif member.config.inputs is None:
+            results.append(_infill(data[name], member, mask, options, steady_mask))
+        else:
+            da, sources, output_mask = stack_inputs(data, member, mask)
+            results.append(_infill(da, member, output_mask, options, steady_mask, sources))
+    if isinstance(model, CraiModel):
+        return results[0]
+    coords = {
+        MEMBER_DIM: (MEMBER_DIM, np.arange(len(members)), {"standard_name": "realization"}),
+        "member_label": (MEMBER_DIM, list(model.labels), {"long_name": "model of the member"}),
+    }
+
+    def stack(parts: list[xr.DataArray]) -> xr.DataArray:
+        stacked = xr.concat(parts, dim=MEMBER_DIM, coords="minimal", compat="override")
+        return stacked.assign_coords(coords).assign_attrs(parts[0].attrs)
+
+    first = results[0]
+    line = "\n".join(
+        f"{r.line} (member {label})" for label, r in zip(model.labels, results, strict=True)
+    )
+    return Infilled(
+        stack([r.data for r in results]), stack([r.output for r in results]),
+        stack([r.flag for r in results]), line, first.spatial, first.steady,
+    )  # fmt: skip
 
 
 def steady_points(da: xr.DataArray, plan: Plan, steady_mask: Any) -> xr.DataArray | None:
@@ -916,17 +983,14 @@ def infill_variables(
     if not isinstance(flags, bool):
         raise TypeError(f"flags: expected True or False, got {flags!r}")
     flags = flags or options.return_output
-    model = as_model(model, options.time_context)
-    variables = choose_variables(ds, model, variables)
+    chosen = as_members(model, options.time_context)
+    first = chosen if isinstance(chosen, CraiModel) else chosen.members[0]
+    variables = choose_variables(ds, first, variables)
     keep = keep_attrs()
     out = ds.copy()
     results = {}
     for name in variables:
-        if model.config.inputs is None:
-            result = _infill(ds[name], model, mask, options, steady_mask)
-        else:
-            da, sources, output_mask = stack_inputs(ds, model, mask)
-            result = _infill(da, model, output_mask, options, steady_mask, sources)
+        result = _infill_members(ds, chosen, mask, options, steady_mask, name)
         results[name] = result
         if options.return_output:
             out[f"{name}_output"] = result.output.rename(f"{name}_output")

@@ -7,6 +7,7 @@ import hashlib
 import html
 import io
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -482,3 +483,56 @@ class CraiModel:
         )
         title = html.escape(f"CraiModel {self.name!r}")
         return f"<table><caption style='text-align:left'><b>{title}</b></caption>{rows}</table>"
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Several models of one variable, whose infills become the members of a ``member``
+    dimension: every label of a multi-label CRAI checkpoint (``load_model(path,
+    label="all")``), or a list of models given to ``infill``.
+
+    Attributes
+    ----------
+    members : tuple of CraiModel
+    labels : tuple of str
+        One distinct name per member (CRAI's labels, or the models' file names); the
+        ``member_label`` coordinate of the result.
+
+    Examples
+    --------
+    >>> ensemble = xcrai.load_model("multi.pth", label="all")  # doctest: +SKIP
+    >>> filled = ds.tas.crai.infill(ensemble)  # doctest: +SKIP
+    >>> filled.mean("member"), filled.std("member")  # doctest: +SKIP
+    """
+
+    members: tuple[CraiModel, ...]
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "members", tuple(self.members))
+        object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+        if not self.members or len(self.labels) != len(self.members):
+            raise ValueError(
+                f"model: expected one label per member (at least one), got "
+                f"{len(self.members)} member(s) and {len(self.labels)} label(s)"
+            )
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"model: the members' labels must differ, got {list(self.labels)}")
+        reads = {(m.config.variables, m.config.output_variable) for m in self.members}
+        if len(reads) > 1:
+            raise ValueError(
+                "model: the members read or write different variables "
+                f"({sorted(map(str, reads))}); an ensemble infills one variable"
+            )
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self) -> Iterator[CraiModel]:
+        return iter(self.members)
+
+    def __getitem__(self, index: int) -> CraiModel:
+        return self.members[index]
+
+    def __repr__(self) -> str:
+        return f"Ensemble({len(self)} members: {list(self.labels)})"
