@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 import xcrai
 from xcrai.bounds import check_bounds, constrain
@@ -88,3 +89,23 @@ def test_bounds_lazy_equal_eager(hadcrut_series, demo_model):
 def test_bad_bounds_are_refused_before_any_work(hadcrut, demo_model, bounds, message):
     with pytest.raises(ValueError, match=message):
         hadcrut.tas.crai.infill(demo_model, bounds=bounds)
+
+
+def test_command_line_bounds(hadcrut, demo_model, tmp_path, capsys):
+    from xcrai.cli import main
+
+    data = tmp_path / "in.nc"
+    hadcrut.to_netcdf(data)
+    out = tmp_path / "out.nc"
+    args = ["infill", str(data), "-m", str(xcrai.data.demo_model())]
+    assert main([*args, "--bounds=-1,1", "-o", str(out)]) == 0
+    expected = infill(hadcrut, demo_model, bounds=(-1, 1))
+    with xr.open_dataset(out) as written:
+        np.testing.assert_array_equal(written.tas.values, expected.tas.values)
+        assert "output bounds [-1, 1] (" in written.attrs["history"]
+    capsys.readouterr()
+    bad = tmp_path / "bad.nc"
+    assert main([*args, "--bounds", "1,0", "-o", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["xcrai infill: error: bounds: the lower bound 1 is not below the upper bound 0"]
+    assert not bad.exists()
