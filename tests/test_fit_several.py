@@ -252,3 +252,59 @@ def test_batches_stack_each_input_window_in_turn(train, masks):
     *_, shown = make_several_batch(np.stack([zg, prev], axis=1), target, samples,
                                    mask_index[None], config)  # fmt: skip
     assert not shown.any()  # a target is never shown
+
+
+def _cli_files(tmp_path: Path) -> tuple[str, str]:
+    data = tmp_path / "train.nc"
+    _with_derived(_open("zg_train.nc")).to_netcdf(data)
+    return str(data), str(FITBENCH / "zg_masks.nc")
+
+
+def test_cli_fit_of_several_variables_and_a_target(tmp_path):
+    from xcrai.cli import main
+
+    data, masks = _cli_files(tmp_path)
+    quick = ["--iterations", "2", "--batch-size", "4", "--n-filters", "4", "--depth", "2",
+             "--no-progress", "--threads", "1"]  # fmt: skip
+    model = tmp_path / "several.pth"
+    validation = tmp_path / "val.nc"
+    _with_derived(_open("zg_val.nc")).to_netcdf(validation)
+    assert main(["fit", data, "--masks", masks, "-o", str(model), "--inputs", "zg,zg_prev",
+                 "--validation", str(validation), "--log-every", "1", *quick]) == 0  # fmt: skip
+    loaded = xcrai.load_model(model)
+    assert loaded.config.inputs == ("zg", "zg_prev") and loaded.config.target is None
+    assert np.isfinite(loaded.history.val_loss).all()
+    target = tmp_path / "target.pth"
+    assert main(["fit", data, "--masks", masks, "-o", str(target), "--inputs", "zg",
+                 "--target", "zg_smooth", *quick]) == 0  # fmt: skip
+    config = xcrai.load_model(target).config
+    assert config.inputs == ("zg",) and config.target == "zg_smooth"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--inputs", "zg,psl"], r"error: inputs: \['psl'\] not in "),
+        (["--inputs", "zg,zg_prev,zg"], r"error: inputs: \['zg'\] given more than once"),
+        (["--inputs", "zg", "--target", "vas"], r"error: inputs: \['vas'\] not in "),
+        (["--inputs", "zg,zg_prev", "--var", "zg"], "error: var: give the inputs with"),
+        (["--inputs", "zg,", "--target", "zg_prev"], "error: inputs: expected comma-separated"),
+    ],
+)
+def test_cli_fit_refuses_bad_variables(tmp_path, capsys, extra, message):
+    from xcrai.cli import main
+
+    data, masks = _cli_files(tmp_path)
+    model = tmp_path / "model.pth"
+    checkpoints = tmp_path / "checkpoints"
+    assert main(["fit", data, "--masks", masks, "-o", str(model), "--iterations", "1",
+                 "--checkpoint-dir", str(checkpoints), "--no-progress", *extra]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re_search(message, err), err
+    assert not model.exists() and not checkpoints.exists()
+
+
+def re_search(pattern: str, text: str) -> bool:
+    import re
+
+    return re.search(pattern, text) is not None
