@@ -42,6 +42,13 @@ DATA_ARGUMENTS = {
         ("validation", 0.1),
         ("steady_mask", None),
     ],
+    (xr.Dataset, "fit"): [
+        ("masks", inspect.Parameter.empty),
+        ("inputs", None),
+        ("target", None),
+        ("validation", 0.1),
+        ("steady_mask", None),
+    ],
 }
 OPTIONS = {"infill": InfillOptions, "fit": FitOptions}
 

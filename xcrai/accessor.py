@@ -431,3 +431,99 @@ class CraiDatasetAccessor:
         return infill_dataset(
             self._ds, model, options, variables=variables, mask=mask, steady_mask=steady_mask
         )
+
+    def fit(
+        self,
+        masks: xr.DataArray | dict[str, xr.DataArray],
+        *,
+        inputs: str | list[str] | None = None,
+        target: str | None = None,
+        validation: float | xr.Dataset | None = 0.1,
+        steady_mask: xr.DataArray | None = None,
+        iterations: int = 10_000,
+        batch_size: int = 16,
+        lr: float = 2e-4,
+        finetune_iterations: int = 0,
+        lr_finetune: float = 5e-5,
+        loss: dict[str, float] | LossWeights | None = None,
+        architecture: dict[str, Any] | UNetConfig | None = None,
+        padding: str = "auto",
+        time_context: tuple[int, int] | None = None,
+        normalize: bool = True,
+        device: str = "auto",
+        seed: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        early_stopping: int | None = None,
+        log_every: int | None = None,
+        init: str = "kaiming",
+        distributed: bool = False,
+        augment: bool | str = "auto",
+        precision: str = "fp32",
+        vgg_weights: str | os.PathLike[str] | None = None,
+        deterministic: bool = True,
+        threads: int | str = "auto",
+    ) -> CraiModel:
+        """Train a partial-convolution U-Net that reads several variables of this Dataset.
+
+        The network reads each input's window of time steps in turn (CRAI's channel
+        order, ``--data-types``) and outputs one variable: ``target`` when it is not an
+        input (predicted from the inputs, as CRAI's ``--n-target-data 1``; its training
+        fields must be complete), else the first input, infilled. Every training sample
+        pairs each input with a coverage pattern of its own, drawn at random (seeded);
+        each variable is normalised by its own statistics (``model.config.stats``). The
+        losses are those of :meth:`CraiDataArrayAccessor.fit` on the output variable: for
+        an input, split into its shown points and its holes; for a target, all of it is
+        hole. ``ds.crai.infill(model)`` then reads the inputs and returns the output.
+
+        Parameters
+        ----------
+        masks : DataArray or dict of DataArray
+            Coverage patterns (as :meth:`CraiDataArrayAccessor.fit` takes them) for every
+            input, or a dict of them by input variable (one for each).
+        inputs : str or list of str, optional
+            The variables the network reads, in channel order; default the only variable
+            with latitude and longitude (besides ``target``). All share one grid and
+            time axis.
+        target : str, optional
+            The output variable: another variable (predicted) or an input (infilled: it
+            becomes the first input). Default the first input, infilled. One input and
+            no target gives the model ``self[input].crai.fit`` gives.
+        validation : float, Dataset or None, default 0.1
+            The last fraction of the time axis, or a Dataset of validation fields of
+            every variable, held out.
+        steady_mask : DataArray, optional
+            (lat, lon), True where the output variable is never valid (e.g. land);
+            stored in the model with its points that are NaN in every field.
+        iterations, batch_size, lr, finetune_iterations, lr_finetune, loss, architecture
+            As for :meth:`CraiDataArrayAccessor.fit`; a :class:`xcrai.nn.UNetConfig`
+            reads ``len(inputs) * (P + F + 1)`` channels.
+        padding, time_context, normalize, device, seed, checkpoint_dir, checkpoint_every
+            As for :meth:`CraiDataArrayAccessor.fit`.
+        resume, progress, early_stopping, log_every, init, distributed, augment
+            As for :meth:`CraiDataArrayAccessor.fit`; a checkpoint resumes only with
+            the same variables, data and masks.
+        precision, vgg_weights, deterministic, threads
+            As for :meth:`CraiDataArrayAccessor.fit`.
+
+        Returns
+        -------
+        CraiModel
+            With ``config.inputs``, ``config.target`` and ``config.stats`` besides what
+            :meth:`CraiDataArrayAccessor.fit` records.
+
+        Examples
+        --------
+        >>> model = train.crai.fit(masks, inputs=["tas", "psl"], iterations=900)  # doctest: +SKIP
+        >>> filled = test.crai.infill(model)  # doctest: +SKIP
+        """
+        from xcrai.fit import fit_dataset
+        from xcrai.options import FitOptions
+
+        options = _options(FitOptions, locals())
+        return fit_dataset(
+            self._ds, masks, options, inputs=inputs, target=target, validation=validation,
+            steady_mask=steady_mask,
+        )  # fmt: skip

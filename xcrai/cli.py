@@ -74,6 +74,11 @@ def parse_validation(text: str) -> float | Path:
         return Path(text)
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """``--inputs``: comma-separated variable names (checked where the file is read)."""
+    return tuple(name.strip() for name in text.split(","))
+
+
 def add_options(parser: argparse.ArgumentParser, options: type) -> None:
     """Add an option to ``parser`` for each field of the dataclass ``options``.
 
@@ -204,7 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
         "`.crai.infill` use without further options.",
     )
     fit.add_argument("data", type=Path, help="netCDF file with complete training fields")
-    fit.add_argument("--var", default=None, help="variable of DATA (default: the only gridded one)")
+    fit.add_argument(
+        "--var", default=None,
+        help="variable of DATA, for a model of one (default: the only gridded one)",
+    )  # fmt: skip
+    fit.add_argument(
+        "--inputs", type=parse_names, default=None, metavar="NAME,...",
+        help="variables of DATA the network reads, in channel order, for a model of several "
+        "(instead of --var); each gets coverage patterns of its own: the MASKS variable of "
+        "its name, else --mask-var or the only one, for every input",
+    )  # fmt: skip
+    fit.add_argument(
+        "--target", default=None, metavar="NAME",
+        help="the variable the model outputs: another variable of DATA, predicted from the "
+        "inputs, or an input, infilled (default: the first input, infilled)",
+    )  # fmt: skip
     fit.add_argument(
         "--masks",
         required=True,
@@ -594,7 +613,6 @@ def fit_file(args: argparse.Namespace) -> Path:
     import xcrai  # noqa: F401  (registers .crai)
     from xcrai.checkpoint import save_model
     from xcrai.files import refuse_overwriting_inputs
-    from xcrai.infill import gridded_variables
     from xcrai.options import FitOptions
 
     output = Path(args.output)
@@ -613,32 +631,92 @@ def fit_file(args: argparse.Namespace) -> Path:
         _open_netcdf(args.data, "data") as data_file,
         _open_netcdf(args.masks, "masks") as mask_file,
     ):
-        var = args.var or _only(gridded_variables(data_file), "var", args.data)
-        if var not in data_file:
-            raise ValueError(f"var: {var!r} not in {args.data}; it has {list(data_file.data_vars)}")
-        mask_var = args.mask_var or (var if var in mask_file else None)
-        mask_var = mask_var or _only(gridded_variables(mask_file), "mask-var", args.masks)
-        if mask_var not in mask_file:
-            raise ValueError(f"mask-var: {mask_var!r} not in {args.masks}")
-        if validation_file is not None:
-            with _open_netcdf(validation_file, "validation") as validation_data:
-                if var not in validation_data:
-                    raise ValueError(f"validation: {var!r} (as --var) not in {validation_file}; "
-                                     f"it has {list(validation_data.data_vars)}")  # fmt: skip
-                validation = validation_data[var].load()
-        steady = None
-        if args.steady_mask is not None:
-            steady = read_steady_mask(Path(args.steady_mask), args.steady_mask_var)
-        model = data_file[var].crai.fit(
-            mask_file[mask_var].load(), validation=validation, steady_mask=steady,
-            **_fields(options),
-        )  # fmt: skip
+        if args.inputs is None and args.target is None:
+            model = _fit_one(args, data_file, mask_file, validation, validation_file, options)
+        else:
+            model = _fit_several(args, data_file, mask_file, validation, validation_file,
+                                 options)  # fmt: skip
     if options.distributed:
         import torch.distributed as dist
 
         if dist.get_rank() != 0:  # every process holds the same model; one writes it
             return output
     return save_model(model, output, argument="output")
+
+
+def _fit_one(args: argparse.Namespace, data_file: Any, mask_file: Any, validation: Any,
+             validation_file: Path | None, options: Any) -> Any:  # fmt: skip
+    """``xcrai fit`` of one variable (``--var``)."""
+    from xcrai.infill import gridded_variables
+
+    var = args.var or _only(gridded_variables(data_file), "var", args.data)
+    if var not in data_file:
+        raise ValueError(f"var: {var!r} not in {args.data}; it has {list(data_file.data_vars)}")
+    mask_var = args.mask_var or (var if var in mask_file else None)
+    mask_var = mask_var or _only(gridded_variables(mask_file), "mask-var", args.masks)
+    if mask_var not in mask_file:
+        raise ValueError(f"mask-var: {mask_var!r} not in {args.masks}")
+    if validation_file is not None:
+        with _open_netcdf(validation_file, "validation") as validation_data:
+            if var not in validation_data:
+                raise ValueError(f"validation: {var!r} (as --var) not in {validation_file}; "
+                                 f"it has {list(validation_data.data_vars)}")  # fmt: skip
+            validation = validation_data[var].load()
+    steady = None
+    if args.steady_mask is not None:
+        steady = read_steady_mask(Path(args.steady_mask), args.steady_mask_var)
+    model = data_file[var].crai.fit(
+        mask_file[mask_var].load(), validation=validation, steady_mask=steady,
+        **_fields(options),
+    )  # fmt: skip
+    return model
+
+
+def _fit_several(args: argparse.Namespace, data_file: Any, mask_file: Any, validation: Any,
+                 validation_file: Path | None, options: Any) -> Any:  # fmt: skip
+    """``xcrai fit`` of several variables (``--inputs``) or a target (``--target``)."""
+    from xcrai.infill import gridded_variables
+
+    if args.inputs is not None and args.var is not None:
+        raise ValueError("var: give the inputs with --inputs, or one variable with --var")
+    if args.inputs is not None:
+        inputs = list(args.inputs)
+    else:
+        others = [v for v in gridded_variables(data_file) if v != args.target]
+        inputs = [args.var or _only(others, "var", args.data)]
+    if not all(inputs):
+        raise ValueError(f"inputs: expected comma-separated variable names, got {inputs}")
+    repeated = sorted({v for v in inputs if inputs.count(v) > 1})
+    if repeated:
+        raise ValueError(f"inputs: {repeated} given more than once; name each input once")
+    names = [*inputs, *([args.target] if args.target and args.target not in inputs else [])]
+    missing = [v for v in names if v not in data_file]
+    if missing:
+        raise ValueError(f"inputs: {missing} not in {args.data}; it has "
+                         f"{list(data_file.data_vars)}")  # fmt: skip
+    if args.mask_var is not None:
+        if args.mask_var not in mask_file:
+            raise ValueError(f"mask-var: {args.mask_var!r} not in {args.masks}")
+        masks: Any = mask_file[args.mask_var].load()  # the same patterns for every input
+    elif all(v in mask_file for v in inputs):
+        masks = {v: mask_file[v].load() for v in inputs}
+    else:
+        only = _only(gridded_variables(mask_file), "mask-var", args.masks)
+        masks = mask_file[only].load()
+    if validation_file is not None:
+        with _open_netcdf(validation_file, "validation") as validation_data:
+            lacking = [v for v in names if v not in validation_data]
+            if lacking:
+                raise ValueError(f"validation: {lacking} not in {validation_file}; it has "
+                                 f"{list(validation_data.data_vars)}")  # fmt: skip
+            validation = validation_data[names].load()
+    steady = None
+    if args.steady_mask is not None:
+        steady = read_steady_mask(Path(args.steady_mask), args.steady_mask_var)
+    return data_file.crai.fit(
+        masks, inputs=inputs, target=args.target, validation=validation, steady_mask=steady,
+        **_fields(options),
+    )  # fmt: skip
 
 
 def _only(names: Sequence[Hashable], option: str, path: Path) -> str:

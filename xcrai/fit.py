@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,7 +22,13 @@ from xcrai.nn import PartialConvUNet, UNetConfig
 from xcrai.numerics import choose_threads
 from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
 from xcrai.steady import check_steady_mask
-from xcrai.train.loop import CHECKPOINT_KEY, TrainConfig, TrainingData, train
+from xcrai.train.loop import (
+    CHECKPOINT_KEY,
+    SeveralVariables,
+    TrainConfig,
+    TrainingData,
+    train,
+)
 from xcrai.train.losses import LossWeights
 from xcrai.train.weights import initialize
 
@@ -191,6 +197,119 @@ def _augment(augment: bool | str, grid: Any) -> bool:
     return bool(augment)
 
 
+def _check_options(options: Any) -> FitOptions:
+    if options is None:
+        return FitOptions()
+    if not isinstance(options, FitOptions):
+        raise TypeError(f"options: expected a FitOptions, got {type(options).__name__}")
+    return options
+
+
+@dataclass
+class _Setup:
+    """What every training run settles before it reads the data: the loss weights, time
+    context, padding, network, processes and device."""
+
+    weights: LossWeights
+    time_context: tuple[int, int]
+    padding: str
+    arch: UNetConfig
+    world: Any
+    dev: torch.device
+
+
+def _setup(o: FitOptions, grid: Any, n_inputs: int) -> _Setup:
+    # FitOptions normalises these two: loss to LossWeights, a missing time context to (0, 0)
+    weights = cast(LossWeights, o.loss)
+    time_context = cast("tuple[int, int]", o.time_context)
+    if weights.needs_vgg:  # FitOptions made sure there is a file
+        from xcrai.train.perceptual import VGG16Features
+
+        VGG16Features.from_file(str(o.vgg_weights))  # fail before any training, clearly
+    padding = resolve_padding(o.padding, grid)
+    in_channels = n_inputs * (sum(time_context) + 1)
+    if isinstance(o.architecture, UNetConfig) and o.architecture.in_channels != in_channels:
+        raise ValueError(
+            f"architecture: expected {in_channels} input channels ({n_inputs} variable(s) "
+            f"times a window of {sum(time_context) + 1} step(s)), got "
+            f"{o.architecture.in_channels}"
+        )
+    arch = _architecture(o.architecture, in_channels)
+    world = None
+    if o.distributed:
+        from xcrai.train.distributed import join
+
+        world, dev = join(o.device)
+        if o.batch_size % world.size:
+            raise ValueError(
+                f"batch_size: the global batch {o.batch_size} must split evenly over "
+                f"{world.size} processes"
+            )
+    else:
+        dev = resolve_device(o.device)
+    return _Setup(weights, time_context, padding, arch, world, dev)
+
+
+def _check_batch(fields: Any, batch_size: int) -> None:
+    n_train = fields.shape[0] * fields.shape[-3]
+    if n_train < batch_size:
+        raise ValueError(
+            f"batch_size: {batch_size} is larger than the {n_train} training fields (after "
+            "the validation split); use a smaller batch or more data"
+        )
+
+
+def _train_config(o: FitOptions, setup: _Setup, grid: Any, mean: float, std: float) -> TrainConfig:
+    iterations = o.iterations
+    return TrainConfig(
+        iterations=iterations, batch_size=o.batch_size, lr=float(o.lr),
+        finetune_iterations=o.finetune_iterations, lr_finetune=float(o.lr_finetune),
+        loss=setup.weights, padding=setup.padding, time_context=setup.time_context, mean=mean,
+        std=std, seed=o.seed,
+        log_every=o.log_every or max(1, (iterations + o.finetune_iterations) // 100),
+        early_stopping=o.early_stopping, checkpoint_every=o.checkpoint_every,
+        augment=_augment(o.augment, grid), precision=o.precision,
+        vgg_weights=None if o.vgg_weights is None else str(o.vgg_weights),
+        deterministic=o.deterministic,
+    )  # fmt: skip
+
+
+def _run(
+    o: FitOptions,
+    setup: _Setup,
+    config: TrainConfig,
+    fingerprint: dict[str, Any],
+    data: TrainingData,
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig]:
+    """Resume (when asked), build the network from the seed, and train it; returns the
+    weights, the loss history, the iterations run and the run's configuration."""
+    threads = o.threads
+    state = None
+    if o.resume is not None:
+        state = _load_resume(o.resume, config, fingerprint, explicit_log_every=o.log_every)
+        config = replace(config, log_every=state["train_config"]["log_every"])
+        if threads == "auto":  # CPU training repeats bit for bit for the same thread count
+            threads = state.get("threads", "auto")
+    threads = choose_threads(threads)
+    with torch.random.fork_rng(devices=[]):  # the user's random state stays as it was
+        torch.default_generator.manual_seed(o.seed)
+        net: torch.nn.Module = PartialConvUNet(setup.arch)
+        initialize(net, o.init)
+    if setup.world is not None:
+        from xcrai.train.distributed import globalize_batch_norm
+
+        net = globalize_batch_norm(net, setup.dev)
+    checkpoint_path = None
+    if o.checkpoint_dir is not None:
+        checkpoint_path = make_folder(o.checkpoint_dir, "checkpoint_dir")
+        check_writable(checkpoint_path / CHECKPOINT_FILE, "checkpoint_dir")
+    trained, history, done = train(
+        net, data, config, device=setup.dev, checkpoint_dir=checkpoint_path, resume=state,
+        progress=o.progress, world=setup.world, fingerprint=fingerprint, threads=threads,
+    )  # fmt: skip
+    return trained, history, done, config
+
+
 def fit(
     da: xr.DataArray,
     masks: xr.DataArray,
@@ -226,11 +345,7 @@ def fit(
     --------
     >>> model = fit(train.zg, masks.zg, FitOptions(iterations=1500))  # doctest: +SKIP
     """
-    if options is None:
-        options = FitOptions()
-    elif not isinstance(options, FitOptions):
-        raise TypeError(f"options: expected a FitOptions, got {type(options).__name__}")
-    o = options
+    o = _check_options(options)
     fields, grid = _fields(da, "data")
     target = _static_target(fields, "data")
     explicit = None
@@ -240,38 +355,11 @@ def fit(
         if not target.any():
             raise ValueError("steady_mask: with the data's NaNs it leaves no point to learn")
     observed = prepare_masks(masks, da, grid)
-    iterations, batch_size = o.iterations, o.batch_size
-    # FitOptions normalises these two: loss to LossWeights, a missing time context to (0, 0)
-    weights = cast(LossWeights, o.loss)
-    time_context = cast("tuple[int, int]", o.time_context)
-    if weights.needs_vgg:  # FitOptions made sure there is a file
-        from xcrai.train.perceptual import VGG16Features
-
-        VGG16Features.from_file(str(o.vgg_weights))  # fail before any training, clearly
-    threads = o.threads
-    padding = resolve_padding(o.padding, grid)
-    arch = _architecture(o.architecture, sum(time_context) + 1)
-    world = None
-    if o.distributed:
-        from xcrai.train.distributed import join
-
-        world, dev = join(o.device)
-        if batch_size % world.size:
-            raise ValueError(
-                f"batch_size: the global batch {batch_size} must split evenly over "
-                f"{world.size} processes"
-            )
-    else:
-        dev = resolve_device(o.device)
+    setup = _setup(o, grid, 1)
 
     digests = field_digests(fields)
     fields, val_fields = _split_validation(fields, validation)
-    n_train = fields.shape[0] * fields.shape[1]
-    if n_train < batch_size:
-        raise ValueError(
-            f"batch_size: {batch_size} is larger than the {n_train} training fields (after "
-            "the validation split); use a smaller batch or more data"
-        )
+    _check_batch(fields, o.batch_size)
     mean, std = _statistics(fields, target) if o.normalize else (0.0, 1.0)
     if isinstance(validation, xr.DataArray):
         val_digests = field_digests(val_fields)
@@ -283,49 +371,18 @@ def fit(
         "data": _digest(digests),
         "validation": _digest(val_digests) if val_fields is not None else None,
         "masks": _digest(observed),
-        "architecture": arch.to_dict(),
+        "architecture": setup.arch.to_dict(),
     }
     if explicit is not None:  # absent otherwise, as in checkpoints from before steady masks
         fingerprint["steady_mask"] = _digest(explicit)
 
-    config = TrainConfig(
-        iterations=iterations, batch_size=batch_size, lr=float(o.lr),
-        finetune_iterations=o.finetune_iterations, lr_finetune=float(o.lr_finetune), loss=weights,
-        padding=padding, time_context=time_context, mean=mean, std=std, seed=o.seed,
-        log_every=o.log_every or max(1, (iterations + o.finetune_iterations) // 100),
-        early_stopping=o.early_stopping, checkpoint_every=o.checkpoint_every,
-        augment=_augment(o.augment, grid), precision=o.precision,
-        vgg_weights=None if o.vgg_weights is None else str(o.vgg_weights),
-        deterministic=o.deterministic,
-    )  # fmt: skip
-    state = None
-    if o.resume is not None:
-        state = _load_resume(o.resume, config, fingerprint, explicit_log_every=o.log_every)
-        config = replace(config, log_every=state["train_config"]["log_every"])
-        if threads == "auto":  # CPU training repeats bit for bit for the same thread count
-            threads = state.get("threads", "auto")
-    threads = choose_threads(threads)
-    with torch.random.fork_rng(devices=[]):  # the user's random state stays as it was
-        torch.default_generator.manual_seed(o.seed)
-        net: torch.nn.Module = PartialConvUNet(arch)
-        initialize(net, o.init)
-    if world is not None:
-        from xcrai.train.distributed import globalize_batch_norm
-
-        net = globalize_batch_norm(net, dev)
-    checkpoint_path = None
-    if o.checkpoint_dir is not None:
-        checkpoint_path = make_folder(o.checkpoint_dir, "checkpoint_dir")
-        check_writable(checkpoint_path / CHECKPOINT_FILE, "checkpoint_dir")
+    config = _train_config(o, setup, grid, mean, std)
     data = TrainingData(fields, observed, target, val_fields)
-    trained, history, done = train(
-        net, data, config, device=dev, checkpoint_dir=checkpoint_path, resume=state,
-        progress=o.progress, world=world, fingerprint=fingerprint, threads=threads,
-    )  # fmt: skip
+    trained, history, done, config = _run(o, setup, config, fingerprint, data)
     model_config = ModelConfig(
-        architecture=arch,
-        padding=padding,
-        time_context=time_context,
+        architecture=setup.arch,
+        padding=setup.padding,
+        time_context=setup.time_context,
         mean=mean if o.normalize else None,
         std=std if o.normalize else None,
         variable=None if da.name is None else str(da.name),
@@ -441,9 +498,225 @@ def _load_resume(
 
 
 def _short(value: Any) -> str:
-    """A sha256 shortened for a message, "none", or an architecture's channels."""
+    """A sha256 shortened for a message, "none", the variables, or an architecture's
+    channels."""
     if isinstance(value, str):
         return f"sha256 {value[:12]}"
+    if isinstance(value, dict) and "inputs" in value:
+        return f"inputs {value['inputs']} and target {value['target']}"
     if isinstance(value, dict):
         return "channels " + "-".join(str(layer["out_channels"]) for layer in value["encoder"])
     return "none"
+
+
+def _variables(ds: xr.Dataset, inputs: Any, target: Any) -> tuple[list[str], str | None]:
+    """(inputs, target) checked against ``ds``: ``target`` None when it is an input (that
+    input comes first: the one infilled)."""
+    if inputs is None:  # the only gridded variable (besides the target)
+        from xcrai.infill import gridded_variables
+
+        found = [str(v) for v in gridded_variables(ds) if v != target]
+        if len(found) != 1:
+            raise ValueError(
+                f"inputs: the dataset has gridded variables {found}; name the inputs, in "
+                "channel order, with inputs=[...]"
+            )
+        inputs = found
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not all(isinstance(v, str) and v for v in inputs) or not inputs:
+        raise ValueError(f"inputs: expected a list of variable names, got {inputs!r}")
+    inputs = list(inputs)
+    repeated = sorted({v for v in inputs if inputs.count(v) > 1})
+    if repeated:
+        raise ValueError(f"inputs: {repeated} given more than once; name each input once")
+    if target is not None and (not isinstance(target, str) or not target):
+        raise ValueError(f"target: expected a variable name or None, got {target!r}")
+    missing = [v for v in [*inputs, *([target] if target else [])] if v not in ds.data_vars]
+    if missing:
+        raise ValueError(f"inputs: {missing} not in the dataset; it has {list(ds.data_vars)}")
+    if target in inputs:  # infill that input: the network outputs its first
+        inputs.remove(target)
+        return [target, *inputs], None
+    return inputs, target
+
+
+def _masks_by_input(masks: Any, inputs: list[str], target: str | None) -> list[Any]:
+    """Each input's coverage patterns from ``masks``: one DataArray for all, or a dict."""
+    if not isinstance(masks, dict):
+        return [masks] * len(inputs)
+    unknown = [str(k) for k in masks if k not in inputs]
+    if unknown:
+        what = "the target, which the network never sees" if unknown == [target] else "inputs"
+        raise ValueError(f"masks: {unknown} are not {what} (inputs: {inputs})")
+    missing = [v for v in inputs if v not in masks]
+    if missing:
+        raise ValueError(f"masks: no coverage patterns for the inputs {missing}")
+    return [masks[v] for v in inputs]
+
+
+def fit_dataset(
+    ds: xr.Dataset,
+    masks: xr.DataArray | dict[str, xr.DataArray],
+    options: FitOptions | None = None,
+    *,
+    inputs: Any = None,
+    target: str | None = None,
+    validation: float | xr.Dataset | None = 0.1,
+    steady_mask: xr.DataArray | None = None,
+) -> CraiModel:
+    """Train a model that reads several variables of ``ds`` (and may predict another).
+
+    See :meth:`xcrai.accessor.CraiDatasetAccessor.fit`, which builds ``options``. One
+    input and no target is :func:`fit` of that variable.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Complete training fields of every input (and the target), on one grid and time
+        axis.
+    masks : DataArray or dict of DataArray
+        Coverage patterns for every input, or a dict of them by input.
+    options : FitOptions, optional
+        Default ``FitOptions()``.
+    inputs : list of str
+        The variables the network reads, in channel order.
+    target : str, optional
+        The variable it outputs: another variable of ``ds``, predicted, or an input,
+        infilled (it then comes first); default the first input, infilled.
+    validation : float, Dataset or None
+        The held-out fraction of the time axis, or a Dataset of validation fields of
+        every variable.
+    steady_mask : DataArray, optional
+        (lat, lon), True where the output variable is never valid.
+
+    Returns
+    -------
+    CraiModel
+    """
+    o = _check_options(options)
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"data: expected an xarray.Dataset, got {type(ds).__name__}")
+    inputs, target = _variables(ds, inputs, target)
+    masks_list = _masks_by_input(masks, inputs, target)
+    if target is None and len(inputs) == 1:  # a single-variable model
+        one: float | xr.DataArray | None = (
+            _validation_variables(validation, inputs)[0]
+            if isinstance(validation, xr.Dataset)
+            else validation
+        )
+        return fit(ds[inputs[0]], masks_list[0], o, validation=one, steady_mask=steady_mask)
+    names = [*inputs, *([target] if target else [])]
+    out = len(inputs) if target else 0
+    arrays = [ds[v] for v in names]
+    try:
+        xr.align(*arrays, join="exact")
+    except ValueError:
+        raise ValueError(
+            f"data: the variables {names} have different coordinates; put them on one grid "
+            "and time axis first (e.g. xr.align, or regridding)"
+        ) from None
+    prepared = [_fields(da, f"data {v!r}") for v, da in zip(names, arrays, strict=True)]
+    grid = prepared[out][1]
+    shapes = {v: tuple(f.shape) for v, (f, _) in zip(names, prepared, strict=True)}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"data: the variables must share their dimensions; got {shapes}")
+    valid = [_static_target(f, f"data {v!r}") for v, (f, _) in zip(names, prepared, strict=True)]
+    explicit = None
+    if steady_mask is not None:  # the output variable's, as infill applies it
+        explicit = check_steady_mask(steady_mask, arrays[out], grid).values
+        valid[out] = valid[out] & ~explicit
+        if not valid[out].any():
+            raise ValueError("steady_mask: with the data's NaNs it leaves no point to learn")
+    observed = [
+        prepare_masks(m, arrays[v], grid) for v, m in enumerate(masks_list)
+    ]  # fmt: skip
+    setup = _setup(o, grid, len(inputs))
+
+    stack = dsa.stack if any(isinstance(f, dsa.Array) for f, _ in prepared) else np.stack
+    fields = stack([f for f, _ in prepared], axis=1)  # (S, V, T, H, W)
+    digests = [field_digests(f) for f, _ in prepared]
+    if isinstance(validation, xr.Dataset):
+        val_arrays = _validation_variables(validation, names)
+        val_prepared = [
+            _fields(da, f"validation {v!r}")[0] for v, da in zip(names, val_arrays, strict=True)
+        ]
+        if len({tuple(f.shape) for f in val_prepared}) > 1:
+            raise ValueError("validation: the variables must share their dimensions")
+        if val_prepared[0].shape[-2:] != fields.shape[-2:]:
+            raise ValueError(
+                f"validation: expected fields on the data's grid {fields.shape[-2:]}, got "
+                f"{val_prepared[0].shape[-2:]}"
+            )
+        val_fields = stack(val_prepared, axis=1)
+        val_digests = [field_digests(f) for f in val_prepared]
+    else:
+        if isinstance(validation, xr.DataArray):
+            raise TypeError("validation: expected a fraction, a Dataset of every variable, or "
+                            "None; got a DataArray")  # fmt: skip
+        _, val_fields = _split_validation(prepared[0][0], validation)
+        n_train = fields.shape[2] - (0 if val_fields is None else val_fields.shape[1])
+        fields, val_fields = (
+            fields[:, :, :n_train],
+            (None if val_fields is None else fields[:, :, n_train:]),
+        )
+        digests, val_digests = (
+            [d[:, :n_train] for d in digests],
+            [d[:, n_train:] for d in digests],
+        )
+    _check_batch(fields, o.batch_size)
+    stats = [
+        _statistics(fields[:, v], valid[v]) if o.normalize else (0.0, 1.0)
+        for v in range(len(names))
+    ]
+    stats, digests, val_digests = dask.compute(stats, digests, val_digests)
+    norms = tuple((float(m), float(s) or 1.0) for m, s in stats)
+    fingerprint = {
+        "data": _digest(np.stack(digests)),
+        "validation": _digest(np.stack(val_digests)) if val_fields is not None else None,
+        "masks": _digest(np.array([_digest(m) for m in observed])),
+        "architecture": setup.arch.to_dict(),
+        "variables": {"inputs": inputs, "target": target},
+    }
+    if explicit is not None:
+        fingerprint["steady_mask"] = _digest(explicit)
+
+    config = _train_config(o, setup, grid, *norms[out])
+    several = SeveralVariables(observed, np.stack(valid), out, norms)
+    data = TrainingData(fields, observed[0], valid[out], val_fields, several)
+    trained, history, done, config = _run(o, setup, config, fingerprint, data)
+    output = arrays[out]
+    model_config = ModelConfig(
+        architecture=setup.arch,
+        padding=setup.padding,
+        time_context=setup.time_context,
+        variable=names[out],
+        units=output.attrs.get("units"),
+        grid={**describe(output, grid), "lat_ascending": grid.lat_ascending},
+        provenance={
+            "source": "xcrai fit",
+            "xcrai_version": __version__,
+            "data_shape": list(output.shape),
+            "data_dims": [str(d) for d in output.dims],
+            "data_sha256": {v: _digest(da.data) for v, da in zip(names, arrays, strict=True)},
+            "masks_shape": {v: list(m.shape) for v, m in zip(inputs, observed, strict=True)},
+            "masks_sha256": {v: _digest(m) for v, m in zip(inputs, observed, strict=True)},
+            "iterations": done,
+            "seed": o.seed,
+            "train_config": {**config.to_dict(), "stats": [list(n) for n in norms]},
+            "history": history,
+        },
+        steady_mask=None if valid[out].all() else ~valid[out],
+        inputs=tuple(inputs),
+        target=target,
+        stats=norms if o.normalize else None,
+    )
+    return CraiModel(model_config, trained)
+
+
+def _validation_variables(validation: xr.Dataset, names: list[str]) -> list[xr.DataArray]:
+    missing = [v for v in names if v not in validation.data_vars]
+    if missing:
+        raise ValueError(f"validation: the Dataset lacks {missing} (it has "
+                         f"{list(validation.data_vars)})")  # fmt: skip
+    return [validation[v] for v in names]

@@ -523,14 +523,16 @@ class FitOptions:
 
 def _check_architecture(architecture: Any, in_channels: int) -> None:
     """``architecture`` is None, a dict of :data:`DEFAULT_ARCHITECTURE`'s keys, or a
-    :class:`UNetConfig` for ``in_channels`` inputs (the time context) and one output."""
+    :class:`UNetConfig` for a multiple of ``in_channels`` inputs (the time context of each
+    input variable; ``fit`` checks their number) and one output."""
     if architecture is None:
         return
     if isinstance(architecture, UNetConfig):
-        if architecture.in_channels != in_channels or architecture.out_channels != 1:
+        if architecture.in_channels % in_channels or architecture.out_channels != 1:
             raise ValueError(
-                f"architecture: expected {in_channels} input channel(s) (time context) and 1 "
-                f"output channel, got {architecture.in_channels} and {architecture.out_channels}"
+                f"architecture: expected {in_channels} input channel(s) (time context) per "
+                f"input variable and 1 output channel, got {architecture.in_channels} and "
+                f"{architecture.out_channels}"
             )
         return
     if not isinstance(architecture, dict):

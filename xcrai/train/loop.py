@@ -42,12 +42,54 @@ class TrainingData:
         False at points that are NaN in the data (never shown, never a target).
     val_fields : array (S', T', H, W) or None
         Validation fields, each paired with mask ``k % M`` (k = sample number).
+    several : SeveralVariables or None
+        For a model of several input variables (or of a target): then ``fields`` and
+        ``val_fields`` are (S, V, T, H, W), every variable stacked, ``target`` is the
+        output variable's, and ``masks`` the first input's.
     """
 
     fields: Any
     masks: np.ndarray
     target: np.ndarray
     val_fields: Any = None
+    several: SeveralVariables | None = None
+
+    @property
+    def n_series(self) -> int:
+        return int(self.fields.shape[0])
+
+    @property
+    def length(self) -> int:
+        """Time steps of the training fields."""
+        return int(self.fields.shape[-3])
+
+
+@dataclass
+class SeveralVariables:
+    """What training a model of several variables adds to :class:`TrainingData`.
+
+    Attributes
+    ----------
+    masks : list of ndarray of bool (M_v, H, W)
+        Each input variable's coverage patterns, True where observed, in channel order.
+    valid : ndarray of bool (V, H, W)
+        Each variable's points that are ever valid (the inputs, then a target): a
+        variable is never shown, nor a target, where it is NaN in every field.
+    output : int
+        The variable the network outputs: 0 (the first input, infilled), or
+        ``len(masks)`` (a target, never shown: all of it counts as hole).
+    norms : tuple of (mean, std)
+        Each variable's normalisation, as ``valid``.
+    """
+
+    masks: list[np.ndarray]
+    valid: np.ndarray
+    output: int
+    norms: tuple[tuple[float, float], ...]
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.masks)
 
 
 @dataclass(frozen=True)
@@ -96,8 +138,7 @@ class _Batches(Dataset):
         self.data = data
         self.config = config
         self.world = world
-        self.n_series, self.length = data.fields.shape[:2]
-        self.target = torch.from_numpy(data.target[None, None].astype(np.float32))
+        self.n_series, self.length = data.n_series, data.length
 
     def __len__(self) -> int:  # pragma: no cover - sampled by iteration number
         return 2**62
@@ -107,7 +148,14 @@ class _Batches(Dataset):
         size = self.config.batch_size
         stream = np.arange(iteration * size, (iteration + 1) * size)
         samples = shuffled(stream, self.n_series * self.length, (self.config.seed, 0))
-        mask_index = shuffled(stream, len(self.data.masks), (self.config.seed, 1))
+        several = self.data.several
+        if several is None:
+            mask_index = shuffled(stream, len(self.data.masks), (self.config.seed, 1))
+        else:  # each input's own holes: its own seeded stream of its masks
+            mask_index = np.stack([
+                shuffled(stream, len(masks), (self.config.seed, 1 + v))
+                for v, masks in enumerate(several.masks)
+            ])  # fmt: skip
         width = self.data.fields.shape[-1]
         shifts, flips = np.zeros(size, int), np.zeros(size, bool)
         if self.config.augment:
@@ -115,8 +163,11 @@ class _Batches(Dataset):
         if self.world is not None:
             local = size // self.world.size
             part = slice(self.world.rank * local, (self.world.rank + 1) * local)
-            samples, mask_index = samples[part], mask_index[part]
+            samples, mask_index = samples[part], mask_index[..., part]
             shifts, flips = shifts[part], flips[part]
+        if several is not None:
+            return make_several_batch(self.data.fields, several, samples, mask_index,
+                                      self.config, shifts, flips)  # fmt: skip
         return make_batch(self.data.fields, self.data.masks, self.data.target, samples,
                           mask_index, self.config, shifts, flips)  # fmt: skip
 
@@ -177,6 +228,75 @@ def make_batch(
     )
 
 
+def make_several_batch(
+    fields: Any,
+    several: SeveralVariables,
+    samples: np.ndarray,
+    mask_index: np.ndarray,
+    config: TrainConfig,
+    shifts: np.ndarray | None = None,
+    flips: np.ndarray | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """:func:`make_batch` for a model of several variables: network input and mask
+    (each input variable's window in turn: CRAI's channel order), truth and target
+    weights of the output variable, and where the loss counts its truth as shown.
+
+    ``fields`` is (S, V, T, H, W), the inputs then a target; ``mask_index`` (n_inputs,
+    N) the mask each input's sample ``s * T + t`` is paired with.
+    """
+    length = fields.shape[-3]
+    past, future = config.time_context
+    n_inputs, out = several.n_inputs, several.output
+    series, steps = np.divmod(samples, length)
+    windows = window_indices(length, past, future, 0, length)[steps]
+    raw = np.stack([np.asarray(fields[s][:, w]) for s, w in zip(series, windows, strict=True)])
+    means = np.array([mean for mean, _ in several.norms], np.float32)[:, None, None, None]
+    stds = np.array([std for _, std in several.norms], np.float32)[:, None, None, None]
+    raw = (raw.astype(np.float32) - means) / stds  # (N, V, C, H, W)
+    valid = np.broadcast_to(several.valid[:, None], (len(raw), *several.valid[:, None].shape))
+    if shifts is not None and shifts.any():
+        raw = np.stack([np.roll(f, shift, axis=-1) for f, shift in zip(raw, shifts, strict=True)])
+        valid = np.stack(
+            [np.roll(v, shift, axis=-1) for v, shift in zip(valid, shifts, strict=True)]
+        )
+    if flips is not None and flips.any():
+        raw, valid = raw.copy(), valid.copy()
+        raw[flips], valid[flips] = raw[flips][..., ::-1, :], valid[flips][..., ::-1, :]
+    m = (
+        np.stack(
+            [
+                masks[window_indices(len(masks), past, future, 0, len(masks))[mask_index[v]]]
+                for v, masks in enumerate(several.masks)
+            ],
+            axis=1,
+        )
+        & valid[:, :n_inputs]
+    )  # (N, n_inputs, C, H, W)
+    x = np.where(m, raw[:, :n_inputs], np.float32(0))
+    targets = valid[:, out]  # (N, 1, H, W)
+    gt = np.where(targets, raw[:, out, past : past + 1], np.float32(0))
+    if out < n_inputs:  # an input infilled: what the network saw of it is not a hole
+        shown = m[:, out, past : past + 1]
+    else:  # a target: never shown, every point a hole
+        shown = np.zeros_like(targets)
+    shape = (len(x), n_inputs * (past + future + 1), *x.shape[-2:])
+    return (
+        torch.from_numpy(np.ascontiguousarray(x.reshape(shape))),
+        torch.from_numpy(m.reshape(shape).astype(np.float32)),
+        torch.from_numpy(np.ascontiguousarray(gt)),
+        torch.from_numpy(targets.astype(np.float32)),
+        torch.from_numpy(shown.astype(np.float32)),
+    )
+
+
+def _shown(batch: tuple[torch.Tensor, ...], config: TrainConfig) -> torch.Tensor:
+    """Where the loss counts the truth as shown to the network (N, 1, H, W): a batch's own
+    (several variables), else the centre step of its mask."""
+    if len(batch) > 4:
+        return batch[4]
+    return batch[1][:, config.time_context[0]][:, None]
+
+
 def _step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -186,12 +306,13 @@ def _step(
     vgg: Any,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One optimiser step on one batch; returns the loss terms and the total."""
-    x, m, gt, target = (t.to(device, non_blocking=True) for t in batch)
+    batch = tuple(t.to(device, non_blocking=True) for t in batch)
+    x, m, gt, target = batch[:4]
+    centre = _shown(batch, config)
     x = x.contiguous(memory_format=torch.channels_last)
     m = m.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
         out, _ = model(x, m, config.padding)
-    centre = m[:, config.time_context[0]][:, None]
     terms = loss_terms(out.float(), gt, centre, target, vgg)
     loss = total_loss(terms, config.loss)
     optimizer.zero_grad(set_to_none=True)
@@ -215,21 +336,27 @@ def validate(
 ) -> dict[str, float]:
     """Loss terms and hole RMSE (in data units) on the fixed validation pairs."""
     val = data.val_fields
-    n = val.shape[0] * val.shape[1]
+    n = val.shape[0] * val.shape[-3]
     modes = {module: module.training for module in net.modules()}
     net.eval()
     totals = {"valid": 0.0, "hole": 0.0, "tv": 0.0}
     squared, count = 0.0, 0.0
     for first in range(0, n, 64):
         samples = np.arange(first, min(n, first + 64))
-        mask_index = samples % len(data.masks)
-        batch = make_batch(val, data.masks, data.target, samples, mask_index, config)
-        x, m, gt, target = (t.to(device) for t in batch)
+        if data.several is None:
+            mask_index = samples % len(data.masks)
+            batch = make_batch(val, data.masks, data.target, samples, mask_index, config)
+        else:
+            mask_index = np.stack([samples % len(masks) for masks in data.several.masks])
+            batch = make_several_batch(val, data.several, samples, mask_index, config)
+        batch = tuple(t.to(device) for t in batch)
+        x, m, gt, target = batch[:4]
+        shown = _shown(batch, config)
         out, _ = net(x, m, config.padding)
-        terms = loss_terms(out, gt, m[:, config.time_context[0]][:, None], target)
+        terms = loss_terms(out, gt, shown, target)
         for name in totals:
             totals[name] += float(terms[name]) * len(samples)
-        holes = (1 - m[:, config.time_context[0]][:, None]) * target
+        holes = (1 - shown) * target
         squared += float((((out - gt) * holes) ** 2).sum())
         count += float(holes.sum())
     for module, mode in modes.items():  # e.g. the encoder's frozen batch norm when fine-tuning
