@@ -58,14 +58,6 @@ CLI_ONLY: dict[str, tuple[str, ...]] = {
 API_ONLY: dict[str, tuple[str, ...]] = {"infill": (), "fit": ("architecture",)}
 
 
-def parse_names(text: str) -> list[str]:
-    """``"tas,uas"`` -> ``["tas", "uas"]``."""
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected NAME,NAME,... got {text!r}")
-    return names
-
-
 def parse_validation(text: str) -> float | Path:
     """``--validation``: a fraction of the time axis, or a netCDF file of fields."""
     try:
