@@ -109,3 +109,35 @@ def test_command_line_bounds(hadcrut, demo_model, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["xcrai infill: error: bounds: the lower bound 1 is not below the upper bound 0"]
     assert not bad.exists()
+
+
+def test_fit_trains_with_bounds_and_stores_them():
+    """fitbench's 500 hPa heights (m) with a lower bound: the transform is part of training
+    (other weights than without it), stored in the model, and applied when infilling."""
+    from pathlib import Path
+
+    fitbench = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
+    with (
+        xr.open_dataset(fitbench / "zg_train.nc") as f,
+        xr.open_dataset(fitbench / "zg_masks.nc") as g,
+        xr.open_dataset(fitbench / "zg_test.nc") as h,
+    ):
+        zg, masks, test = f.zg.load(), g.zg.load(), h.zg.load()
+    options = dict(iterations=6, batch_size=4, architecture={"n_filters": 4, "depth": 2},
+                   progress=False, threads=1, validation=0.2)  # fmt: skip
+    lower = float(zg.min()) + 100.0  # above some of the training values
+    bounded = zg.crai.fit(masks, bounds=(lower, None), **options)
+    plain = zg.crai.fit(masks, **options)
+    assert bounded.config.bounds == (lower, None)
+    mean, std = bounded.config.mean, bounded.config.std
+    recorded = bounded.config.provenance["train_config"]["bounds"]
+    assert recorded == [pytest.approx((lower - mean) / std), None]
+    weights = bounded.net.state_dict()
+    assert any(not torch.equal(v, plain.net.state_dict()[k]) for k, v in weights.items())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xcrai.UnreachableWarning)
+        filled = test.crai.infill(bounded)
+    holes = ~np.isfinite(test.values)
+    assert (filled.values[holes] >= lower).all()
+    with pytest.raises(ValueError, match="bounds: the lower bound 2 is not below"):
+        zg.crai.fit(masks, bounds=(2, 1), **options)

@@ -233,6 +233,7 @@ class CraiDataArrayAccessor:
         padding: str = "auto",
         time_context: tuple[int, int] | None = None,
         normalize: bool = True,
+        bounds: tuple[float | None, float | None] | None = None,
         device: str = "auto",
         seed: int = 0,
         checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -296,6 +297,11 @@ class CraiDataArrayAccessor:
         normalize : bool, default True
             Train on ``(x - mean) / std`` of the training data; the statistics are
             stored in the model and applied when infilling.
+        bounds : (float or None, float or None), optional
+            Keep the output inside (lower, upper), None for an open side (e.g.
+            ``(0, None)`` for precipitation), in training as in infilling: CRAI's
+            ``--min-bounds``/``--max-bounds`` transforms (see ``infill``), stored in
+            the model.
         device : str, default "auto"
         seed : int, default 0
             Initial weights and every batch follow from it.
@@ -450,6 +456,7 @@ class CraiDatasetAccessor:
         padding: str = "auto",
         time_context: tuple[int, int] | None = None,
         normalize: bool = True,
+        bounds: tuple[float | None, float | None] | None = None,
         device: str = "auto",
         seed: int = 0,
         checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -500,7 +507,9 @@ class CraiDatasetAccessor:
         iterations, batch_size, lr, finetune_iterations, lr_finetune, loss, architecture
             As for :meth:`CraiDataArrayAccessor.fit`; a :class:`xcrai.nn.UNetConfig`
             reads ``len(inputs) * (P + F + 1)`` channels.
-        padding, time_context, normalize, device, seed, checkpoint_dir, checkpoint_every
+        padding, time_context, normalize, bounds, device, seed, checkpoint_dir
+            As for :meth:`CraiDataArrayAccessor.fit`.
+        checkpoint_every
             As for :meth:`CraiDataArrayAccessor.fit`.
         resume, progress, early_stopping, log_every, init, distributed, augment
             As for :meth:`CraiDataArrayAccessor.fit`; a checkpoint resumes only with

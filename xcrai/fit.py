@@ -14,6 +14,7 @@ import torch
 import xarray as xr
 
 from xcrai import __version__
+from xcrai.bounds import normalised
 from xcrai.engine import resolve_device
 from xcrai.files import check_writable, make_folder
 from xcrai.grid import describe, find_grid, resolve_padding
@@ -271,6 +272,7 @@ def _train_config(o: FitOptions, setup: _Setup, grid: Any, mean: float, std: flo
         augment=_augment(o.augment, grid), precision=o.precision,
         vgg_weights=None if o.vgg_weights is None else str(o.vgg_weights),
         deterministic=o.deterministic,
+        bounds=None if o.bounds is None else normalised(o.bounds, (mean, std)),
     )  # fmt: skip
 
 
@@ -380,6 +382,7 @@ def fit(
     data = TrainingData(fields, observed, target, val_fields)
     trained, history, done, config = _run(o, setup, config, fingerprint, data)
     model_config = ModelConfig(
+        bounds=o.bounds,
         architecture=setup.arch,
         padding=setup.padding,
         time_context=setup.time_context,
@@ -687,6 +690,7 @@ def fit_dataset(
     trained, history, done, config = _run(o, setup, config, fingerprint, data)
     output = arrays[out]
     model_config = ModelConfig(
+        bounds=o.bounds,
         architecture=setup.arch,
         padding=setup.padding,
         time_context=setup.time_context,

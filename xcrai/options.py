@@ -377,6 +377,17 @@ class FitOptions:
     normalize: bool = field(
         default=True, metadata=meta("train on (x - mean) / std of the training data")
     )
+    bounds: tuple[float | None, float | None] | None = field(
+        default=None,
+        metadata=meta(
+            "keep the output inside LOW,HIGH (an empty side is open, e.g. 0, for >= 0) in "
+            "training and infilling, as CRAI's --min-bounds/--max-bounds do; stored in the "
+            "model",
+            parse=parse_bounds,
+            metavar="LOW,HIGH",
+            default_text="none",
+        ),
+    )
     device: str = field(
         default="auto", metadata=meta("auto (CUDA if present), cpu, cuda or cuda:N")
     )
@@ -484,6 +495,8 @@ class FitOptions:
     )
 
     def __post_init__(self) -> None:
+        if self.bounds is not None:
+            _set(self, "bounds", check_bounds(self.bounds))
         for name in ("iterations", "batch_size"):
             _set(self, name, check_int(getattr(self, name), name))
         for name in ("finetune_iterations", "seed"):

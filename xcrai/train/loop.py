@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from xcrai.bounds import constrain
 from xcrai.checkpoint import write_torch
 from xcrai.engine import window_indices
 from xcrai.nn import PartialConvUNet
@@ -114,10 +115,16 @@ class TrainConfig:
     precision: str = "fp32"
     vgg_weights: str | None = None
     deterministic: bool = True
+    #: output bounds in the network's normalised units (:mod:`xcrai.bounds`), or None
+    bounds: tuple[float | None, float | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["time_context"] = list(self.time_context)
+        if self.bounds is None:  # as checkpoints without bounds recorded it
+            del d["bounds"]
+        else:
+            d["bounds"] = list(self.bounds)
         return d
 
 
@@ -313,7 +320,8 @@ def _step(
     m = m.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
         out, _ = model(x, m, config.padding)
-    terms = loss_terms(out.float(), gt, centre, target, vgg)
+    out = out.float() if config.bounds is None else constrain(out.float(), config.bounds)
+    terms = loss_terms(out, gt, centre, target, vgg)
     loss = total_loss(terms, config.loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -353,6 +361,8 @@ def validate(
         x, m, gt, target = batch[:4]
         shown = _shown(batch, config)
         out, _ = net(x, m, config.padding)
+        if config.bounds is not None:
+            out = constrain(out, config.bounds)
         terms = loss_terms(out, gt, shown, target)
         for name in totals:
             totals[name] += float(terms[name]) * len(samples)
