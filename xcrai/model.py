@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from xcrai.bounds import check_bounds
+from xcrai.bounds import describe as describe_bounds
 from xcrai.nn import CraiNet, CraiNetConfig, PartialConvUNet, UNetConfig
 
 #: a network's architecture: the U-Net, or CRAI's recurrent and attention networks
@@ -412,7 +413,14 @@ class CraiModel:
             f"in_channels={arch.in_channels}, normalization={arch.normalization!r}, "
             f"padding={self.config.padding!r}, time_context={self.config.time_context}, "
             f"variable={self.config.variable!r}, units={self.config.units!r}, "
-            f"mean={self.config.mean}, std={self.config.std})"
+            f"mean={self.config.mean}, std={self.config.std}"
+            + (
+                ""
+                if self.config.inputs is None
+                else f", inputs={list(self.config.inputs)}, target={self.config.target!r}"
+            )
+            + ("" if self.config.bounds is None else f", bounds={self.config.bounds}")
+            + ")"
         )
 
     def _card_rows(self) -> list[tuple[str, str]]:
@@ -439,7 +447,14 @@ class CraiModel:
             training = f"xcrai fit on ({dims}), {prov.get('iterations')} iterations"
         else:
             training = "not recorded"
-        if config.mean is None or config.std is None:
+        if config.inputs is not None:
+            names = [str(v) for v in config.variables]
+            normalisation = (
+                "none" if config.stats is None
+                else "; ".join(f"{v}: (x - {m:g}) / {s:g}"
+                               for v, (m, s) in zip(names, config.stats, strict=True))
+            )  # fmt: skip
+        elif config.mean is None or config.std is None:
             normalisation = "none"
         else:
             normalisation = f"(x - {config.mean:g}) / {config.std:g}"
@@ -458,12 +473,17 @@ class CraiModel:
             if key in prov
         )
         return [
-            ("architecture", f"partial-convolution U-Net, encoder channels "
+            ("architecture", f"partial-convolution U-Net{_extras(arch)}, encoder channels "
              f"{[layer.out_channels for layer in arch.encoder]}, kernels "
              f"{[layer.kernel_size for layer in arch.encoder]}, {arch.in_channels} input "
              f"channel(s), normalization {arch.normalization}"),
             ("training data", training),
-            ("variable", f"{config.variable or 'not recorded'}"),
+            ("variable", f"{config.variable or 'not recorded'}" + (
+                "" if config.inputs is None else
+                f" ({'predicted' if config.target else 'infilled'} from "
+                f"{', '.join(config.inputs)})"
+            ) + ("" if config.bounds is None else
+                 f", output bounds {describe_bounds(config.bounds)}")),
             ("units", f"{config.units or 'not recorded'}"),
             ("grid", grid_text),
             ("padding", config.padding),
@@ -483,6 +503,17 @@ class CraiModel:
         )
         title = html.escape(f"CraiModel {self.name!r}")
         return f"<table><caption style='text-align:left'><b>{title}</b></caption>{rows}</table>"
+
+
+def _extras(arch: Architecture) -> str:
+    """What a CRAI network adds to the U-Net, for model cards."""
+    if not isinstance(arch, CraiNetConfig):
+        return ""
+    parts = {"lstm": "ConvLSTM memory", "gru": "TrajGRU memory"}
+    extras = [parts[arch.recurrent]] if arch.recurrent else []
+    if arch.attention:
+        extras.append("attention")
+    return f" with {' and '.join(extras)}" if extras else ""
 
 
 @dataclass(frozen=True)
