@@ -160,3 +160,26 @@ def test_command_line_reads_inputs_and_target(tmp_path, capsys):
     assert main([*args, "--inputs", "tas,tas", "-o", str(tmp_path / "x.nc")]) == 2
     assert "inputs: expected distinct variable names" in capsys.readouterr().err
     assert not (tmp_path / "x.nc").exists()
+
+
+@pytest.mark.parametrize("variant", ["traj-gru", "attention-channel-memory"])
+def test_recurrent_and_attention_models_save_load_and_pickle(variant, tmp_path):
+    import pickle
+
+    inputs, _, time_context = VARIANTS.get(variant, (["tas"], None, (2, 2)))
+    model = xcrai.load_model(
+        EXT / variant / "model.pth", inputs=inputs if len(inputs) > 1 else None,
+        time_context=time_context, padding="zeros",
+    )  # fmt: skip
+    again = xcrai.load_model(model.save(tmp_path / "own.pth"))
+    assert again.config.architecture == model.config.architecture
+    assert again.config.to_dict().keys() == model.config.to_dict().keys()
+    for key in ("time_context", "padding", "inputs", "target", "stats", "bounds"):
+        assert again.config.to_dict()[key] == model.config.to_dict()[key]
+    copied = pickle.loads(pickle.dumps(model))
+    ds = open_inputs(variant).isel(time=slice(0, 6))
+    with pytest.warns(xcrai.UnreachableWarning):
+        expected = ds.crai.infill(model).tas.values
+    for other in (again, copied):
+        with pytest.warns(xcrai.UnreachableWarning):
+            np.testing.assert_array_equal(ds.crai.infill(other).tas.values, expected)
