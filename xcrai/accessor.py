@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 if TYPE_CHECKING:  # annotations only: importing these would import torch
-    from xcrai.model import CraiModel
+    from xcrai.model import CraiModel, Ensemble
     from xcrai.nn import UNetConfig
     from xcrai.train.losses import LossWeights
 
@@ -43,6 +43,8 @@ class CraiDataArrayAccessor:
         padding: str | None = None,
         time_context: tuple[int, int] | None = None,
         bounds: tuple[float | None, float | None] | None = None,
+        sigma: bool = False,
+        members: str = "keep",
         return_output: bool = False,
         device: str = "auto",
         batch_size: int | None = None,
@@ -103,6 +105,19 @@ class CraiDataArrayAccessor:
             ``--max-bounds``: a sigmoid maps the network's output into a closed
             interval, an exponential onto a half-line. ``history`` counts the
             infilled points the network put outside them (eager input).
+        sigma : bool
+            Return a Dataset with ``<name>_sigma`` too: the standard deviation of
+            each infilled value that a model trained with ``fit(...,
+            uncertainty=True)`` gives (in the data's units; 0 at observed points; NaN
+            where the value is NaN), named in ``<name>``'s ``ancillary_variables``. A
+            model without it is refused. ``return_output=True`` includes it for a
+            model that has it. With ``members="mean"``, the σ of an ensemble's
+            mean: ``sqrt(mean(σ_i²) + var(x_i))`` over its members (their spread, and
+            their own σ when they have one).
+        members : {"keep", "mean"}
+            For an ensemble (or a list of models): keep the members along a
+            ``member`` dimension, or return their mean (observed points unchanged;
+            the flag the lowest of the members').
         return_output : bool
             Return a Dataset with ``<name>`` (the infilled data), ``<name>_output``
             (the raw network output) and ``<name>_flag``, a CF flag variable (1
@@ -233,6 +248,8 @@ class CraiDataArrayAccessor:
         padding: str = "auto",
         time_context: tuple[int, int] | None = None,
         normalize: bool = True,
+        ensemble: int = 1,
+        uncertainty: bool = False,
         bounds: tuple[float | None, float | None] | None = None,
         device: str = "auto",
         seed: int = 0,
@@ -249,7 +266,7 @@ class CraiDataArrayAccessor:
         vgg_weights: str | os.PathLike[str] | None = None,
         deterministic: bool = True,
         threads: int | str = "auto",
-    ) -> CraiModel:
+    ) -> CraiModel | Ensemble:
         """Train a partial-convolution U-Net to infill fields like these.
 
         The DataArray holds complete training fields (time, lat, lon; extra
@@ -297,6 +314,20 @@ class CraiDataArrayAccessor:
         normalize : bool, default True
             Train on ``(x - mean) / std`` of the training data; the statistics are
             stored in the model and applied when infilling.
+        ensemble : int, default 1
+            Train this many models from the seeds ``seed .. seed + ensemble - 1``
+            (other initial weights and data orders), and return them as an
+            :class:`xcrai.Ensemble` (``.save(path)`` writes one file;
+            :func:`xcrai.load_model` reads it back with ``label="all"``, ``infill``
+            with its path or the Ensemble gives a ``member`` dimension, or the mean
+            and spread with ``members="mean"``). It costs N trainings and N infills.
+            Each member's checkpoints go to ``checkpoint_dir/member-<i>``.
+        uncertainty : bool, default False
+            Add a log-variance output channel, trained with a Gaussian negative
+            log-likelihood at the hidden points (weight ``loss["nll"]``, default 1,
+            on top of the other terms, which it leaves as they are: see
+            :class:`xcrai.train.LossWeights`). ``infill(..., sigma=True)`` then gives
+            each infilled value a standard deviation. The model file records it.
         bounds : (float or None, float or None), optional
             Keep the output inside (lower, upper), None for an open side (e.g.
             ``(0, None)`` for precipitation), in training as in infilling: CRAI's
@@ -347,7 +378,7 @@ class CraiDataArrayAccessor:
 
         Returns
         -------
-        CraiModel
+        CraiModel (an Ensemble with ``ensemble`` > 1)
             With normalisation, grid, variable, units, padding, time context,
             provenance and the loss history (``model.history``).
 
@@ -381,6 +412,8 @@ class CraiDatasetAccessor:
         padding: str | None = None,
         time_context: tuple[int, int] | None = None,
         bounds: tuple[float | None, float | None] | None = None,
+        sigma: bool = False,
+        members: str = "keep",
         return_output: bool = False,
         device: str = "auto",
         batch_size: int | None = None,
@@ -412,7 +445,9 @@ class CraiDatasetAccessor:
             Add ``<name>_output`` (the raw network output) and ``<name>_flag`` (CF flags:
             1 observed, 0 infilled, -1 hole beyond the network's reach, named in the
             variable's ``ancillary_variables``) beside each infilled variable.
-        steady_mask, padding, time_context, bounds, device, batch_size, tile_size, precision
+        steady_mask, padding, time_context, bounds, sigma, members, device, batch_size
+            As for :meth:`CraiDataArrayAccessor.infill`.
+        tile_size, precision
             As for :meth:`CraiDataArrayAccessor.infill`.
         compile
             As for :meth:`CraiDataArrayAccessor.infill`.
@@ -456,6 +491,8 @@ class CraiDatasetAccessor:
         padding: str = "auto",
         time_context: tuple[int, int] | None = None,
         normalize: bool = True,
+        ensemble: int = 1,
+        uncertainty: bool = False,
         bounds: tuple[float | None, float | None] | None = None,
         device: str = "auto",
         seed: int = 0,
@@ -472,7 +509,7 @@ class CraiDatasetAccessor:
         vgg_weights: str | os.PathLike[str] | None = None,
         deterministic: bool = True,
         threads: int | str = "auto",
-    ) -> CraiModel:
+    ) -> CraiModel | Ensemble:
         """Train a partial-convolution U-Net that reads several variables of this Dataset.
 
         The network reads each input's window of time steps in turn (CRAI's channel
@@ -507,7 +544,9 @@ class CraiDatasetAccessor:
         iterations, batch_size, lr, finetune_iterations, lr_finetune, loss, architecture
             As for :meth:`CraiDataArrayAccessor.fit`; a :class:`xcrai.nn.UNetConfig`
             reads ``len(inputs) * (P + F + 1)`` channels.
-        padding, time_context, normalize, bounds, device, seed, checkpoint_dir
+        padding, time_context, normalize, ensemble, uncertainty, bounds, device, seed
+            As for :meth:`CraiDataArrayAccessor.fit`.
+        checkpoint_dir
             As for :meth:`CraiDataArrayAccessor.fit`.
         checkpoint_every
             As for :meth:`CraiDataArrayAccessor.fit`.
@@ -519,7 +558,7 @@ class CraiDatasetAccessor:
 
         Returns
         -------
-        CraiModel
+        CraiModel (an Ensemble with ``ensemble`` > 1)
             With ``config.inputs``, ``config.target`` and ``config.stats`` besides what
             :meth:`CraiDataArrayAccessor.fit` records.
 

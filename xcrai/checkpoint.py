@@ -26,6 +26,8 @@ from xcrai.zoo import REGISTRY
 
 FORMAT_KEY = "xcrai_format"
 FORMAT_VERSION = 1
+#: the key of an xcrai file that holds an ensemble (``{"labels": [...], "members": [...]}``)
+ENSEMBLE_KEY = "ensemble"
 
 _LAYER_KEY = re.compile(r"^(encoder|decoder)\.(\d+)\.partial_conv\.(.+)$")
 _NUMPY_SAFE: list[Any] = [np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64))]
@@ -161,6 +163,23 @@ def load_model(
                     "inputs: an xcrai model file records its variables; inputs= and target= "
                     "are for CRAI checkpoints"
                 )
+            if isinstance(checkpoint.get(ENSEMBLE_KEY), dict):
+                ensemble = _ensemble_from_native(checkpoint, path, sha)
+                if label == "all":
+                    return Ensemble(
+                        tuple(_with(m, padding, time_context) for m in ensemble),
+                        ensemble.labels,
+                    )
+                if label is None:
+                    raise _EnsembleFile(
+                        f"label: {str(path)!r} holds an ensemble of {len(ensemble)} models "
+                        f"{list(ensemble.labels)}; load every one with label='all' (infill "
+                        "does that for a path), or one of them by its label"
+                    )
+                if label not in ensemble.labels:
+                    raise ValueError(f"label: expected one of {list(ensemble.labels)} or "
+                                     f"'all', got {label!r}")  # fmt: skip
+                return _with(ensemble[ensemble.labels.index(label)], padding, time_context)
             model = _from_native(checkpoint, path, sha)
         else:
             variables = _crai_variables(inputs, target)
@@ -463,18 +482,59 @@ def _from_crai(
     return CraiModel(config, weights, sha256=sha)
 
 
-def save_model(model: CraiModel, path: str | os.PathLike[str], argument: str = "path") -> Path:
-    """Write ``model`` in xcrai's format to ``path`` atomically (temp file, rename).
+def save_model(
+    model: CraiModel | Ensemble, path: str | os.PathLike[str], argument: str = "path"
+) -> Path:
+    """Write ``model`` (or every member of an Ensemble, in one file) in xcrai's format to
+    ``path`` atomically (temp file, rename).
 
     A failed write (full disk, file size limit) raises :class:`xcrai.files.WriteError`
     naming ``argument``, and leaves no file behind.
     """
-    path = Path(path)
+    if isinstance(model, Ensemble):
+        members = [_native_payload(m) for m in model.members]
+        payload = {FORMAT_KEY: FORMAT_VERSION,
+                   ENSEMBLE_KEY: {"labels": list(model.labels), "members": members}}  # fmt: skip
+        return write_torch(payload, Path(path), argument)
+    return write_torch({FORMAT_KEY: FORMAT_VERSION, **_native_payload(model)}, Path(path), argument)
+
+
+def _native_payload(model: CraiModel) -> dict[str, Any]:
+    """A model's configuration (provenance stamped with this xcrai's version) and weights."""
     provenance = {**model.config.provenance, "xcrai_version": __version__}
     config = model.config.to_dict()
     config["provenance"] = provenance
-    payload = {FORMAT_KEY: FORMAT_VERSION, "config": config, "state_dict": model.net.state_dict()}
-    return write_torch(payload, path, argument)
+    return {"config": config, "state_dict": model.net.state_dict()}
+
+
+def _ensemble_from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> Ensemble:
+    """The Ensemble that :func:`save_model` wrote."""
+    entry = checkpoint[ENSEMBLE_KEY]
+    members = entry.get("members")
+    labels = entry.get("labels")
+    if not isinstance(members, list) or not isinstance(labels, list) or not members:
+        raise ValueError(f"model: {str(path)!r} is an xcrai ensemble file without members")
+    models = [
+        _from_native({FORMAT_KEY: checkpoint[FORMAT_KEY], **member}, path, sha)
+        for member in members
+    ]
+    return Ensemble(tuple(models), tuple(map(str, labels)))
+
+
+def load_any(source: Any, **kwargs: Any) -> CraiModel | Ensemble:
+    """:func:`load_model`, except that a file holding an ensemble (an xcrai ensemble file,
+    or a CRAI checkpoint of several labels) gives every member when no label is named: what
+    ``infill`` and ``xcrai infill`` do with a path."""
+    if kwargs.get("label") is not None or isinstance(source, CraiModel):
+        return load_model(source, **kwargs)
+    try:
+        return load_model(source, **kwargs)
+    except _EnsembleFile:
+        return load_model(source, **{**kwargs, "label": "all"})
+
+
+class _EnsembleFile(ValueError):
+    """An xcrai ensemble file loaded without a label."""
 
 
 def write_torch(payload: Any, path: str | os.PathLike[str], argument: str) -> Path:

@@ -370,6 +370,7 @@ def infill_file(
     import numpy as np
 
     import xcrai
+    from xcrai.checkpoint import load_any
     from xcrai.files import atomic_path, refuse_overwriting_inputs
     from xcrai.infill import infill_variables
     from xcrai.options import InfillOptions
@@ -392,8 +393,8 @@ def infill_file(
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     loaded = [
         m if isinstance(m, (xcrai.CraiModel, xcrai.Ensemble))
-        else xcrai.load_model(m, label=label, inputs=None if inputs is None else list(inputs),
-                              target=target, time_context=options.time_context)
+        else load_any(m, label=label, inputs=None if inputs is None else list(inputs),
+                      target=target, time_context=options.time_context)
         for m in models
     ]  # fmt: skip
     if len(loaded) == 1:

@@ -28,6 +28,7 @@ from xcrai.nn import CraiNetConfig, UNetConfig
 from xcrai.nn.pconv import PADDINGS
 from xcrai.numerics import PRECISIONS, Numerics, cpu_threads, scoped
 from xcrai.tiles import Tile, receptive_halo, tiles
+from xcrai.uncertainty import log_variance
 
 T = TypeVar("T")
 logger = logging.getLogger("xcrai")
@@ -132,6 +133,7 @@ def predict(
     threads: int | None = None,
     report: Callable[[int], object] | None = None,
     beyond: np.ndarray | None = None,
+    sigma: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the network on every field of ``fields[:, core[0]:core[1]]``.
 
@@ -167,6 +169,9 @@ def predict(
     beyond : ndarray of bool (S, stop - start, H, W), optional
         Filled, for a model with output bounds (``model.config.bounds``), with where the
         network's output lay outside them before the bounds' transform.
+    sigma : ndarray float32 (S, stop - start, H, W), optional
+        Filled, for a model with a σ channel (``fit(..., uncertainty=True)``), with the
+        network's standard deviation of its output, in the data's units.
 
     Notes
     -----
@@ -236,11 +241,13 @@ def predict(
 
         def write(
             out: np.ndarray, hit: np.ndarray, out_of_bounds: np.ndarray | None,
-            series=series, times=times,
+            spread: np.ndarray | None, series=series, times=times,
         ) -> None:  # fmt: skip
             output[series, times], reach[series, times] = out, hit
             if beyond is not None and out_of_bounds is not None:
                 beyond[series, times] = out_of_bounds
+            if sigma is not None and spread is not None:
+                sigma[series, times] = spread
 
         run(_Batch(fields, valid, series, steps[times], shape), regions, padding, write)
         if report is not None:
@@ -321,27 +328,32 @@ class _Pass:
 
     def __call__(
         self, batch: _Batch, regions: list[Tile] | None, padding: str,
-        write: Callable[[np.ndarray, np.ndarray, np.ndarray | None], None],
+        write: Callable[..., None],
     ) -> None:  # fmt: skip
-        """Run ``batch`` (whole, or tile by tile over ``regions``) and hand the output,
-        reach and (with bounds) where the output lay outside them, (N, H, W) arrays, to
-        ``write``."""
+        """Run ``batch`` (whole, or tile by tile over ``regions``) and hand ``write`` the
+        output and reach, (N, H, W) arrays, then where the output lay outside the bounds
+        and the network's σ in data units (each None without bounds, or σ channel)."""
 
         def run() -> None:
             threads = cpu_threads(self.threads) if self.threads else nullcontext()
             with scoped(self.numerics), threads, torch.inference_mode():
                 x, m = self._inputs(batch)
                 if regions is None:
-                    out, hit = self._network(x, m, padding)
+                    channels, hit = self._network(x, m, padding)
                 else:
-                    out, hit = self._tiled(x, m, regions)
-                beyond = None
+                    channels, hit = self._tiled(x, m, regions)
+                out = channels[:, 0]
+                beyond = sigma = None
                 if self.bounds is not None:
                     beyond = outside(out[: batch.n], self.bounds).cpu().numpy()
                     out = constrain(out, self.bounds)
                 if self.norm is not None:
                     out = out * self.norm[1] + self.norm[0]
-                write(*self._to_host(out[: batch.n], hit[: batch.n]), beyond)
+                if channels.shape[1] > 1:  # the log-variance of uncertainty=True
+                    scale = 1.0 if self.norm is None else self.norm[1]
+                    sigma = torch.exp(0.5 * log_variance(channels[: batch.n, 1])) * scale
+                host = self._to_host(out[: batch.n], hit[: batch.n], sigma)
+                write(host[0], host[1], beyond, host[2])
 
         on_device(self.device, run)
 
@@ -369,7 +381,8 @@ class _Pass:
     def _network(
         self, x: torch.Tensor, m: torch.Tensor, padding: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Output (N, H, W) float32 and reach (N, H, W) bool of one forward pass."""
+        """Output channels (N, C, H, W) float32 and reach (N, H, W) bool of one forward
+        pass."""
         autocast = torch.autocast(
             self.device.type, dtype=self.autocast or torch.float32,
             enabled=self.autocast is not None,
@@ -384,21 +397,25 @@ class _Pass:
                 out, hit = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
             else:
                 out, hit = self.net(x, m, padding=padding)
-        return out[:, 0].float(), hit[:, 0] > 0
+        return out.float(), hit[:, 0] > 0
 
     def _tiled(
         self, x: torch.Tensor, m: torch.Tensor, regions: list[Tile]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.float32, device=x.device)
-        hit = torch.empty(out.shape, dtype=torch.bool, device=x.device)
+        out: torch.Tensor | None = None
+        hit = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.bool, device=x.device)
         for region in regions:
             rows = torch.from_numpy(region.rows).to(x.device)
             cols = torch.from_numpy(region.cols).to(x.device)
             tile_x, tile_m = (t.index_select(2, rows).index_select(3, cols) for t in (x, m))
             tile_out, tile_hit = self._network(tile_x, tile_m, region.padding)
-            keep = (slice(None), region.core_rows, region.core_cols)
-            out[:, region.out_rows, region.out_cols] = tile_out[keep]
-            hit[:, region.out_rows, region.out_cols] = tile_hit[keep]
+            if out is None:
+                shape = (x.shape[0], tile_out.shape[1], *x.shape[2:])
+                out = torch.empty(shape, dtype=torch.float32, device=x.device)
+            rows_kept, cols_kept = region.core_rows, region.core_cols
+            out[:, :, region.out_rows, region.out_cols] = tile_out[:, :, rows_kept, cols_kept]
+            hit[:, region.out_rows, region.out_cols] = tile_hit[:, rows_kept, cols_kept]
+        assert out is not None  # at least one tile
         return out, hit
 
     def _to_device(self, array: np.ndarray, name: str, dtype: torch.dtype) -> torch.Tensor:
@@ -408,15 +425,20 @@ class _Pass:
         buffer.numpy()[...] = array  # one copy into page-locked memory (and to float32)
         return buffer.to(self.device, non_blocking=True)
 
-    def _to_host(self, out: torch.Tensor, hit: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _to_host(self, *tensors: torch.Tensor | None) -> list[np.ndarray | None]:
+        """The tensors (output, reach, σ) on the host as NumPy arrays (None stays None)."""
         if self.device.type == "cpu":
-            return out.numpy(), hit.numpy()
-        host = [staging(self.device, f"{name} out", t.shape, t.dtype) for name, t in
-                (("output", out), ("reach", hit))]  # fmt: skip
-        for buffer, tensor in zip(host, (out, hit), strict=True):
-            buffer.copy_(tensor, non_blocking=True)
+            return [None if t is None else t.numpy() for t in tensors]
+        names = ("output", "reach", "sigma")
+        host = [
+            None if t is None else staging(self.device, f"{name} out", t.shape, t.dtype)
+            for name, t in zip(names, tensors, strict=False)
+        ]
+        for buffer, tensor in zip(host, tensors, strict=True):
+            if buffer is not None and tensor is not None:
+                buffer.copy_(tensor, non_blocking=True)
         torch.cuda.current_stream(self.device).synchronize()
-        return host[0].numpy(), host[1].numpy()
+        return [None if b is None else b.numpy() for b in host]
 
 
 _staging: dict[tuple[str, str], torch.Tensor] = {}

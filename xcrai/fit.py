@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -18,7 +19,7 @@ from xcrai.bounds import normalised
 from xcrai.engine import resolve_device
 from xcrai.files import check_writable, make_folder
 from xcrai.grid import describe, find_grid, resolve_padding
-from xcrai.model import CraiModel, ModelConfig
+from xcrai.model import CraiModel, Ensemble, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
 from xcrai.numerics import choose_threads
 from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
@@ -181,12 +182,13 @@ def _digest(array: Any) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def _architecture(architecture: Any, in_channels: int) -> UNetConfig:
-    """The network's configuration from ``architecture`` (checked by :class:`FitOptions`)."""
+def _architecture(architecture: Any, in_channels: int, out_channels: int = 1) -> UNetConfig:
+    """The network's configuration from ``architecture`` (checked by :class:`FitOptions`);
+    ``out_channels`` 2 adds the log-variance channel of ``uncertainty``."""
     if isinstance(architecture, UNetConfig):
         return architecture
     chosen = {**DEFAULT_ARCHITECTURE, **(architecture or {})}
-    return UNetConfig.from_n_filters(in_channels=in_channels, **chosen)
+    return UNetConfig.from_n_filters(in_channels=in_channels, out_channels=out_channels, **chosen)
 
 
 def _augment(augment: bool | str, grid: Any) -> bool:
@@ -235,7 +237,7 @@ def _setup(o: FitOptions, grid: Any, n_inputs: int) -> _Setup:
             f"times a window of {sum(time_context) + 1} step(s)), got "
             f"{o.architecture.in_channels}"
         )
-    arch = _architecture(o.architecture, in_channels)
+    arch = _architecture(o.architecture, in_channels, 1 + o.uncertainty)
     world = None
     if o.distributed:
         from xcrai.train.distributed import join
@@ -273,6 +275,7 @@ def _train_config(o: FitOptions, setup: _Setup, grid: Any, mean: float, std: flo
         vgg_weights=None if o.vgg_weights is None else str(o.vgg_weights),
         deterministic=o.deterministic,
         bounds=None if o.bounds is None else normalised(o.bounds, (mean, std)),
+        uncertainty=o.uncertainty,
     )  # fmt: skip
 
 
@@ -313,6 +316,41 @@ def _run(
 
 
 def fit(
+    da: xr.DataArray,
+    masks: xr.DataArray,
+    options: FitOptions | None = None,
+    *,
+    validation: float | xr.DataArray | None = 0.1,
+    steady_mask: xr.DataArray | None = None,
+) -> CraiModel | Ensemble:
+    """Train a model (or, with ``ensemble=N``, N of them) on ``da`` with coverage
+    patterns ``masks``; see :func:`_fit_one`."""
+    return _ensemble(
+        _check_options(options),
+        lambda o: _fit_one(da, masks, o, validation=validation, steady_mask=steady_mask),
+    )
+
+
+def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel]) -> CraiModel | Ensemble:
+    """``train_one(o)``, or with ``o.ensemble`` N > 1 an Ensemble of N models trained from
+    the seeds ``o.seed .. o.seed + N - 1`` (their initial weights and data orders), each
+    checkpointed in its own ``member-<i>`` folder of ``checkpoint_dir``."""
+    if o.ensemble == 1:
+        return train_one(o)
+    if o.resume is not None:
+        raise ValueError(
+            "resume: an ensemble is trained member by member; resume one member with "
+            "ensemble=1, seed= its seed and resume= its member-<i> checkpoint"
+        )
+    members = []
+    for i in range(o.ensemble):
+        folder = None if o.checkpoint_dir is None else Path(o.checkpoint_dir) / f"member-{i}"
+        members.append(train_one(replace(o, ensemble=1, seed=o.seed + i, checkpoint_dir=folder)))
+    labels = tuple(f"seed {o.seed + i}" for i in range(o.ensemble))
+    return Ensemble(tuple(members), labels)
+
+
+def _fit_one(
     da: xr.DataArray,
     masks: xr.DataArray,
     options: FitOptions | None = None,
@@ -567,6 +605,27 @@ def fit_dataset(
     target: str | None = None,
     validation: float | xr.Dataset | None = 0.1,
     steady_mask: xr.DataArray | None = None,
+) -> CraiModel | Ensemble:
+    """Train a model (with ``ensemble=N``, N of them) that reads several variables of ``ds``
+    (and may predict another); see :func:`_fit_dataset_one`."""
+    return _ensemble(
+        _check_options(options),
+        lambda o: _fit_dataset_one(
+            ds, masks, o, inputs=inputs, target=target, validation=validation,
+            steady_mask=steady_mask,
+        ),
+    )  # fmt: skip
+
+
+def _fit_dataset_one(
+    ds: xr.Dataset,
+    masks: xr.DataArray | dict[str, xr.DataArray],
+    options: FitOptions | None = None,
+    *,
+    inputs: Any = None,
+    target: str | None = None,
+    validation: float | xr.Dataset | None = 0.1,
+    steady_mask: xr.DataArray | None = None,
 ) -> CraiModel:
     """Train a model that reads several variables of ``ds`` (and may predict another).
 
@@ -608,7 +667,7 @@ def fit_dataset(
             if isinstance(validation, xr.Dataset)
             else validation
         )
-        return fit(ds[inputs[0]], masks_list[0], o, validation=one, steady_mask=steady_mask)
+        return _fit_one(ds[inputs[0]], masks_list[0], o, validation=one, steady_mask=steady_mask)
     names = [*inputs, *([target] if target else [])]
     out = len(inputs) if target else 0
     arrays = [ds[v] for v in names]

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dask
 import dask.array as dsa
@@ -20,7 +20,7 @@ import xarray as xr
 from xcrai import __version__
 from xcrai.bounds import describe as describe_bounds
 from xcrai.callsite import user_stacklevel
-from xcrai.checkpoint import load_model
+from xcrai.checkpoint import load_any, load_model
 from xcrai.encoding import float_encoding
 from xcrai.engine import predict, resolve_device
 from xcrai.grid import Grid, Orientation, aligned, find_grid, orientation, resolve_padding
@@ -88,6 +88,25 @@ def as_model(model: Any, time_context: Any = None) -> CraiModel:
     raise TypeError(
         f"model: expected a path to a checkpoint or a CraiModel, got {type(model).__name__}"
     )
+
+
+def as_members(model: Any, time_context: Any = None) -> CraiModel | Ensemble:
+    """``model`` as one model, or as an Ensemble when it is one, a list of models (paths
+    or CraiModels; each labelled by its CRAI label, else its file name), or the path of
+    an xcrai ensemble file."""
+    if isinstance(model, Ensemble):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_any(model, time_context=time_context)
+    if isinstance(model, (list, tuple)):
+        if not model:
+            raise ValueError("model: expected a model or a non-empty list of models, got []")
+        members = [as_model(m, time_context) for m in model]
+        names = [str(m.config.provenance.get("label") or m.name) for m in members]
+        if len(set(names)) != len(names):  # e.g. the same label in two files
+            names = [f"{i}: {name}" for i, name in enumerate(names)]
+        return Ensemble(tuple(members), tuple(names))
+    return as_model(model, time_context)
 
 
 def make_plan(
@@ -228,7 +247,8 @@ def _block(
     2 halo, lat, lon) for a model of several input variables; returns (2, *extra, time,
     ...) (with an inputs axis of length 1) holding the network output and its coverage:
     0 where the network did not reach valid data, 1 where it did, 2 where it did and the
-    output lay beyond the model's bounds before their transform.
+    output lay beyond the model's bounds before their transform; then, for a model with a
+    σ channel, the network's σ.
 
     Warns of nothing: a warning here would come once per dask block, from a worker, and
     point at this file. Unreachable holes and empty fields are counted from the flags
@@ -245,9 +265,13 @@ def _block(
     beyond = None
     if model.config.bounds is not None:
         beyond = np.zeros((len(flat), core[1] - core[0], height, width), dtype=bool)
+    sigma = None
+    if model.config.uncertainty:
+        sigma = np.empty((len(flat), core[1] - core[0], height, width), dtype=np.float32)
     output, reach = predict(
-        model, flat, flat_valid, core=core, report=_report, beyond=beyond, **engine
-    )
+        model, flat, flat_valid, core=core, report=_report, beyond=beyond, sigma=sigma,
+        **engine,
+    )  # fmt: skip
     # fields without any valid point (of any input variable) come out NaN
     if stacked:
         core_valid = np.asarray(flat_valid[:, :, core[0] : core[1]].any(axis=1))
@@ -256,6 +280,8 @@ def _block(
     empty = ~core_valid.any(axis=(-2, -1))
     output[empty] = np.nan
     reach[empty] = False
+    if sigma is not None:
+        sigma[empty] = np.nan
     if _tallies:
         unseen = ~reach & ~core_valid
         points = height * width
@@ -268,7 +294,8 @@ def _block(
     coverage = reach.astype(np.float32)  # 1 reached, and 2 where beyond the bounds too
     if beyond is not None:
         coverage += beyond & reach
-    return np.stack([output.reshape(shape), coverage.reshape(shape)])
+    layers = [output, coverage] + ([] if sigma is None else [sigma])
+    return np.stack([layer.reshape(shape) for layer in layers])
 
 
 _reporters: list[Callable[[int], object]] = []
@@ -385,7 +412,8 @@ def _run(
         chunks[values.ndim - 4] = (1,)
     result = dsa.map_overlap(
         _block, values, valid, depth={time_axis: halo}, boundary={time_axis: "nearest"},
-        trim=False, halo=halo, **kwargs, new_axis=0, chunks=((2,), *chunks),
+        trim=False, halo=halo, **kwargs, new_axis=0,
+        chunks=((2 + plan.model.config.uncertainty,), *chunks),
         dtype=np.float32, meta=np.empty((0,) * (values.ndim + 1), dtype=np.float32),
     )  # fmt: skip
     # back to the input's time chunks (halos may have needed larger ones): zarr, for one,
@@ -457,13 +485,40 @@ def flag_variable(
     return flag.rename(flag_name(name)).assign_attrs({**cf, **flag_attrs})
 
 
-def link_flag(attrs: dict[str, Any], name: Hashable) -> dict[str, Any]:
-    """``attrs`` with ``<name>_flag`` added to ``ancillary_variables`` (a blank-separated
-    list in CF, kept when the variable already names others)."""
+def link_flag(attrs: dict[str, Any], name: Hashable, other: str = "flag") -> dict[str, Any]:
+    """``attrs`` with ``<name>_flag`` (or ``<name>_<other>``) added to
+    ``ancillary_variables`` (a blank-separated list in CF, kept when the variable already
+    names others)."""
     linked = str(attrs.get("ancillary_variables", "")).split()
-    if flag_name(name) not in linked:
-        linked.append(flag_name(name))
+    if f"{name}_{other}" not in linked:
+        linked.append(f"{name}_{other}")
     return {**attrs, "ancillary_variables": " ".join(linked)}
+
+
+def sigma_variable(sigma: xr.DataArray, name: Hashable, attrs: dict[str, Any]) -> xr.DataArray:
+    """``<name>_sigma``: the network's standard deviation of each infilled value, 0 where
+    observed, with CF's ``standard_error`` modifier on the data's standard name."""
+    sigma = sigma.rename(f"{name}_sigma")
+    if "standard_name" in attrs:
+        sigma.attrs = {**sigma.attrs, "standard_name": f"{attrs['standard_name']} standard_error"}
+    return sigma
+
+
+def wants_sigma(model: CraiModel | Ensemble, options: InfillOptions) -> bool:
+    """Whether the result holds ``<name>_sigma``: asked for (``sigma=True``: an error for a
+    model without a σ channel), or with ``return_output`` from a model that has one."""
+    members = [model] if isinstance(model, CraiModel) else list(model.members)
+    # the mean of an ensemble's members has their spread for a σ
+    has = all(m.config.uncertainty for m in members) or (
+        isinstance(model, Ensemble) and options.members == "mean"
+    )
+    if options.sigma and not has:
+        lacking = next(m for m in members if not m.config.uncertainty)
+        raise ValueError(
+            f"sigma: {lacking.name} has no uncertainty output; train one with "
+            "fit(..., uncertainty=True) (xcrai fit --uncertainty)"
+        )
+    return options.sigma or (options.return_output and has)
 
 
 def count_unreached(flag: xr.DataArray, spatial: tuple[Hashable, Hashable]) -> tuple[Any, Any]:
@@ -553,6 +608,7 @@ class Infilled:
     line: str  # the history line
     spatial: tuple[Hashable, Hashable]  # (lat, lon) dimension names
     steady: bool = False  # whether a steady mask applied (FLAG_STEADY among the flags)
+    sigma: xr.DataArray | None = None  # the network's σ (models with uncertainty), 0 observed
 
 
 def infill_dataarray(
@@ -573,25 +629,33 @@ def infill_dataarray(
     called ``infilled``.
     """
     options = _check_options(options)
-    result = _infill_members(da, as_members(model, options.time_context), mask, options,
-                             steady_mask)  # fmt: skip
+    chosen = as_members(model, options.time_context)
+    sigma = wants_sigma(chosen, options)
+    result = _infill_members(da, chosen, mask, options, steady_mask)
     name = da.name if da.name is not None else UNNAMED
     hint = (
         "they are flagged -1 in {flags}" if options.return_output
         else "return_output=True flags them -1 in {flags}"
     )  # fmt: skip
     _warn_unreached({name: result}, hint)
-    if not options.return_output:
+    if not options.return_output and not sigma:
         return result.data.assign_attrs(add_history(result.data.attrs, result.line))
     attrs = dict(result.data.attrs)
     history = {"history": attrs.pop("history")} if "history" in attrs else {}
     data = result.data.rename(name).copy()
-    data.attrs = link_flag(attrs, name)
-    output = result.output.rename(f"{name}_output")
-    output.attrs = {k: v for k, v in output.attrs.items() if k != "history"}
-    flag = flag_variable(result.flag, name, attrs, result.steady)
-    variables = {name: data, output.name: output, flag.name: flag}
-    return xr.Dataset(variables, attrs=add_history(history, result.line))
+    variables = {}
+    if options.return_output:
+        attrs = link_flag(attrs, name)
+        output = result.output.rename(f"{name}_output")
+        output.attrs = {k: v for k, v in output.attrs.items() if k != "history"}
+        flag = flag_variable(result.flag, name, attrs, result.steady)
+        variables = {output.name: output, flag.name: flag}
+    if sigma:
+        assert result.sigma is not None  # wants_sigma: every member has a σ channel
+        attrs = link_flag(attrs, name, "sigma")
+        variables[f"{name}_sigma"] = sigma_variable(result.sigma, name, attrs)
+    data.attrs = attrs
+    return xr.Dataset({name: data, **variables}, attrs=add_history(history, result.line))
 
 
 def _check_options(options: Any) -> InfillOptions:
@@ -668,19 +732,19 @@ def _infill(
         result = _run(work.data, work_valid.data, plan, engine, da.name, work_steady)
     if sources is not None:  # one output variable
         work = work.isel({INPUTS_DIM: [0]})
-    output = work.copy(data=result[0].astype(da.dtype))
-    reach = work.copy(data=result[1] > 0)
-    beyond = work.copy(data=result[1] > 1)
-    if sources is not None:
-        output, reach = output.isel({INPUTS_DIM: 0}), reach.isel({INPUTS_DIM: 0})
-        beyond = beyond.isel({INPUTS_DIM: 0})
-    output, reach = plan.orientation.undo(output), plan.orientation.undo(reach)
-    beyond = plan.orientation.undo(beyond)
-    if plan.added_time:
-        output, reach = output.isel(__xcrai_time__=0), reach.isel(__xcrai_time__=0)
-        beyond = beyond.isel(__xcrai_time__=0)
-    output, reach = output.transpose(*da.dims), reach.transpose(*da.dims)
-    beyond = beyond.transpose(*da.dims)
+
+    def back(data: Any) -> xr.DataArray:
+        """A layer of the result, in ``da``'s layout."""
+        layer = work.copy(data=data)
+        if sources is not None:
+            layer = layer.isel({INPUTS_DIM: 0})
+        layer = plan.orientation.undo(layer)
+        if plan.added_time:
+            layer = layer.isel(__xcrai_time__=0)
+        return layer.transpose(*da.dims)
+
+    output = back(result[0].astype(da.dtype))
+    reach, beyond = back(result[1] > 0), back(result[1] > 1)
     attrs = dict(da.attrs) if keep_attrs() else {}
     infilled = da.where(seen, output)
     if steady is not None:  # never valid: NaN, whatever the input held there
@@ -708,28 +772,22 @@ def _infill(
     output.attrs = {**attrs, "long_name": "raw network output"}
     output.encoding = dict(infilled.encoding)  # the raw output leaves the packing's range too
     output.name = da.name
+    sigma = None
+    if plan.model.config.uncertainty:  # 0 where observed, NaN where never valid
+        sigma = back(result[2].astype(da.dtype)).where(~seen, 0)
+        if steady is not None:
+            sigma = sigma.where(~steady).transpose(*da.dims)
+        sigma.attrs = {
+            "long_name": "standard deviation of the infilled value (the network's estimate)",
+            **({"units": attrs["units"]} if "units" in attrs else {}),
+        }
+        sigma.encoding = dict(infilled.encoding)
     spatial = (plan.grid.lat, plan.grid.lon)
-    return Infilled(infilled, output, flag, line, spatial, steady is not None)
+    return Infilled(infilled, output, flag, line, spatial, steady is not None, sigma)
 
 
 #: the dimension of an ensemble's members, with the auxiliary coordinate ``member_label``
 MEMBER_DIM = "member"
-
-
-def as_members(model: Any, time_context: Any = None) -> CraiModel | Ensemble:
-    """``model`` as one model, or as an Ensemble when it is one or a list of models
-    (paths or CraiModels; each labelled by its CRAI label, else its file name)."""
-    if isinstance(model, Ensemble):
-        return model
-    if isinstance(model, (list, tuple)):
-        if not model:
-            raise ValueError("model: expected a model or a non-empty list of models, got []")
-        members = [as_model(m, time_context) for m in model]
-        names = [str(m.config.provenance.get("label") or m.name) for m in members]
-        if len(set(names)) != len(names):  # e.g. the same label in two files
-            names = [f"{i}: {name}" for i, name in enumerate(names)]
-        return Ensemble(tuple(members), tuple(names))
-    return as_model(model, time_context)
 
 
 def _infill_members(
@@ -742,7 +800,7 @@ def _infill_members(
 ) -> Infilled:
     """Infill ``data`` (a DataArray, or variable ``name`` of a Dataset) with a model, or
     with each member of an ensemble, stacked along ``member`` (one pass over the data per
-    member; lazy input stays lazy)."""
+    member; lazy input stays lazy), or reduced to their mean (``members="mean"``)."""
     members = [model] if isinstance(model, CraiModel) else list(model.members)
     results = []
     for member in members:
@@ -765,13 +823,53 @@ def _infill_members(
         return stacked.assign_coords(coords).assign_attrs(parts[0].attrs)
 
     first = results[0]
+    sigmas = [r.sigma for r in results]
     line = "\n".join(
         f"{r.line} (member {label})" for label, r in zip(model.labels, results, strict=True)
     )
+    if options.members == "mean":
+        return _mean_of_members(
+            results, stack([r.data for r in results]), stack([r.output for r in results]),
+            None if any(s is None for s in sigmas) else stack(cast(list[xr.DataArray], sigmas)),
+            f"{line}\n(the mean of the {len(results)} members above)",
+        )  # fmt: skip
     return Infilled(
         stack([r.data for r in results]), stack([r.output for r in results]),
         stack([r.flag for r in results]), line, first.spatial, first.steady,
+        None if any(s is None for s in sigmas) else stack(cast(list[xr.DataArray], sigmas)),
     )  # fmt: skip
+
+
+def _mean_of_members(
+    results: list[Infilled], data: xr.DataArray, output: xr.DataArray,
+    sigma: xr.DataArray | None, line: str,
+) -> Infilled:  # fmt: skip
+    """An ensemble's members reduced to their mean, with a σ that holds their spread and
+    (for members with a σ channel) their own: ``sqrt(mean(σ_i²) + var(x_i))``. Observed
+    points keep their values bitwise; the flag is the lowest of the members' (an
+    unreachable hole in any member is flagged -1)."""
+    first = results[0]
+    flag = xr.concat([r.flag for r in results], dim=MEMBER_DIM).min(MEMBER_DIM)
+    observed = flag == FLAG_OBSERVED
+    mean = data.mean(MEMBER_DIM).astype(first.data.dtype)
+    variance = data.var(MEMBER_DIM)
+    if sigma is not None:
+        variance = variance + (sigma**2).mean(MEMBER_DIM)
+    spread = np.sqrt(variance).astype(first.data.dtype).where(~observed, 0)
+    spread = spread.where(data.notnull().all(MEMBER_DIM))  # NaN where the values are
+    spread.attrs = {
+        "long_name": "standard deviation of the infilled value (the members' spread and "
+        "their own sigma)" if sigma is not None else
+        "standard deviation of the infilled value (the members' spread)",
+        **({"units": first.data.attrs["units"]} if "units" in first.data.attrs else {}),
+    }  # fmt: skip
+    spread.encoding = dict(first.data.encoding)
+    values = first.data.where(observed, mean)
+    values.attrs, values.encoding = dict(first.data.attrs), dict(first.data.encoding)
+    raw = output.mean(MEMBER_DIM).astype(first.output.dtype)
+    raw.attrs, raw.encoding = dict(first.output.attrs), dict(first.output.encoding)
+    return Infilled(values, raw, flag.astype(np.int8), line, first.spatial, first.steady,
+                    spread)  # fmt: skip
 
 
 def steady_points(da: xr.DataArray, plan: Plan, steady_mask: Any) -> xr.DataArray | None:
@@ -986,6 +1084,7 @@ def infill_variables(
     chosen = as_members(model, options.time_context)
     first = chosen if isinstance(chosen, CraiModel) else chosen.members[0]
     variables = choose_variables(ds, first, variables)
+    sigma = wants_sigma(chosen, options)
     keep = keep_attrs()
     out = ds.copy()
     results = {}
@@ -994,12 +1093,17 @@ def infill_variables(
         results[name] = result
         if options.return_output:
             out[f"{name}_output"] = result.output.rename(f"{name}_output")
+        data_attrs = dict(result.data.attrs)
+        if sigma:
+            assert result.sigma is not None  # wants_sigma: every member has a σ channel
+            data_attrs = link_flag(data_attrs, name, "sigma")
+            out[f"{name}_sigma"] = sigma_variable(result.sigma, name, result.data.attrs)
         if not flags:
-            out[name] = result.data
+            out[name] = result.data.copy(deep=False).assign_attrs(data_attrs)
             continue
         if flag_name(name) in ds.variables:
             logger.info("replacing the dataset's %r with this call's flags", flag_name(name))
-        out[name] = result.data.copy(deep=False).assign_attrs(link_flag(result.data.attrs, name))
+        out[name] = result.data.copy(deep=False).assign_attrs(link_flag(data_attrs, name))
         out[flag_name(name)] = flag_variable(result.flag, name, result.data.attrs, result.steady)
     attrs = dict(ds.attrs) if keep else {}
     for result in results.values():

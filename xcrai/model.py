@@ -228,6 +228,11 @@ class ModelConfig:
         return (*self.inputs, *(() if self.target is None else (self.target,)))
 
     @property
+    def uncertainty(self) -> bool:
+        """Whether the network has a σ channel (``fit(..., uncertainty=True)``)."""
+        return self.architecture.out_channels > 1
+
+    @property
     def n_inputs(self) -> int:
         """How many input variables the network reads."""
         return 1 if self.inputs is None else len(self.inputs)
@@ -567,3 +572,10 @@ class Ensemble:
 
     def __repr__(self) -> str:
         return f"Ensemble({len(self)} members: {list(self.labels)})"
+
+    def save(self, path: str | Path) -> Path:
+        """Write every member in one xcrai model file, atomically; read it back with
+        ``xcrai.load_model(path, label="all")`` (``infill`` does that with the path)."""
+        from xcrai.checkpoint import save_model
+
+        return save_model(self, path)

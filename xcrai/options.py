@@ -57,6 +57,10 @@ def parse_time_context(text: str) -> tuple[int, int]:
     return past, future
 
 
+#: what infill does with an ensemble's members
+MEMBERS_CHOICES: tuple[str, ...] = ("keep", "mean")
+
+
 def parse_bounds(text: str) -> tuple[float | None, float | None]:
     """``"0,"`` -> ``(0.0, None)``: LOW,HIGH with an empty side open."""
     try:
@@ -223,6 +227,22 @@ class InfillOptions:
             default_text="the model's",
         ),
     )
+    sigma: bool = field(
+        default=False,
+        metadata=meta(
+            "also write each variable's <var>_sigma: the standard deviation of each "
+            "infilled value from a model trained with --uncertainty, or the spread of an "
+            "ensemble's members with --members mean (0 where observed)",
+        ),
+    )
+    members: str = field(
+        default="keep",
+        metadata=meta(
+            "an ensemble's members: keep them along a member dimension, or write their "
+            "mean (and, with --sigma, their spread)",
+            choices=MEMBERS_CHOICES,
+        ),
+    )
     return_output: bool = field(
         default=False,
         metadata=meta(
@@ -296,7 +316,9 @@ class InfillOptions:
             _set(self, "time_context", check_time_context(self.time_context))
         if self.bounds is not None:
             _set(self, "bounds", check_bounds(self.bounds) or (None, None))
-        for name in ("return_output", "compile", "progress"):
+        if self.members not in MEMBERS_CHOICES:
+            raise ValueError(f"members: expected one of {MEMBERS_CHOICES}, got {self.members!r}")
+        for name in ("return_output", "sigma", "compile", "progress"):
             _check_bool(getattr(self, name), name)
         _check_device(self.device)
         for name in ("batch_size", "tile_size"):
@@ -376,6 +398,22 @@ class FitOptions:
     )
     normalize: bool = field(
         default=True, metadata=meta("train on (x - mean) / std of the training data")
+    )
+    ensemble: int = field(
+        default=1,
+        metadata=meta(
+            "train N members from the seeds SEED .. SEED + N - 1 into one model file; "
+            "infill gives a member dimension (or their mean and spread)",
+            parse=parse_positive,
+            metavar="N",
+        ),
+    )
+    uncertainty: bool = field(
+        default=False,
+        metadata=meta(
+            "also train a log-variance output channel (Gaussian NLL on the hidden points), "
+            "so that infill can give each infilled value a sigma",
+        ),
     )
     bounds: tuple[float | None, float | None] | None = field(
         default=None,
@@ -497,7 +535,7 @@ class FitOptions:
     def __post_init__(self) -> None:
         if self.bounds is not None:
             _set(self, "bounds", check_bounds(self.bounds))
-        for name in ("iterations", "batch_size"):
+        for name in ("iterations", "batch_size", "ensemble"):
             _set(self, name, check_int(getattr(self, name), name))
         for name in ("finetune_iterations", "seed"):
             _set(self, name, check_int(getattr(self, name), name, allow_zero=True))
@@ -518,8 +556,8 @@ class FitOptions:
             (0, 0) if self.time_context is None else self.time_context
         )
         _set(self, "time_context", time_context)
-        _check_architecture(self.architecture, sum(time_context) + 1)
-        for name in ("normalize", "progress", "distributed", "deterministic"):
+        _check_architecture(self.architecture, sum(time_context) + 1, 1 + self.uncertainty)
+        for name in ("normalize", "progress", "distributed", "deterministic", "uncertainty"):
             _check_bool(getattr(self, name), name)
         _check_device(self.device)
         _check_optional_int(self, "early_stopping", allow_zero=True)
@@ -534,18 +572,19 @@ class FitOptions:
         _set(self, "threads", check_threads(self.threads))
 
 
-def _check_architecture(architecture: Any, in_channels: int) -> None:
+def _check_architecture(architecture: Any, in_channels: int, out_channels: int = 1) -> None:
     """``architecture`` is None, a dict of :data:`DEFAULT_ARCHITECTURE`'s keys, or a
     :class:`UNetConfig` for a multiple of ``in_channels`` inputs (the time context of each
-    input variable; ``fit`` checks their number) and one output."""
+    input variable; ``fit`` checks their number) and ``out_channels`` outputs (2 with
+    ``uncertainty``)."""
     if architecture is None:
         return
     if isinstance(architecture, UNetConfig):
-        if architecture.in_channels % in_channels or architecture.out_channels != 1:
+        if architecture.in_channels % in_channels or architecture.out_channels != out_channels:
             raise ValueError(
                 f"architecture: expected {in_channels} input channel(s) (time context) per "
-                f"input variable and 1 output channel, got {architecture.in_channels} and "
-                f"{architecture.out_channels}"
+                f"input variable and {out_channels} output channel(s), got "
+                f"{architecture.in_channels} and {architecture.out_channels}"
             )
         return
     if not isinstance(architecture, dict):

@@ -24,7 +24,7 @@ from xcrai.engine import window_indices
 from xcrai.nn import PartialConvUNet
 from xcrai.numerics import Numerics, cpu_threads, scoped
 from xcrai.train.distributed import World, average
-from xcrai.train.losses import LossWeights, loss_terms, total_loss
+from xcrai.train.losses import LossWeights, gaussian_nll, loss_terms, total_loss
 
 CHECKPOINT_KEY = "xcrai_training"
 
@@ -117,6 +117,8 @@ class TrainConfig:
     deterministic: bool = True
     #: output bounds in the network's normalised units (:mod:`xcrai.bounds`), or None
     bounds: tuple[float | None, float | None] | None = None
+    #: a second output channel, the log-variance of the Gaussian NLL term
+    uncertainty: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -125,6 +127,8 @@ class TrainConfig:
             del d["bounds"]
         else:
             d["bounds"] = list(self.bounds)
+        if not self.uncertainty:  # likewise
+            del d["uncertainty"]
         return d
 
 
@@ -296,6 +300,21 @@ def make_several_batch(
     )
 
 
+def _terms(
+    out: torch.Tensor, gt: torch.Tensor, shown: torch.Tensor, target: torch.Tensor,
+    config: TrainConfig, vgg: Any = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:  # fmt: skip
+    """The loss terms of a batch's output (its bounds applied), and the output's values:
+    its first channel; a second (``uncertainty``) is the log-variance of the ``nll`` term."""
+    values = out[:, :1]
+    if config.bounds is not None:
+        values = constrain(values, config.bounds)
+    terms = loss_terms(values, gt, shown, target, vgg)
+    if out.shape[1] > 1:
+        terms["nll"] = gaussian_nll(values, out[:, 1:2], gt, (1 - shown) * target)
+    return terms, values
+
+
 def _shown(batch: tuple[torch.Tensor, ...], config: TrainConfig) -> torch.Tensor:
     """Where the loss counts the truth as shown to the network (N, 1, H, W): a batch's own
     (several variables), else the centre step of its mask."""
@@ -320,8 +339,7 @@ def _step(
     m = m.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
         out, _ = model(x, m, config.padding)
-    out = out.float() if config.bounds is None else constrain(out.float(), config.bounds)
-    terms = loss_terms(out, gt, centre, target, vgg)
+    terms, _ = _terms(out.float(), gt, centre, target, config, vgg)
     loss = total_loss(terms, config.loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -348,6 +366,8 @@ def validate(
     modes = {module: module.training for module in net.modules()}
     net.eval()
     totals = {"valid": 0.0, "hole": 0.0, "tv": 0.0}
+    if config.uncertainty:
+        totals["nll"] = 0.0
     squared, count = 0.0, 0.0
     for first in range(0, n, 64):
         samples = np.arange(first, min(n, first + 64))
@@ -361,9 +381,7 @@ def validate(
         x, m, gt, target = batch[:4]
         shown = _shown(batch, config)
         out, _ = net(x, m, config.padding)
-        if config.bounds is not None:
-            out = constrain(out, config.bounds)
-        terms = loss_terms(out, gt, shown, target)
+        terms, out = _terms(out, gt, shown, target, config)
         for name in totals:
             totals[name] += float(terms[name]) * len(samples)
         holes = (1 - shown) * target
@@ -377,6 +395,7 @@ def validate(
         weights.valid * result["val_valid"]
         + weights.hole * result["val_hole"]
         + weights.tv * result["val_tv"]
+        + weights.nll * result.get("val_nll", 0.0)
     )
     result["val_hole_rmse"] = math.sqrt(squared / max(count, 1.0)) * config.std
     return result

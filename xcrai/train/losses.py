@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from xcrai.uncertainty import gaussian_nll as gaussian_nll
+
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -29,6 +31,13 @@ class LossWeights:
     perceptual, style : float
         L1 distances of VGG16 features, and of their Gram matrices, of the output and the
         composite against the truth; 0 unless asked for.
+    nll : float
+        Gaussian negative log-likelihood of the truth at the hidden points under the
+        network's σ, ``0.5 * (log σ² + (out - gt)² / σ²)`` averaged over all points like
+        the others (hidden points only), for a model trained with ``uncertainty=True``;
+        the output is held fixed in it (gradients reach the σ channel only), so σ learns
+        the errors the other terms leave and does not re-weight them. It counts only
+        with ``uncertainty=True``, so a dict that leaves it out keeps its default, 1.
     """
 
     valid: float = 1.0
@@ -36,6 +45,7 @@ class LossWeights:
     tv: float = 0.1
     perceptual: float = 0.0
     style: float = 0.0
+    nll: float = 1.0
 
     @property
     def needs_vgg(self) -> bool:
@@ -56,6 +66,7 @@ class LossWeights:
                 f"got {loss!r}"
             )
         values = {name: float(loss.get(name, 0.0)) for name in names}
+        values["nll"] = float(loss.get("nll", cls.nll))
         if any(v < 0 for v in values.values()) or not any(values.values()):
             raise ValueError(f"loss: weights must be >= 0 and not all 0, got {loss!r}")
         return cls(**values)

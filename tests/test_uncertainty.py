@@ -1,0 +1,154 @@
+"""How much to trust an infilled value: the σ head (fit(uncertainty=True)) and ensembles
+(fit(ensemble=N)), on fitbench's real 500 hPa heights with HadCRUT4 masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import xcrai
+
+FITBENCH = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
+DATA = Path(__file__).parent / "data"
+TINY = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False, threads=1)
+pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
+
+
+def _open(name: str) -> xr.DataArray:
+    with xr.open_dataset(FITBENCH / name) as ds:
+        return ds.zg.load()
+
+
+@pytest.fixture(scope="module")
+def masks() -> xr.DataArray:
+    return _open("zg_masks.nc")
+
+
+@pytest.fixture(scope="module")
+def test_fields() -> xr.DataArray:
+    return _open("zg_test.nc")
+
+
+@pytest.fixture(scope="module")
+def sigma_model(masks) -> xcrai.CraiModel:
+    return _open("zg_train.nc").crai.fit(masks, uncertainty=True, iterations=30, **TINY)
+
+
+@pytest.fixture(scope="module")
+def ensemble(masks) -> xcrai.Ensemble:
+    return _open("zg_train.nc").crai.fit(masks, ensemble=3, iterations=10, **TINY)
+
+
+def test_sigma_is_positive_at_holes_and_zero_where_observed(sigma_model, test_fields):
+    assert sigma_model.config.uncertainty
+    assert sigma_model.config.architecture.out_channels == 2
+    out = test_fields.crai.infill(sigma_model, sigma=True)
+    holes = np.isnan(test_fields.values)
+    sigma = out.zg_sigma.values
+    assert np.isfinite(sigma[holes]).all() and (sigma[holes] > 0).all()
+    assert (sigma[~holes] == 0).all()
+    assert out.zg_sigma.attrs["units"] == "m"
+    assert "zg_sigma" in out.zg.attrs["ancillary_variables"].split()
+    # the values are those of a plain infill with the same model
+    np.testing.assert_array_equal(out.zg.values, test_fields.crai.infill(sigma_model).values)
+    # return_output includes it for a model that has it
+    assert "zg_sigma" in test_fields.crai.infill(sigma_model, return_output=True)
+
+
+def test_a_model_without_sigma_says_so(test_fields, masks, tmp_path, capsys):
+    plain = _open("zg_train.nc").crai.fit(masks, iterations=2, **TINY)
+    with pytest.raises(ValueError, match=r"sigma: .* has no uncertainty output; train one"):
+        test_fields.crai.infill(plain, sigma=True)
+    assert "zg_sigma" not in test_fields.crai.infill(plain, return_output=True)
+    from xcrai.cli import main
+
+    data, model = tmp_path / "test.nc", plain.save(tmp_path / "plain.pth")
+    test_fields.to_dataset().to_netcdf(data)
+    out = tmp_path / "out.nc"
+    assert main(["infill", str(data), "-m", str(model), "--sigma", "-o", str(out)]) == 2
+    assert "sigma: plain.pth has no uncertainty output" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_nll_head_recovers_a_known_noise_level(masks):
+    """Fields of pure Gaussian noise (σ = 7 m, on fitbench's grid): nothing at a hidden
+    point can be predicted, so the best σ is the noise's own; the head learns it."""
+    rng = np.random.default_rng(0)
+    template = _open("zg_train.nc")
+    noise = template.copy(data=rng.normal(0.0, 7.0, template.shape).astype(np.float32))
+    model = noise.crai.fit(masks, uncertainty=True, iterations=150, lr=2e-3, validation=None,
+                           **{**TINY, "batch_size": 8})  # fmt: skip
+    test = (
+        noise.isel(time=slice(0, 3))
+        .copy(data=rng.normal(0.0, 7.0, (3, *noise.shape[1:])).astype(np.float32))
+        .where(masks.isel(time=slice(0, 3)).values > 0)
+    )
+    sigma = test.crai.infill(model, sigma=True).zg_sigma.values[np.isnan(test.values)]
+    rms = float(np.sqrt(np.mean(sigma**2)))
+    assert abs(rms - 7.0) / 7.0 < 0.2, rms
+
+
+def test_sigma_models_save_load_stay_lazy_and_chunking_invariant(sigma_model, tmp_path):
+    series = _open("zg_truth.nc").where(_open("zg_masks.nc").isel(time=slice(3, 6)).values > 0)
+    loaded = xcrai.load_model(sigma_model.save(tmp_path / "sigma.pth"))
+    assert loaded.config.uncertainty
+    eager = series.crai.infill(sigma_model, sigma=True)
+    lazy = series.chunk(time=1).crai.infill(loaded, sigma=True)
+    assert lazy.zg_sigma.chunks is not None
+    xr.testing.assert_equal(lazy.compute(), eager)  # bitwise (history lines differ)
+    assert lazy.zg_sigma.attrs == eager.zg_sigma.attrs
+
+
+def test_ensembles_save_load_and_give_a_member_dimension(ensemble, test_fields, tmp_path):
+    assert isinstance(ensemble, xcrai.Ensemble)
+    assert ensemble.labels == ("seed 0", "seed 1", "seed 2")
+    seeds = [member.config.provenance["seed"] for member in ensemble]
+    assert seeds == [0, 1, 2]
+    path = ensemble.save(tmp_path / "ensemble.pth")
+    with pytest.raises(ValueError, match="holds an ensemble of 3 models"):
+        xcrai.load_model(path)
+    assert xcrai.load_model(path, label="all").labels == ensemble.labels
+    one = xcrai.load_model(path, label="seed 1")
+    filled = test_fields.crai.infill(path)  # a path to an ensemble file: every member
+    assert filled.dims[0] == "member" and list(filled.member_label.values) == list(
+        seeds and ensemble.labels
+    )
+    np.testing.assert_array_equal(filled.isel(member=1).values,
+                                  test_fields.crai.infill(one).values)  # fmt: skip
+    lazy = test_fields.chunk(time=1).crai.infill(ensemble)
+    assert lazy.chunks is not None
+    np.testing.assert_array_equal(lazy.values, filled.values)
+
+
+def test_ensembles_and_crai_labels_share_the_member_layout(ensemble, hadcrut, tmp_path):
+    """An ensemble from fit and a multi-label CRAI checkpoint: the same dims, coordinates
+    and attributes, only the labels differ."""
+    first = torch.load(DATA / "minimum-1.inp.pth", map_location="cpu", weights_only=True)
+    crai = tmp_path / "two-labels.pth"
+    torch.save({"labels": ["10", "20"], "10": first["10"], "20": first["10"]}, crai)
+    a = hadcrut.tas.crai.infill(xcrai.load_model(crai, label="all"), padding="zeros")
+    b = _open("zg_test.nc").crai.infill(ensemble)
+    for result in (a, b):
+        assert result.dims[0] == "member"
+        assert set(result.coords) >= {"member", "member_label"}
+        assert result.member.attrs == {"standard_name": "realization"}
+        assert result.member_label.dims == ("member",)
+        np.testing.assert_array_equal(result.member.values, np.arange(result.sizes["member"]))
+
+
+def test_the_mean_of_members_and_their_spread(ensemble, test_fields):
+    members = test_fields.crai.infill(ensemble)
+    mean = test_fields.crai.infill(ensemble, members="mean", sigma=True)
+    holes = np.isnan(test_fields.values)
+    assert mean.zg.dims == test_fields.dims
+    np.testing.assert_array_equal(mean.zg.values[~holes], test_fields.values[~holes])
+    np.testing.assert_allclose(mean.zg.values[holes], members.mean("member").values[holes],
+                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(mean.zg_sigma.values[holes], members.std("member").values[holes],
+                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    assert (mean.zg_sigma.values[~holes] == 0).all()
+    assert "(the mean of the 3 members above)" in mean.attrs["history"]
