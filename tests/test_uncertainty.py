@@ -152,3 +152,18 @@ def test_the_mean_of_members_and_their_spread(ensemble, test_fields):
                                rtol=1e-4, atol=1e-4)  # fmt: skip
     assert (mean.zg_sigma.values[~holes] == 0).all()
     assert "(the mean of the 3 members above)" in mean.attrs["history"]
+
+
+def test_sigma_is_calibrated_on_the_validation_fields(masks):
+    """fit scales σ so that on the validation pairs (held-out fields, each hidden by mask
+    ``i % M``), which it never trained on, the standardised errors have a mean square of 1."""
+    train = _open("zg_train.nc")
+    model = train.crai.fit(masks, uncertainty=True, iterations=30, validation=0.25, **TINY)
+    assert model.config.sigma_scale != 1.0
+    n = round(0.25 * train.sizes["time"])  # the last 4 of the 18 fields
+    held = train.isel(time=slice(-n, None))
+    hidden = held.where(masks.isel(time=[i % masks.sizes["time"] for i in range(n)]).values > 0)
+    out = hidden.crai.infill(model, sigma=True)
+    holes = np.isnan(hidden.values)
+    z2 = ((out.zg.values - held.values)[holes] / out.zg_sigma.values[holes]) ** 2
+    assert np.mean(z2) == pytest.approx(1.0, rel=1e-3)

@@ -232,7 +232,7 @@ def predict(
     )  # fmt: skip
     run = _Pass(
         net, dev, precision, threads, model.config.input_norms(), model.config.output_norm(),
-        per_field, model.config.bounds,
+        per_field, model.config.bounds, model.config.sigma_scale,
     )  # fmt: skip
     for first in range(0, len(series_all), size):
         series = series_all[first : first + size]
@@ -312,7 +312,7 @@ class _Pass:
     def __init__(
         self, net: torch.nn.Module, device: torch.device, precision: str, threads: int | None,
         inputs: list[tuple[float, float] | None], output: tuple[float, float] | None,
-        per_field: bool = False, bounds: Bounds | None = None,
+        per_field: bool = False, bounds: Bounds | None = None, sigma_scale: float = 1.0,
     ) -> None:  # fmt: skip
         self.net = net
         self.device = device
@@ -323,6 +323,7 @@ class _Pass:
         self.input_norms = [None if n is None else _float32_pair(n) for n in inputs]
         self.norm = None if output is None else _float32_pair(output)
         self.per_field = per_field
+        self.sigma_scale = sigma_scale
         # the bounds in the network's (normalised) units
         self.bounds = None if bounds is None else normalised(bounds, self.norm)
 
@@ -350,7 +351,7 @@ class _Pass:
                 if self.norm is not None:
                     out = out * self.norm[1] + self.norm[0]
                 if channels.shape[1] > 1:  # the log-variance of uncertainty=True
-                    scale = 1.0 if self.norm is None else self.norm[1]
+                    scale = self.sigma_scale * (1.0 if self.norm is None else self.norm[1])
                     sigma = torch.exp(0.5 * log_variance(channels[: batch.n, 1])) * scale
                 host = self._to_host(out[: batch.n], hit[: batch.n], sigma)
                 write(host[0], host[1], beyond, host[2])

@@ -21,7 +21,7 @@ from xcrai.files import check_writable, make_folder
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.model import CraiModel, Ensemble, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
-from xcrai.numerics import choose_threads
+from xcrai.numerics import choose_threads, cpu_threads
 from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
 from xcrai.steady import check_steady_mask
 from xcrai.train.loop import (
@@ -30,6 +30,7 @@ from xcrai.train.loop import (
     TrainConfig,
     TrainingData,
     train,
+    validate,
 )
 from xcrai.train.losses import LossWeights
 from xcrai.train.weights import initialize
@@ -285,9 +286,10 @@ def _run(
     config: TrainConfig,
     fingerprint: dict[str, Any],
     data: TrainingData,
-) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig]:
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, float]:
     """Resume (when asked), build the network from the seed, and train it; returns the
-    weights, the loss history, the iterations run and the run's configuration."""
+    weights, the loss history, the iterations run, the run's configuration and the scale
+    that calibrates a σ channel on the validation fields (1 without either)."""
     threads = o.threads
     state = None
     if o.resume is not None:
@@ -312,7 +314,13 @@ def _run(
         net, data, config, device=setup.dev, checkpoint_dir=checkpoint_path, resume=state,
         progress=o.progress, world=setup.world, fingerprint=fingerprint, threads=threads,
     )  # fmt: skip
-    return trained, history, done, config
+    sigma_scale = 1.0
+    if config.uncertainty and data.val_fields is not None:  # calibrated on unseen fields
+        net.load_state_dict(trained)
+        with cpu_threads(choose_threads(threads)):
+            scale = validate(cast(PartialConvUNet, net), data, config, setup.dev)
+            sigma_scale = scale["val_sigma_scale"]
+    return trained, history, done, config, sigma_scale
 
 
 def fit(
@@ -418,9 +426,10 @@ def _fit_one(
 
     config = _train_config(o, setup, grid, mean, std)
     data = TrainingData(fields, observed, target, val_fields)
-    trained, history, done, config = _run(o, setup, config, fingerprint, data)
+    trained, history, done, config, sigma_scale = _run(o, setup, config, fingerprint, data)
     model_config = ModelConfig(
         bounds=o.bounds,
+        sigma_scale=sigma_scale,
         architecture=setup.arch,
         padding=setup.padding,
         time_context=setup.time_context,
@@ -746,10 +755,11 @@ def _fit_dataset_one(
     config = _train_config(o, setup, grid, *norms[out])
     several = SeveralVariables(observed, np.stack(valid), out, norms)
     data = TrainingData(fields, observed[0], valid[out], val_fields, several)
-    trained, history, done, config = _run(o, setup, config, fingerprint, data)
+    trained, history, done, config, sigma_scale = _run(o, setup, config, fingerprint, data)
     output = arrays[out]
     model_config = ModelConfig(
         bounds=o.bounds,
+        sigma_scale=sigma_scale,
         architecture=setup.arch,
         padding=setup.padding,
         time_context=setup.time_context,

@@ -131,6 +131,10 @@ class ModelConfig:
     bounds : (float or None, float or None) or None
         Bounds the output is kept inside (:mod:`xcrai.bounds`), in the output
         variable's units, None for an open side; None for none.
+    sigma_scale : float
+        For a model with a σ channel: the factor its σ is multiplied by, which ``fit``
+        sets so that σ is calibrated on the validation fields (which it never trained
+        on): ``sqrt(mean(error² / σ²))`` at their hidden points; 1 without them.
     """
 
     architecture: Architecture
@@ -147,6 +151,7 @@ class ModelConfig:
     target: str | None = None
     stats: tuple[tuple[float, float], ...] | None = None
     bounds: tuple[float | None, float | None] | None = None
+    sigma_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bounds", check_bounds(self.bounds))
@@ -198,6 +203,7 @@ class ModelConfig:
             "target": self.target,
             "stats": None if self.stats is None else [list(pair) for pair in self.stats],
             "bounds": None if self.bounds is None else list(self.bounds),
+            "sigma_scale": self.sigma_scale,
         }
 
     @classmethod
@@ -218,6 +224,7 @@ class ModelConfig:
             target=d.get("target"),
             stats=None if d.get("stats") is None else tuple(map(tuple, d["stats"])),
             bounds=None if d.get("bounds") is None else tuple(d["bounds"]),
+            sigma_scale=float(d.get("sigma_scale", 1.0)),
         )
 
     @property

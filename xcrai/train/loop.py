@@ -25,6 +25,7 @@ from xcrai.nn import PartialConvUNet
 from xcrai.numerics import Numerics, cpu_threads, scoped
 from xcrai.train.distributed import World, average
 from xcrai.train.losses import LossWeights, gaussian_nll, loss_terms, total_loss
+from xcrai.uncertainty import log_variance
 
 CHECKPOINT_KEY = "xcrai_training"
 
@@ -360,7 +361,9 @@ def _set_finetune(net: PartialConvUNet) -> None:
 def validate(
     net: PartialConvUNet, data: TrainingData, config: TrainConfig, device: torch.device
 ) -> dict[str, float]:
-    """Loss terms and hole RMSE (in data units) on the fixed validation pairs."""
+    """Loss terms and hole RMSE (in data units) on the fixed validation pairs; with
+    ``uncertainty``, also ``val_sigma_scale``: the factor that makes the network's σ
+    calibrated there, ``sqrt(mean((out - gt)² / σ²))`` over the hidden points."""
     val = data.val_fields
     n = val.shape[0] * val.shape[-3]
     modes = {module: module.training for module in net.modules()}
@@ -368,7 +371,7 @@ def validate(
     totals = {"valid": 0.0, "hole": 0.0, "tv": 0.0}
     if config.uncertainty:
         totals["nll"] = 0.0
-    squared, count = 0.0, 0.0
+    squared, standardised, count = 0.0, 0.0, 0.0
     for first in range(0, n, 64):
         samples = np.arange(first, min(n, first + 64))
         if data.several is None:
@@ -380,13 +383,16 @@ def validate(
         batch = tuple(t.to(device) for t in batch)
         x, m, gt, target = batch[:4]
         shown = _shown(batch, config)
-        out, _ = net(x, m, config.padding)
-        terms, out = _terms(out, gt, shown, target, config)
+        raw, _ = net(x, m, config.padding)
+        terms, out = _terms(raw, gt, shown, target, config)
         for name in totals:
             totals[name] += float(terms[name]) * len(samples)
         holes = (1 - shown) * target
         squared += float((((out - gt) * holes) ** 2).sum())
         count += float(holes.sum())
+        if config.uncertainty:
+            precision = torch.exp(-log_variance(raw[:, 1:2]))
+            standardised += float(((out - gt) ** 2 * precision * holes).sum())
     for module, mode in modes.items():  # e.g. the encoder's frozen batch norm when fine-tuning
         module.train(mode)
     result = {f"val_{k}": v / n for k, v in totals.items()}
@@ -398,6 +404,8 @@ def validate(
         + weights.nll * result.get("val_nll", 0.0)
     )
     result["val_hole_rmse"] = math.sqrt(squared / max(count, 1.0)) * config.std
+    if config.uncertainty:
+        result["val_sigma_scale"] = math.sqrt(standardised / max(count, 1.0))
     return result
 
 
