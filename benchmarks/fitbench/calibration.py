@@ -29,6 +29,9 @@ Methods (``--methods``, comma-separated; all by default):
   scores a saved one; ``--train`` trains 5 members for ``--budget / 4`` seconds each. The
   record has each member's hole RMSE beside the mean's.
 
+``--train`` saves the models it trains beside ``--json`` (or ``--markdown``, ``--png``):
+``.sigma.pth``, ``.plain.pth`` (without uncertainty) and ``.ensemble.pth``.
+
 Prints one JSON line per method; ``--json``, ``--markdown`` and ``--png`` write them, the
 table and the spread-skill plot.
 
@@ -354,6 +357,7 @@ def run_method(name: str, args: argparse.Namespace, test: xr.DataArray, truth: x
             model, extra = at_budget(args.budget, args.device, uncertainty=True)
             model.save(saved.with_suffix(".sigma.pth"))
             off, info = at_budget(args.budget, args.device)
+            off.save(saved.with_suffix(".plain.pth"))
             off_values = off_values_of(off, test, args.device)
             extra.update({"rmse_uncertainty_off_m": hole_rmse_of(off_values, test, truth),
                           "off_iterations": info["iterations"]})  # fmt: skip
