@@ -220,11 +220,17 @@ def eof_methods() -> tuple[Callable, Callable, float, str, str]:
 
 def kriging(test: xr.DataArray) -> np.ndarray:
     """Ordinary kriging of each field's hidden points from all its observations."""
+    return kriging_with_variance(test)[0]
+
+
+def kriging_with_variance(test: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`kriging`'s fields and the kriging variance of each point (m^2; 0 where
+    observed), as PyKrige's ``execute`` gives it (clipped at 0)."""
     from pykrige.ok import OrdinaryKriging
 
     values = test.transpose("time", "lat", "lon").values.astype(np.float64)
     lon, lat = np.meshgrid(test.lon.values.astype(np.float64), test.lat.values.astype(np.float64))
-    out = values.copy()
+    out, variance = values.copy(), np.zeros_like(values)
     for index, field_ in enumerate(values):
         observed = np.isfinite(field_)
         x, y, z = one_point_per_pole(lon[observed], lat[observed], field_[observed])
@@ -232,9 +238,10 @@ def kriging(test: xr.DataArray) -> np.ndarray:
             x, y, z, variogram_model="exponential", coordinates_type="geographic",
             nlags=20, weight=True,
         )  # fmt: skip
-        estimate, _ = model.execute("points", lon[~observed], lat[~observed])
+        estimate, ss = model.execute("points", lon[~observed], lat[~observed])
         out[index][~observed] = np.asarray(estimate)
-    return out
+        variance[index][~observed] = np.maximum(np.asarray(ss), 0.0)
+    return out, variance
 
 
 def one_point_per_pole(
