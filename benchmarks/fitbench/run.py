@@ -63,9 +63,11 @@ def hole_rmse(model: xcrai.CraiModel, device: str) -> float:
     return float(np.sqrt(np.mean((filled.values - truth.values)[holes] ** 2)))
 
 
-def train(device: str, **options) -> tuple[xcrai.CraiModel, float]:
-    """A model fitted on zg_train.nc (zg_val.nc for validation), and its training seconds."""
-    fields, masks, val = load("zg_train.nc"), load("zg_masks.nc"), load("zg_val.nc")
+def train(device: str, validation=None, **options) -> tuple[xcrai.CraiModel, float]:
+    """A model fitted on zg_train.nc (zg_val.nc for validation unless ``validation`` says
+    otherwise), and its training seconds."""
+    fields, masks = load("zg_train.nc"), load("zg_masks.nc")
+    val = load("zg_val.nc") if validation is None else validation
     start = time.perf_counter()
     model = fields.crai.fit(masks, validation=val, device=device, progress=False, **options)
     return model, time.perf_counter() - start
