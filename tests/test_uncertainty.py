@@ -167,3 +167,32 @@ def test_sigma_is_calibrated_on_the_validation_fields(masks):
     holes = np.isnan(hidden.values)
     z2 = ((out.zg.values - held.values)[holes] / out.zg_sigma.values[holes]) ** 2
     assert np.mean(z2) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_command_line_trains_and_infills_ensembles_and_sigma(masks, test_fields, tmp_path):
+    from xcrai.cli import main
+
+    data, mask_file = tmp_path / "train.nc", tmp_path / "masks.nc"
+    _open("zg_train.nc").to_dataset().to_netcdf(data)
+    masks.to_dataset().to_netcdf(mask_file)
+    test = tmp_path / "test.nc"
+    test_fields.to_dataset().to_netcdf(test)
+    common = ["--iterations", "4", "--batch-size", "4", "--n-filters", "4", "--depth", "2",
+              "--threads", "1", "--no-progress"]  # fmt: skip
+    members = tmp_path / "members.pth"
+    fit = ["fit", str(data), "--masks", str(mask_file), *common]
+    assert main([*fit, "--ensemble", "2", "--uncertainty", "-o", str(members)]) == 0
+    ensemble = xcrai.load_model(members, label="all")
+    assert ensemble.labels == ("seed 0", "seed 1") and all(m.config.uncertainty for m in ensemble)
+    out = tmp_path / "mean.nc"
+    infill = ["infill", str(test), "-m", str(members), "--no-progress"]
+    assert main([*infill, "--members", "mean", "--sigma", "-o", str(out)]) == 0
+    expected = test_fields.crai.infill(ensemble, members="mean", sigma=True)
+    with xr.open_dataset(out) as written:
+        np.testing.assert_array_equal(written.zg.values, expected.zg.values)
+        np.testing.assert_array_equal(written.zg_sigma.values, expected.zg_sigma.values)
+        assert "member" not in written.dims
+    kept = tmp_path / "kept.nc"
+    assert main([*infill, "--sigma", "-o", str(kept)]) == 0
+    with xr.open_dataset(kept) as written:
+        assert written.zg_sigma.dims[0] == "member" and written.sizes["member"] == 2
