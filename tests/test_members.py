@@ -116,3 +116,11 @@ def test_command_line_members(hadcrut, two_labels, tmp_path, capsys):
     )
     assert "label: 'all' asks for every label" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_an_ensemble_shows_its_members_in_jupyter(two_labels):
+    ensemble = xcrai.load_model(two_labels, label="all")
+    page = ensemble._repr_html_()
+    assert "Ensemble of 2 models" in page
+    assert "member 10" in page and "member 20" in page and "two-labels.pth" in page
+    assert repr(ensemble) == "Ensemble(2 members: ['10', '20'])"

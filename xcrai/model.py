@@ -580,6 +580,25 @@ class Ensemble:
     def __repr__(self) -> str:
         return f"Ensemble({len(self)} members: {list(self.labels)})"
 
+    def _repr_html_(self) -> str:
+        """For Jupyter: what the members share (the first member's card) and, per member,
+        its label, file and provenance."""
+        first = dict(self.members[0]._card_rows())
+        shared = "".join(
+            f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(key)}</th>"
+            f"<td style='text-align:left'>{html.escape(first[key])}</td></tr>"
+            for key in ("architecture", "variable", "units", "grid", "padding")
+        )
+        rows = "".join(
+            f"<tr><th style='text-align:left;padding-right:1em'>member {html.escape(label)}</th>"
+            f"<td style='text-align:left'>{html.escape(dict(m._card_rows())['provenance'])}"
+            f"{', with sigma' if m.config.uncertainty else ''}</td></tr>"
+            for label, m in zip(self.labels, self.members, strict=True)
+        )
+        title = html.escape(f"Ensemble of {len(self)} models")
+        caption = f"<caption style='text-align:left'><b>{title}</b></caption>"
+        return f"<table>{caption}{shared}{rows}</table>"
+
     def save(self, path: str | Path) -> Path:
         """Write every member in one xcrai model file, atomically; read it back with
         ``xcrai.load_model(path, label="all")`` (``infill`` does that with the path)."""
