@@ -363,3 +363,25 @@ def test_data_digests_do_not_depend_on_chunking(train):
     eager = field_digests(fields)
     np.testing.assert_array_equal(dask.compute(field_digests(lazy))[0], eager)
     assert len({bytes(d) for d in eager.reshape(-1, 32)}) == fields.shape[1]
+
+
+def test_cosine_learning_rate_schedule(train, masks, tmp_path):
+    from xcrai.train.loop import cosine_lr
+
+    assert cosine_lr(1e-3, 1, 100) == 1e-3
+    assert cosine_lr(1e-3, 51, 100) == pytest.approx(5e-4)
+    assert 0 < cosine_lr(1e-3, 100, 100) < 1e-6
+    options = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False,
+                   iterations=12, validation=None, **SAME)  # fmt: skip
+    cosine = train.crai.fit(masks, lr_schedule="cosine", **options)
+    again = train.crai.fit(masks, lr_schedule="cosine", **options)
+    constant = train.crai.fit(masks, **options)
+    assert _same_weights(cosine.net.state_dict(), again.net.state_dict())
+    assert not _same_weights(cosine.net.state_dict(), constant.net.state_dict())
+    assert cosine.config.provenance["train_config"]["lr_schedule"] == "cosine"
+    assert "lr_schedule" not in constant.config.provenance["train_config"]  # as before
+    # the cosine's course follows from the iterations: a resume may not change them
+    train.crai.fit(masks, checkpoint_dir=tmp_path, lr_schedule="cosine", **options)
+    with pytest.raises(ValueError, match=r"resume: .* other settings: iterations=12"):
+        train.crai.fit(masks, resume=tmp_path, lr_schedule="cosine",
+                       **{**options, "iterations": 20})  # fmt: skip

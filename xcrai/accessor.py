@@ -241,6 +241,7 @@ class CraiDataArrayAccessor:
         iterations: int = 10_000,
         batch_size: int = 16,
         lr: float = 2e-4,
+        lr_schedule: str = "constant",
         finetune_iterations: int = 0,
         lr_finetune: float = 5e-5,
         loss: dict[str, float] | LossWeights | None = None,
@@ -293,7 +294,13 @@ class CraiDataArrayAccessor:
             Optimiser steps at ``lr``.
         batch_size : int, default 16
         lr : float, default 2e-4
-            Adam learning rate (CRAI's).
+            Adam learning rate (CRAI's); the start of a cosine ``lr_schedule``.
+        lr_schedule : {"constant", "cosine"}, default "constant"
+            The learning rate over ``iterations``: constant (CRAI's), or falling from
+            ``lr`` to 0 along half a cosine period. On fitbench's 18 fields,
+            ``lr=1e-3`` with the cosine is far better for short runs (20.9 m against
+            29.1 m in 72 s of training) and worse for CRAI's 287 s (22.8 m against
+            about 21 m): ``benchmarks/README.md``.
         finetune_iterations : int, default 0
             Further steps at ``lr_finetune`` with the encoder's batch norm frozen,
             as in CRAI's fine-tuning phase.
@@ -484,6 +491,7 @@ class CraiDatasetAccessor:
         iterations: int = 10_000,
         batch_size: int = 16,
         lr: float = 2e-4,
+        lr_schedule: str = "constant",
         finetune_iterations: int = 0,
         lr_finetune: float = 5e-5,
         loss: dict[str, float] | LossWeights | None = None,
@@ -541,7 +549,9 @@ class CraiDatasetAccessor:
         steady_mask : DataArray, optional
             (lat, lon), True where the output variable is never valid (e.g. land);
             stored in the model with its points that are NaN in every field.
-        iterations, batch_size, lr, finetune_iterations, lr_finetune, loss, architecture
+        iterations, batch_size, lr, lr_schedule, finetune_iterations, lr_finetune, loss
+            As for :meth:`CraiDataArrayAccessor.fit`.
+        architecture
             As for :meth:`CraiDataArrayAccessor.fit`; a :class:`xcrai.nn.UNetConfig`
             reads ``len(inputs) * (P + F + 1)`` channels.
         padding, time_context, normalize, ensemble, uncertainty, bounds, device, seed

@@ -277,6 +277,7 @@ def _train_config(o: FitOptions, setup: _Setup, grid: Any, mean: float, std: flo
         deterministic=o.deterministic,
         bounds=None if o.bounds is None else normalised(o.bounds, (mean, std)),
         uncertainty=o.uncertainty,
+        lr_schedule=o.lr_schedule,
     )  # fmt: skip
 
 
@@ -533,6 +534,8 @@ def _load_resume(
     if explicit_log_every is None:  # derived from the run's length, which may grow
         mine["log_every"] = saved.get("log_every")
     differ = [k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+    if config.lr_schedule == "cosine" and saved.get("iterations") != config.iterations:
+        differ.append("iterations")  # the cosine's course follows from them
     if differ:
         raise ValueError(
             "resume: the checkpoint was made with other settings: "

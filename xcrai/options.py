@@ -57,6 +57,8 @@ def parse_time_context(text: str) -> tuple[int, int]:
     return past, future
 
 
+#: learning-rate schedules of fit's main phase
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: what infill does with an ensemble's members
 MEMBERS_CHOICES: tuple[str, ...] = ("keep", "mean")
 
@@ -352,7 +354,20 @@ class FitOptions:
         default=16, metadata=meta("fields per step", parse=parse_positive, metavar="N")
     )
     lr: float = field(
-        default=2e-4, metadata=meta("Adam learning rate (CRAI's)", parse=float, metavar="RATE")
+        default=2e-4,
+        metadata=meta(
+            "Adam learning rate (CRAI's; the start of a cosine --lr-schedule)",
+            parse=float,
+            metavar="RATE",
+        ),
+    )
+    lr_schedule: str = field(
+        default="constant",
+        metadata=meta(
+            "the learning rate over the --iterations: constant, or cosine (from --lr down "
+            "to 0 at the last iteration)",
+            choices=LR_SCHEDULES,
+        ),
     )
     finetune_iterations: int = field(
         default=0,
@@ -539,6 +554,10 @@ class FitOptions:
             _set(self, name, check_int(getattr(self, name), name))
         for name in ("finetune_iterations", "seed"):
             _set(self, name, check_int(getattr(self, name), name, allow_zero=True))
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule: expected one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
         for name in ("lr", "lr_finetune"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

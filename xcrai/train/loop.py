@@ -120,6 +120,8 @@ class TrainConfig:
     bounds: tuple[float | None, float | None] | None = None
     #: a second output channel, the log-variance of the Gaussian NLL term
     uncertainty: bool = False
+    #: the learning rate over the main phase: "constant", or "cosine" (from lr down to 0)
+    lr_schedule: str = "constant"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,6 +132,8 @@ class TrainConfig:
             d["bounds"] = list(self.bounds)
         if not self.uncertainty:  # likewise
             del d["uncertainty"]
+        if self.lr_schedule == "constant":  # likewise
+            del d["lr_schedule"]
         return d
 
 
@@ -465,6 +469,12 @@ def train(
         torch.set_flush_denormal(flushing)
 
 
+def cosine_lr(lr: float, iteration: int, iterations: int) -> float:
+    """The learning rate of step ``iteration`` (1-based) of ``iterations`` under the cosine
+    schedule: ``lr`` at the first step, falling to 0 after the last."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (iteration - 1) / iterations))
+
+
 def _flushes_denormals() -> bool:
     """Whether the CPU flushes denormal floats now (torch has no getter)."""
     tiny = torch.tensor(1e-40, dtype=torch.float32)  # a denormal
@@ -540,6 +550,9 @@ def _train(
             _set_finetune(net)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_finetune
+        elif iteration <= config.iterations and config.lr_schedule == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(config.lr, iteration, config.iterations)
         with scoped(numerics):
             terms, loss = _step(model, optimizer, batch, config, device, vgg)
         for name, value in (("loss", loss), *terms.items()):
