@@ -324,28 +324,10 @@ def _run(
     return trained, history, done, config, sigma_scale
 
 
-def fit(
-    da: xr.DataArray,
-    masks: xr.DataArray,
-    options: FitOptions | None = None,
-    *,
-    validation: float | xr.DataArray | None = 0.1,
-    steady_mask: xr.DataArray | None = None,
-) -> CraiModel | Ensemble:
-    """Train a model (or, with ``ensemble=N``, N of them) on ``da`` with coverage
-    patterns ``masks``; see :func:`_fit_one`."""
-    return _ensemble(
-        _check_options(options),
-        lambda o: _fit_one(da, masks, o, validation=validation, steady_mask=steady_mask),
-    )
-
-
-def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel]) -> CraiModel | Ensemble:
-    """``train_one(o)``, or with ``o.ensemble`` N > 1 an Ensemble of N models trained from
-    the seeds ``o.seed .. o.seed + N - 1`` (their initial weights and data orders), each
-    checkpointed in its own ``member-<i>`` folder of ``checkpoint_dir``."""
-    if o.ensemble == 1:
-        return train_one(o)
+def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel | Ensemble]) -> Ensemble:
+    """With ``o.ensemble`` N > 1: an Ensemble of N models, ``train_one`` of each seed
+    ``o.seed .. o.seed + N - 1`` (their initial weights and data orders) with ``ensemble=1``,
+    each checkpointed in its own ``member-<i>`` folder of ``checkpoint_dir``."""
     if o.resume is not None:
         raise ValueError(
             "resume: an ensemble is trained member by member; resume one member with "
@@ -354,20 +336,23 @@ def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel]) -> Cr
     members = []
     for i in range(o.ensemble):
         folder = None if o.checkpoint_dir is None else Path(o.checkpoint_dir) / f"member-{i}"
-        members.append(train_one(replace(o, ensemble=1, seed=o.seed + i, checkpoint_dir=folder)))
+        member = train_one(replace(o, ensemble=1, seed=o.seed + i, checkpoint_dir=folder))
+        assert isinstance(member, CraiModel)  # ensemble=1: one model
+        members.append(member)
     labels = tuple(f"seed {o.seed + i}" for i in range(o.ensemble))
     return Ensemble(tuple(members), labels)
 
 
-def _fit_one(
+def fit(
     da: xr.DataArray,
     masks: xr.DataArray,
     options: FitOptions | None = None,
     *,
     validation: float | xr.DataArray | None = 0.1,
     steady_mask: xr.DataArray | None = None,
-) -> CraiModel:
-    """Train a model on ``da`` with coverage patterns ``masks``.
+) -> CraiModel | Ensemble:
+    """Train a model (or, with ``ensemble=N``, N of them) on ``da`` with coverage patterns
+    ``masks``.
 
     See :meth:`xcrai.accessor.CraiDataArrayAccessor.fit`, which builds ``options``.
 
@@ -388,13 +373,17 @@ def _fit_one(
 
     Returns
     -------
-    CraiModel
+    CraiModel, or an Ensemble with ``ensemble`` > 1
 
     Examples
     --------
     >>> model = fit(train.zg, masks.zg, FitOptions(iterations=1500))  # doctest: +SKIP
     """
     o = _check_options(options)
+    if o.ensemble > 1:
+        return _ensemble(
+            o, lambda one: fit(da, masks, one, validation=validation, steady_mask=steady_mask)
+        )
     fields, grid = _fields(da, "data")
     target = _static_target(fields, "data")
     explicit = None
@@ -619,27 +608,7 @@ def fit_dataset(
     steady_mask: xr.DataArray | None = None,
 ) -> CraiModel | Ensemble:
     """Train a model (with ``ensemble=N``, N of them) that reads several variables of ``ds``
-    (and may predict another); see :func:`_fit_dataset_one`."""
-    return _ensemble(
-        _check_options(options),
-        lambda o: _fit_dataset_one(
-            ds, masks, o, inputs=inputs, target=target, validation=validation,
-            steady_mask=steady_mask,
-        ),
-    )  # fmt: skip
-
-
-def _fit_dataset_one(
-    ds: xr.Dataset,
-    masks: xr.DataArray | dict[str, xr.DataArray],
-    options: FitOptions | None = None,
-    *,
-    inputs: Any = None,
-    target: str | None = None,
-    validation: float | xr.Dataset | None = 0.1,
-    steady_mask: xr.DataArray | None = None,
-) -> CraiModel:
-    """Train a model that reads several variables of ``ds`` (and may predict another).
+    (and may predict another).
 
     See :meth:`xcrai.accessor.CraiDatasetAccessor.fit`, which builds ``options``. One
     input and no target is :func:`fit` of that variable.
@@ -666,9 +635,16 @@ def _fit_dataset_one(
 
     Returns
     -------
-    CraiModel
+    CraiModel, or an Ensemble with ``ensemble`` > 1
     """
     o = _check_options(options)
+    if o.ensemble > 1:
+        return _ensemble(
+            o, lambda one: fit_dataset(
+                ds, masks, one, inputs=inputs, target=target, validation=validation,
+                steady_mask=steady_mask,
+            ),
+        )  # fmt: skip
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"data: expected an xarray.Dataset, got {type(ds).__name__}")
     inputs, target = _variables(ds, inputs, target)
@@ -679,7 +655,7 @@ def _fit_dataset_one(
             if isinstance(validation, xr.Dataset)
             else validation
         )
-        return _fit_one(ds[inputs[0]], masks_list[0], o, validation=one, steady_mask=steady_mask)
+        return fit(ds[inputs[0]], masks_list[0], o, validation=one, steady_mask=steady_mask)
     names = [*inputs, *([target] if target else [])]
     out = len(inputs) if target else 0
     arrays = [ds[v] for v in names]
