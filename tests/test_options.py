@@ -143,11 +143,12 @@ def test_command_line_values_become_options():
     args = parser.parse_args(
         ["fit", "d.nc", "--masks", "m.nc", "-o", "m.pth", "--augment", "no", "--no-normalize",
          "--loss", "hole=1", "--log-every", "5", "--vgg-weights", "vgg.pth", "--no-progress",
-         "--init", "xavier", "--early-stopping", "0"]
+         "--init", "xavier", "--early-stopping", "0", "--mix", "0.25"]
     )  # fmt: skip
     assert options_from(FitOptions, args) == FitOptions(
         augment=False, normalize=False, loss={"hole": 1}, log_every=5,
         vgg_weights=Path("vgg.pth"), progress=False, init="xavier", early_stopping=0,
+        mix=0.25,
     )  # fmt: skip
 
 
@@ -181,6 +182,7 @@ def test_choices_come_from_their_single_source():
         (FitOptions, {"precision": "fp16"}, ValueError, "precision: expected one of"),
         (FitOptions, {"init": "ones"}, ValueError, "init: expected one of"),
         (FitOptions, {"augment": "yes"}, ValueError, "augment: expected True, False or 'auto'"),
+        (FitOptions, {"mix": 2}, ValueError, "mix: expected a share from 0 to 1, got 2"),
         (FitOptions, {"loss": {"ssim": 1}}, ValueError, "loss: expected None or a dict"),
         (FitOptions, {"loss": {"style": 1}}, ValueError, "vgg_weights: the perceptual"),
         (FitOptions, {"log_every": 0}, ValueError, "log_every: expected an integer >= 1"),

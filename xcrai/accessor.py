@@ -263,6 +263,7 @@ class CraiDataArrayAccessor:
         init: str = "kaiming",
         distributed: bool = False,
         augment: bool | str = "auto",
+        mix: float = 0.0,
         precision: str = "fp32",
         vgg_weights: str | os.PathLike[str] | None = None,
         deterministic: bool = True,
@@ -363,6 +364,12 @@ class CraiDataArrayAccessor:
             Roll each training field by a random number of longitudes and mirror
             half of them north-south (the coverage masks stay as they are); "auto"
             does so on global grids. Helps most when training fields are few.
+        mix : float, default 0.0
+            The share of training samples blended with another training sample
+            ``b``: ``c + cos θ (a - c) + sin θ (b - c)``, θ uniform in [0, 2π) and
+            ``c`` the training fields' mean at each point. The blends keep the
+            fields' mean and covariance and give a short record an endless supply of
+            new patterns.
         precision : {"fp32", "tf32", "bf16"}, default "fp32"
             "fp32" is IEEE float32 on every device; "tf32" lets CUDA use TF32;
             "bf16" runs forward and backward passes under bfloat16 autocast (faster
@@ -513,6 +520,7 @@ class CraiDatasetAccessor:
         init: str = "kaiming",
         distributed: bool = False,
         augment: bool | str = "auto",
+        mix: float = 0.0,
         precision: str = "fp32",
         vgg_weights: str | os.PathLike[str] | None = None,
         deterministic: bool = True,
@@ -563,8 +571,9 @@ class CraiDatasetAccessor:
         resume, progress, early_stopping, log_every, init, distributed, augment
             As for :meth:`CraiDataArrayAccessor.fit`; a checkpoint resumes only with
             the same variables, data and masks.
-        precision, vgg_weights, deterministic, threads
-            As for :meth:`CraiDataArrayAccessor.fit`.
+        mix, precision, vgg_weights, deterministic, threads
+            As for :meth:`CraiDataArrayAccessor.fit`; ``mix`` blends every variable of
+            two samples alike.
 
         Returns
         -------

@@ -278,6 +278,7 @@ def _train_config(o: FitOptions, setup: _Setup, grid: Any, mean: float, std: flo
         bounds=None if o.bounds is None else normalised(o.bounds, (mean, std)),
         uncertainty=o.uncertainty,
         lr_schedule=o.lr_schedule,
+        mix=float(o.mix),
     )  # fmt: skip
 
 
@@ -403,8 +404,13 @@ def fit(
         val_digests = field_digests(val_fields)
     else:  # the held-out end of the time axis
         digests, val_digests = digests[:, : fields.shape[1]], digests[:, fields.shape[1] :]
-    (mean, std), digests, val_digests = dask.compute((mean, std), digests, val_digests)
+    centre = _centre(fields, target, 1) if o.mix else None
+    (mean, std), centre, digests, val_digests = dask.compute(
+        (mean, std), centre, digests, val_digests
+    )
     mean, std = float(mean), float(std) or 1.0
+    if centre is not None:  # in the network's units
+        centre = ((centre - mean) / std).astype(np.float32)
     fingerprint = {
         "data": _digest(digests),
         "validation": _digest(val_digests) if val_fields is not None else None,
@@ -415,7 +421,7 @@ def fit(
         fingerprint["steady_mask"] = _digest(explicit)
 
     config = _train_config(o, setup, grid, mean, std)
-    data = TrainingData(fields, observed, target, val_fields)
+    data = TrainingData(fields, observed, target, val_fields, centre=centre)
     trained, history, done, config, sigma_scale = _run(o, setup, config, fingerprint, data)
     model_config = ModelConfig(
         bounds=o.bounds,
@@ -469,6 +475,13 @@ def _split_validation(fields: Any, validation: Any) -> tuple[Any, Any]:
             f"validation: {validation} of {fields.shape[1]} time steps leaves none to train on"
         )
     return fields[:, :-n_val], fields[:, -n_val:]
+
+
+def _centre(fields: Any, valid: np.ndarray, time_axis: int) -> Any:
+    """The training fields' mean at each point over series and time (0 where never valid;
+    lazy for dask-backed fields)."""
+    xp = dsa if isinstance(fields, dsa.Array) else np
+    return xp.where(valid, fields, 0).astype(np.float64).mean(axis=(0, time_axis))
 
 
 def _statistics(fields: Any, target: np.ndarray) -> tuple[Any, Any]:
@@ -719,8 +732,12 @@ def fit_dataset(
         _statistics(fields[:, v], valid[v]) if o.normalize else (0.0, 1.0)
         for v in range(len(names))
     ]
-    stats, digests, val_digests = dask.compute(stats, digests, val_digests)
+    centre = _centre(fields, np.stack(valid)[:, None], 2) if o.mix else None
+    stats, centre, digests, val_digests = dask.compute(stats, centre, digests, val_digests)
     norms = tuple((float(m), float(s) or 1.0) for m, s in stats)
+    if centre is not None:  # each variable in its network units, (V, 1, H, W)
+        mean, std = (np.array(n, np.float64)[:, None, None] for n in zip(*norms, strict=True))
+        centre = ((centre - mean) / std).astype(np.float32)[:, None]
     fingerprint = {
         "data": _digest(np.stack(digests)),
         "validation": _digest(np.stack(val_digests)) if val_fields is not None else None,
@@ -733,7 +750,7 @@ def fit_dataset(
 
     config = _train_config(o, setup, grid, *norms[out])
     several = SeveralVariables(observed, np.stack(valid), out, norms)
-    data = TrainingData(fields, observed[0], valid[out], val_fields, several)
+    data = TrainingData(fields, observed[0], valid[out], val_fields, several, centre)
     trained, history, done, config, sigma_scale = _run(o, setup, config, fingerprint, data)
     output = arrays[out]
     model_config = ModelConfig(

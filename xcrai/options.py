@@ -515,6 +515,15 @@ class FitOptions:
             metavar="{auto,yes,no}",
         ),
     )
+    mix: float = field(
+        default=0.0,
+        metadata=meta(
+            "the share of training samples turned towards another by a random angle about "
+            "the fields' pointwise mean (new blends of the record's patterns)",
+            parse=float,
+            metavar="SHARE",
+        ),
+    )
     precision: str = field(
         default="fp32",
         metadata=meta(
@@ -587,6 +596,12 @@ class FitOptions:
         check_init(self.init)
         if self.augment != "auto" and not isinstance(self.augment, bool):
             raise ValueError(f"augment: expected True, False or 'auto', got {self.augment!r}")
+        if (
+            isinstance(self.mix, bool)
+            or not isinstance(self.mix, (int, float))
+            or not (0 <= self.mix <= 1)
+        ):
+            raise ValueError(f"mix: expected a share from 0 to 1, got {self.mix!r}")
         _set(self, "precision", check_precision(self.precision, TRAINING_PRECISIONS))
         _set(self, "threads", check_threads(self.threads))
 

@@ -55,6 +55,10 @@ class TrainingData:
     target: np.ndarray
     val_fields: Any = None
     several: SeveralVariables | None = None
+    #: the training fields' mean at each point, in the network's normalised units, (H, W)
+    #: or (V, 1, H, W) with ``several``: what :func:`mix` turns the fields about (needed
+    #: with ``TrainConfig.mix``)
+    centre: np.ndarray | None = None
 
     @property
     def n_series(self) -> int:
@@ -122,6 +126,8 @@ class TrainConfig:
     uncertainty: bool = False
     #: the learning rate over the main phase: "constant", or "cosine" (from lr down to 0)
     lr_schedule: str = "constant"
+    #: the share of training samples mixed with another one (:func:`mix`)
+    mix: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -134,6 +140,8 @@ class TrainConfig:
             del d["uncertainty"]
         if self.lr_schedule == "constant":  # likewise
             del d["lr_schedule"]
+        if not self.mix:  # likewise
+            del d["mix"]
         return d
 
 
@@ -176,16 +184,66 @@ class _Batches(Dataset):
         shifts, flips = np.zeros(size, int), np.zeros(size, bool)
         if self.config.augment:
             shifts, flips = rng.integers(0, width, size), rng.random(size) < 0.5
+        mixing = None
+        if self.config.mix:
+            chosen = rng.random(size) < self.config.mix
+            partners = rng.integers(0, self.n_series * self.length, size)
+            angles = rng.uniform(0.0, 2 * np.pi, size)
+            mixing = Mixing(np.where(chosen, partners, -1), angles, self.data.centre)
         if self.world is not None:
             local = size // self.world.size
             part = slice(self.world.rank * local, (self.world.rank + 1) * local)
             samples, mask_index = samples[part], mask_index[..., part]
             shifts, flips = shifts[part], flips[part]
+            if mixing is not None:
+                mixing = Mixing(mixing.partners[part], mixing.angles[part], mixing.centre)
         if several is not None:
             return make_several_batch(self.data.fields, several, samples, mask_index,
-                                      self.config, shifts, flips)  # fmt: skip
+                                      self.config, shifts, flips, mixing)  # fmt: skip
         return make_batch(self.data.fields, self.data.masks, self.data.target, samples,
-                          mask_index, self.config, shifts, flips)  # fmt: skip
+                          mask_index, self.config, shifts, flips, mixing)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Mixing:
+    """Which samples of a batch :func:`mix` turns towards another sample, and how far.
+
+    Attributes
+    ----------
+    partners : ndarray of int (N,)
+        Each sample's partner, as a sample number ``s * T + t``; -1: left as it is.
+    angles : ndarray (N,)
+        The angle θ of each turn, radians.
+    centre : ndarray
+        :attr:`TrainingData.centre`.
+    """
+
+    partners: np.ndarray
+    angles: np.ndarray
+    centre: Any
+
+    def apply(self, x: np.ndarray, read: Any) -> np.ndarray:
+        """``x`` (N, ..., H, W, normalised) with the chosen samples mixed; ``read(samples)``
+        gives the partners' fields as ``x`` holds its own."""
+        chosen = np.flatnonzero(self.partners >= 0)
+        if not len(chosen):
+            return x
+        x = x.copy()
+        angles = self.angles[chosen].reshape(-1, *[1] * (x.ndim - 1))
+        x[chosen] = mix(x[chosen], read(self.partners[chosen]), angles, self.centre)
+        return x
+
+
+def mix(a: np.ndarray, b: np.ndarray, angle: Any, centre: Any) -> np.ndarray:
+    """Turn field ``a`` towards field ``b`` by ``angle`` about their pointwise mean ``c``:
+    ``c + cos(angle) (a - c) + sin(angle) (b - c)``.
+
+    With the angle drawn uniformly from [0, 2π), the result has on average the mean and
+    the covariance of the fields it is drawn from, and its patterns are new blends of
+    theirs: from a short record, an endless supply of plausible training fields.
+    """
+    cos, sin = np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
+    return (centre + cos * (a - centre) + sin * (b - centre)).astype(np.float32)
 
 
 def shuffled(positions: np.ndarray, n: int, key: tuple[int, int]) -> np.ndarray:
@@ -208,19 +266,24 @@ def make_batch(
     config: TrainConfig,
     shifts: np.ndarray | None = None,
     flips: np.ndarray | None = None,
+    mixing: Mixing | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Network input, mask, truth and target weights for samples ``s * T + t``.
 
-    ``shifts`` rolls each sample's fields (and their NaN points) in longitude; ``flips``
-    mirrors them north-south. The coverage masks are applied as they are.
+    ``mixing`` blends samples with others (:func:`mix`); then ``shifts`` rolls each
+    sample's fields (and their NaN points) in longitude, and ``flips`` mirrors them
+    north-south. The coverage masks are applied as they are.
     """
-    length = fields.shape[1]
     past, future = config.time_context
-    series, steps = np.divmod(samples, length)
-    windows = window_indices(length, past, future, 0, length)[steps]
     mask_windows = window_indices(len(masks), past, future, 0, len(masks))[mask_index]
-    x = np.stack([np.asarray(fields[s, w]) for s, w in zip(series, windows, strict=True)])
-    x = (x.astype(np.float32) - np.float32(config.mean)) / np.float32(config.std)
+
+    def read(numbers: np.ndarray) -> np.ndarray:  # (N, C, H, W), normalised
+        x = read_windows(fields, numbers, config.time_context)
+        return (x.astype(np.float32) - np.float32(config.mean)) / np.float32(config.std)
+
+    x = read(samples)
+    if mixing is not None:
+        x = mixing.apply(x, read)
     targets = np.broadcast_to(target, (len(x), 1, *target.shape))
     if shifts is not None and shifts.any():
         x = np.stack(
@@ -244,6 +307,17 @@ def make_batch(
     )
 
 
+def read_windows(fields: Any, samples: np.ndarray, time_context: tuple[int, int]) -> np.ndarray:
+    """The windows of time steps of samples ``s * T + t`` of ``fields`` (S, ..., T, H, W):
+    (N, ..., C, H, W), as stored."""
+    length = fields.shape[-3]
+    series, steps = np.divmod(samples, length)
+    windows = window_indices(length, *time_context, 0, length)[steps]
+    return np.stack(
+        [np.asarray(fields[s][..., w, :, :]) for s, w in zip(series, windows, strict=True)]
+    )
+
+
 def make_several_batch(
     fields: Any,
     several: SeveralVariables,
@@ -252,6 +326,7 @@ def make_several_batch(
     config: TrainConfig,
     shifts: np.ndarray | None = None,
     flips: np.ndarray | None = None,
+    mixing: Mixing | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """:func:`make_batch` for a model of several variables: network input and mask
     (each input variable's window in turn: CRAI's channel order), truth and target
@@ -260,15 +335,18 @@ def make_several_batch(
     ``fields`` is (S, V, T, H, W), the inputs then a target; ``mask_index`` (n_inputs,
     N) the mask each input's sample ``s * T + t`` is paired with.
     """
-    length = fields.shape[-3]
     past, future = config.time_context
     n_inputs, out = several.n_inputs, several.output
-    series, steps = np.divmod(samples, length)
-    windows = window_indices(length, past, future, 0, length)[steps]
-    raw = np.stack([np.asarray(fields[s][:, w]) for s, w in zip(series, windows, strict=True)])
     means = np.array([mean for mean, _ in several.norms], np.float32)[:, None, None, None]
     stds = np.array([std for _, std in several.norms], np.float32)[:, None, None, None]
-    raw = (raw.astype(np.float32) - means) / stds  # (N, V, C, H, W)
+
+    def read(numbers: np.ndarray) -> np.ndarray:  # (N, V, C, H, W), normalised
+        return (read_windows(fields, numbers, config.time_context).astype(np.float32)
+                - means) / stds  # fmt: skip
+
+    raw = read(samples)
+    if mixing is not None:
+        raw = mixing.apply(raw, read)
     valid = np.broadcast_to(several.valid[:, None], (len(raw), *several.valid[:, None].shape))
     if shifts is not None and shifts.any():
         raw = np.stack([np.roll(f, shift, axis=-1) for f, shift in zip(raw, shifts, strict=True)])
