@@ -74,8 +74,9 @@ def test_the_loss_falls(quick):
 
 
 def test_resume_equals_uninterrupted(train, masks, tmp_path):
+    """A constant learning rate lets a run continue further than it was first asked."""
     options = dict(validation=0.2, batch_size=4, architecture={"n_filters": 4, "depth": 2},
-                   progress=False, log_every=5, seed=3, **SAME)  # fmt: skip
+                   progress=False, log_every=5, seed=3, lr_schedule="constant", **SAME)  # fmt: skip
     whole = train.crai.fit(masks, iterations=20, **options)
     train.crai.fit(masks, iterations=10, checkpoint_dir=tmp_path, **options)  # "interrupted"
     resumed = train.crai.fit(masks, iterations=20, resume=tmp_path, **options)
@@ -99,7 +100,8 @@ def test_resume_refuses_other_data_masks_and_options(train, masks, tmp_path):
     """A checkpoint continues only the run it came from: other data, validation fields,
     masks, architecture or settings are named and refused, and so is a resumed run shorter
     than the checkpoint's. A longer one continues (with the checkpoint's logging)."""
-    options = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False)
+    options = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False,
+                   lr_schedule="constant")  # fmt: skip
     train.crai.fit(masks, iterations=4, checkpoint_dir=tmp_path, **options)
     other = train.copy(data=train.values[::-1].copy())  # the same fields in another order
     first = train.copy(data=train.values.copy())
@@ -113,8 +115,8 @@ def test_resume_refuses_other_data_masks_and_options(train, masks, tmp_path):
     with pytest.raises(ValueError, match=r"other architecture than .*channels 4-8 in the check"):
         train.crai.fit(masks, iterations=8, resume=tmp_path,
                        **{**options, "architecture": {"n_filters": 5, "depth": 2}})  # fmt: skip
-    with pytest.raises(ValueError, match=r"other settings: lr=0.0002 \(now 0.001\)"):
-        train.crai.fit(masks, iterations=8, resume=tmp_path, lr=1e-3, **options)
+    with pytest.raises(ValueError, match=r"other settings: lr=0.001 \(now 0.002\)"):
+        train.crai.fit(masks, iterations=8, resume=tmp_path, lr=2e-3, **options)
     with pytest.raises(ValueError, match=r"has run 4 iterations, more than the 3 asked for"):
         train.crai.fit(masks, iterations=3, resume=tmp_path, **options)
     longer = train.crai.fit(masks, iterations=6, resume=tmp_path, **options)
@@ -290,7 +292,8 @@ def test_finetuning_freezes_the_encoder_batch_norm(train, masks):
 
 def test_early_stopping_returns_the_best_weights(train, masks):
     options = dict(validation=0.2, batch_size=4, lr=2e-2, progress=False, log_every=1, seed=2,
-                   architecture={"n_filters": 4, "depth": 2}, **SAME)  # fmt: skip
+                   architecture={"n_filters": 4, "depth": 2}, lr_schedule="constant",
+                   **SAME)  # fmt: skip
     stopped = train.crai.fit(masks, iterations=40, early_stopping=2, **options)
     history = stopped.history
     best = int(history.iteration[int(np.argmin(history.val_loss.values))])
@@ -375,7 +378,7 @@ def test_cosine_learning_rate_schedule(train, masks, tmp_path):
                    iterations=12, validation=None, **SAME)  # fmt: skip
     cosine = train.crai.fit(masks, lr_schedule="cosine", **options)
     again = train.crai.fit(masks, lr_schedule="cosine", **options)
-    constant = train.crai.fit(masks, **options)
+    constant = train.crai.fit(masks, lr_schedule="constant", **options)
     assert _same_weights(cosine.net.state_dict(), again.net.state_dict())
     assert not _same_weights(cosine.net.state_dict(), constant.net.state_dict())
     assert cosine.config.provenance["train_config"]["lr_schedule"] == "cosine"
@@ -385,3 +388,38 @@ def test_cosine_learning_rate_schedule(train, masks, tmp_path):
     with pytest.raises(ValueError, match=r"resume: .* other settings: iterations=12"):
         train.crai.fit(masks, resume=tmp_path, lr_schedule="cosine",
                        **{**options, "iterations": 20})  # fmt: skip
+
+
+def test_a_killed_cosine_run_resumes_to_the_uninterrupted_weights(train, masks, tmp_path):
+    """The default schedule (cosine) follows from the run's iterations, so a resumed run
+    takes the same ones: ``xcrai fit`` killed (SIGKILL, a real process) after a checkpoint,
+    then resumed, ends with the uninterrupted run's weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    iterations = 400
+    options = dict(validation=None, batch_size=4, architecture={"n_filters": 4, "depth": 2},
+                   progress=False, **SAME)  # fmt: skip
+    args = [sys.executable, "-m", "xcrai.cli", "fit", str(FITBENCH / "zg_train.nc"), "--masks",
+            str(FITBENCH / "zg_masks.nc"), "-o", str(tmp_path / "never.pth"), "--validation",
+            "0", "--iterations", str(iterations), "--checkpoint-every", "5",
+            "--checkpoint-dir", str(tmp_path), "--batch-size", "4", "--n-filters", "4",
+            "--depth", "2", "--threads", "1", "--no-progress"]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / "checkpoint.pth"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert checkpoint.exists(), stderr.decode()
+    done = torch.load(checkpoint, weights_only=True)["iteration"]
+    assert 0 < done < iterations  # killed mid-way
+    assert not (tmp_path / "never.pth").exists()
+    resumed = train.crai.fit(masks, iterations=iterations, resume=tmp_path, **options)
+    whole = train.crai.fit(masks, iterations=iterations, **options)
+    assert whole.config.provenance["train_config"]["lr_schedule"] == "cosine"  # the default
+    assert _same_weights(whole.net.state_dict(), resumed.net.state_dict())

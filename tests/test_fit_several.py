@@ -171,7 +171,8 @@ def test_lazy_training_data_gives_the_same_weights(train, masks, several):
 
 
 def test_resume_continues_only_the_same_variables(train, masks, tmp_path):
-    options = dict(target="zg_smooth", validation=0.2, log_every=2, **OPTIONS)
+    options = dict(target="zg_smooth", validation=0.2, log_every=2, lr_schedule="constant",
+                   **OPTIONS)  # fmt: skip
     whole = train.crai.fit(masks, inputs=["zg", "zg_prev"], iterations=6, **options)
     train.crai.fit(masks, inputs=["zg", "zg_prev"], iterations=3, checkpoint_dir=tmp_path,
                    **options)  # fmt: skip

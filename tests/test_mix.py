@@ -138,7 +138,7 @@ def test_every_variable_is_blended_alike(train, masks):
 
 
 def test_mixed_training_is_seeded_lazy_and_resumable(train, masks, tmp_path):
-    options = dict(iterations=8, log_every=2, mix=0.5, **OPTIONS)
+    options = dict(iterations=8, log_every=2, mix=0.5, lr_schedule="constant", **OPTIONS)
     model = train.crai.fit(masks, **options)
     again = train.crai.fit(masks, **options)
     lazy = train.chunk(time=5).crai.fit(masks, **options)

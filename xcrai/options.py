@@ -354,15 +354,15 @@ class FitOptions:
         default=16, metadata=meta("fields per step", parse=parse_positive, metavar="N")
     )
     lr: float = field(
-        default=2e-4,
+        default=1e-3,
         metadata=meta(
-            "Adam learning rate (CRAI's; the start of a cosine --lr-schedule)",
+            "Adam learning rate (at the start of a cosine --lr-schedule; CRAI's: 2e-4)",
             parse=float,
             metavar="RATE",
         ),
     )
     lr_schedule: str = field(
-        default="constant",
+        default="cosine",
         metadata=meta(
             "the learning rate over the --iterations: constant, or cosine (from --lr down "
             "to 0 at the last iteration)",
@@ -516,7 +516,7 @@ class FitOptions:
         ),
     )
     mix: float = field(
-        default=0.0,
+        default=0.5,
         metadata=meta(
             "the share of training samples turned towards another by a random angle about "
             "the fields' pointwise mean (new blends of the record's patterns)",

@@ -36,7 +36,7 @@ CRAI_SECONDS = 4 * 60 + 47
 CRAI_RMSE = 24.7
 #: CRAI's reference recipe as fit's options (all but the seed)
 RECIPE = {
-    "iterations": 1500, "batch_size": 8, "lr": 2e-4, "lr_schedule": "constant",
+    "iterations": 1500, "batch_size": 8, "lr": 2e-4, "lr_schedule": "constant", "mix": 0.0,
     "loss": {"hole": 1},
     "architecture": {"n_filters": 18, "depth": 3}, "padding": "global", "normalize": True,
     "log_every": 100,
