@@ -125,8 +125,8 @@ def test_every_variable_is_blended_alike(train, masks):
     rng = np.random.default_rng(1)
     samples, mask_index = np.arange(8), np.zeros((2, 8), int)
     mixing = Mixing(rng.integers(0, 18, 8), rng.uniform(0, 2 * np.pi, 8), centre)
-    x, m, *_ = make_several_batch(np.stack([zg, other], axis=1), several, samples, mask_index,
-                                  config, mixing=mixing)  # fmt: skip
+    x, *_ = make_several_batch(np.stack([zg, other], axis=1), several, samples, mask_index,
+                               config, mixing=mixing)  # fmt: skip
     np.testing.assert_allclose(x[:, :2].numpy(), x[:, 2:].numpy(), atol=2e-4)
     plain, *_ = make_several_batch(np.stack([zg, other], axis=1), several, samples,
                                    mask_index, config)  # fmt: skip
@@ -160,3 +160,24 @@ def test_mixed_training_is_seeded_lazy_and_resumable(train, masks, tmp_path):
 def test_mix_must_be_a_share(train, masks, share):
     with pytest.raises(ValueError, match="mix: expected a share from 0 to 1, got"):
         train.crai.fit(masks, mix=share, iterations=1)
+
+
+def test_with_augment_each_partner_is_rolled_and_mirrored_on_its_own():
+    """Blend with ``b``'s difference from the centre rolled and mirrored, and a partner's
+    never-valid points adding nothing."""
+    rng = np.random.default_rng(2)
+    fields = rng.normal(size=(3, 1, 6, 8)).astype(np.float32)  # (samples, C, H, W)
+    fields[2, 0, 0, 0] = np.nan  # a partner's point that is never valid
+    centre = rng.normal(size=(6, 8)).astype(np.float32)
+    mixing = Mixing(np.array([1, -1, 2]), np.array([0.3, 0.0, 1.1]), centre,
+                    shifts=np.array([3, 5, 2]), flips=np.array([True, False, False]))  # fmt: skip
+    out = mixing.apply(fields[[0, 1, 0]], lambda numbers: fields[numbers])
+    moved = np.roll(fields[1] - centre, 3, axis=-1)[..., ::-1, :] + centre
+    np.testing.assert_allclose(out[0], mix(fields[0], moved, 0.3, centre), rtol=1e-6)
+    np.testing.assert_array_equal(out[1], fields[1])  # not chosen
+    away = np.roll(fields[2] - centre, 2, axis=-1)
+    assert np.isnan(away).sum() == 1 and np.isfinite(out[2]).all()
+    expected = mix(fields[0], np.where(np.isnan(away), 0, away) + centre, 1.1, centre)
+    np.testing.assert_allclose(out[2], expected, rtol=1e-5, atol=1e-6)
+    halves = mixing.part(slice(1, 3))
+    assert halves.partners.tolist() == [-1, 2] and halves.shifts.tolist() == [5, 2]

@@ -292,16 +292,18 @@ class CraiDataArrayAccessor:
             the network neither sees nor learns them, and the model stores them all
             (``model.config.steady_mask``) for ``infill`` to leave NaN.
         iterations : int, default 10_000
-            Optimiser steps at ``lr``.
+            Optimiser steps (over which the cosine ``lr_schedule`` falls to 0).
         batch_size : int, default 16
-        lr : float, default 2e-4
-            Adam learning rate (CRAI's); the start of a cosine ``lr_schedule``.
-        lr_schedule : {"constant", "cosine"}, default "constant"
-            The learning rate over ``iterations``: constant (CRAI's), or falling from
-            ``lr`` to 0 along half a cosine period. On fitbench's 18 fields,
-            ``lr=1e-3`` with the cosine is far better for short runs (20.9 m against
-            29.1 m in 72 s of training) and worse for CRAI's 287 s (22.8 m against
-            about 21 m): ``benchmarks/README.md``.
+        lr : float, default 1e-3
+            Adam learning rate: the start of the cosine ``lr_schedule``, or all of a
+            constant one (CRAI's: a constant 2e-4).
+        lr_schedule : {"cosine", "constant"}, default "cosine"
+            The learning rate over ``iterations``: falling from ``lr`` to 0 along half
+            a cosine period, or constant (CRAI's). A cosine run follows from its
+            ``iterations``, so it resumes only to the same number; a constant one may
+            also be continued further. On fitbench's 18 fields, the defaults (with
+            ``mix``) beat CRAI's constant 2e-4 at every budget measured:
+            ``benchmarks/README.md``.
         finetune_iterations : int, default 0
             Further steps at ``lr_finetune`` with the encoder's batch norm frozen,
             as in CRAI's fine-tuning phase.
@@ -364,12 +366,13 @@ class CraiDataArrayAccessor:
             Roll each training field by a random number of longitudes and mirror
             half of them north-south (the coverage masks stay as they are); "auto"
             does so on global grids. Helps most when training fields are few.
-        mix : float, default 0.0
-            The share of training samples blended with another training sample
+        mix : float, default 0.5
+            The share of training samples ``a`` blended with another training sample
             ``b``: ``c + cos θ (a - c) + sin θ (b - c)``, θ uniform in [0, 2π) and
-            ``c`` the training fields' mean at each point. The blends keep the
-            fields' mean and covariance and give a short record an endless supply of
-            new patterns.
+            ``c`` the training fields' mean at each point (every variable alike).
+            The blends keep the fields' mean and covariance and give a short record
+            an endless supply of new patterns, so that long runs do not learn the
+            few fields by heart; 0 trains on the fields as they are.
         precision : {"fp32", "tf32", "bf16"}, default "fp32"
             "fp32" is IEEE float32 on every device; "tf32" lets CUDA use TF32;
             "bf16" runs forward and backward passes under bfloat16 autocast (faster

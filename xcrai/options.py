@@ -348,7 +348,12 @@ class FitOptions:
     """
 
     iterations: int = field(
-        default=10_000, metadata=meta("optimiser steps at --lr", parse=parse_positive, metavar="N")
+        default=10_000,
+        metadata=meta(
+            "optimiser steps (the cosine --lr-schedule spans them)",
+            parse=parse_positive,
+            metavar="N",
+        ),
     )
     batch_size: int = field(
         default=16, metadata=meta("fields per step", parse=parse_positive, metavar="N")

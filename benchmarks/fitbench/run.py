@@ -8,13 +8,17 @@ Two runs (see data/README.md for the data and CRAI's reference):
    Target: at most 24.7 m in at most half of CRAI's time. Results vary by about +-0.5 m from
    seed to seed on this small problem, so the target is checked on the mean of five seeds.
 2. xcrai's own defaults (``fit`` with no options but iterations) for the same wall time
-   as CRAI's reference run (287 s, or ``--budget``).
+   as CRAI's reference run (287 s, or ``--budget``), or for ``--iterations N``;
+   ``--set KEY=VALUE`` (repeatable, VALUE as JSON) changes one of fit's options, e.g.
+   ``--set mix=0`` or ``--set 'architecture={"depth": 4}'``, for the studies of
+   benchmarks/README.md.
 
 Prints training time, iterations per second, samples per second and hole RMSE for each,
 and the machine. ``--device cuda`` runs on a GPU.
 
 Usage: python benchmarks/fitbench/run.py [--runs recipe,defaults] [--seeds 0,1,2,3,4]
-                                        [--device auto] [--budget 287]
+                                        [--device auto] [--budget 287 | --iterations N]
+                                        [--set KEY=VALUE ...] [--threads auto]
 """
 
 from __future__ import annotations
@@ -101,7 +105,28 @@ def main() -> None:
         default="0,1,2,3,4",
         help="seeds of each run; the targets are on their mean",
     )
+    parser.add_argument(
+        "--iterations", type=int, help="the defaults run: this many iterations instead of --budget"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the defaults run: one of fit's options (VALUE as JSON)",
+    )
+    parser.add_argument(
+        "--threads", default="auto", help="fit's CPU threads (a fixed count repeats bit for bit)"
+    )
     args = parser.parse_args()
+    changes = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value  # a plain string, e.g. lr_schedule=constant
+    threads = args.threads if args.threads == "auto" else int(args.threads)
     print(f"machine: {machine(args.device)}")
     results = []
     for name in args.runs.split(","):
@@ -129,14 +154,21 @@ def main() -> None:
             continue
         elif name == "defaults":
             scores = []
+            label = f"{args.budget:.0f} s" if args.iterations is None else "fixed iterations"
+            if changes:
+                label += ", " + ", ".join(f"{k}={v}" for k, v in changes.items())
             for seed in (int(s) for s in args.seeds.split(",")):
-                probe = run("probe", args.device, iterations=50, log_every=50, seed=seed)
-                iterations = int(args.budget * probe["it_per_s"] * 0.97)
-                result = run(f"xcrai defaults, {args.budget:.0f} s, seed {seed}", args.device,
-                             iterations=iterations, seed=seed)  # fmt: skip
+                iterations = args.iterations
+                if iterations is None:
+                    probe = run("probe", args.device, iterations=50, log_every=50, seed=seed,
+                                threads=threads, **changes)  # fmt: skip
+                    iterations = int(args.budget * probe["it_per_s"] * 0.97)
+                result = run(f"xcrai defaults, {label}, seed {seed}", args.device,
+                             iterations=iterations, seed=seed, threads=threads,
+                             **changes)  # fmt: skip
                 print(json.dumps(result), flush=True)
                 scores.append(result["hole_rmse_m"])
-            result = {"run": f"xcrai defaults, {args.budget:.0f} s, mean of {len(scores)} seeds",
+            result = {"run": f"xcrai defaults, {label}, mean of {len(scores)} seeds",
                       "hole_rmse_m": round(sum(scores) / len(scores), 2)}  # fmt: skip
         else:
             raise SystemExit(f"--runs: unknown run {name!r} (recipe, defaults)")

@@ -10,7 +10,7 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -190,13 +190,16 @@ class _Batches(Dataset):
             partners = rng.integers(0, self.n_series * self.length, size)
             angles = rng.uniform(0.0, 2 * np.pi, size)
             mixing = Mixing(np.where(chosen, partners, -1), angles, self.data.centre)
+            if self.config.augment:
+                mixing = replace(mixing, shifts=rng.integers(0, width, size),
+                                 flips=rng.random(size) < 0.5)  # fmt: skip
         if self.world is not None:
             local = size // self.world.size
             part = slice(self.world.rank * local, (self.world.rank + 1) * local)
             samples, mask_index = samples[part], mask_index[..., part]
             shifts, flips = shifts[part], flips[part]
             if mixing is not None:
-                mixing = Mixing(mixing.partners[part], mixing.angles[part], mixing.centre)
+                mixing = mixing.part(part)
         if several is not None:
             return make_several_batch(self.data.fields, several, samples, mask_index,
                                       self.config, shifts, flips, mixing)  # fmt: skip
@@ -216,11 +219,26 @@ class Mixing:
         The angle θ of each turn, radians.
     centre : ndarray
         :attr:`TrainingData.centre`.
+    shifts, flips : ndarray (N,), optional
+        With ``augment``: each partner's own longitude roll and north-south mirroring
+        (of its difference from the centre), so that a blend joins patterns that no
+        training field holds together.
     """
 
     partners: np.ndarray
     angles: np.ndarray
     centre: Any
+    shifts: np.ndarray | None = None
+    flips: np.ndarray | None = None
+
+    def part(self, part: slice) -> Mixing:
+        """The mixing of the samples ``part`` of the batch."""
+
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[part]
+
+        return Mixing(self.partners[part], self.angles[part], self.centre,
+                      cut(self.shifts), cut(self.flips))  # fmt: skip
 
     def apply(self, x: np.ndarray, read: Any) -> np.ndarray:
         """``x`` (N, ..., H, W, normalised) with the chosen samples mixed; ``read(samples)``
@@ -229,8 +247,17 @@ class Mixing:
         if not len(chosen):
             return x
         x = x.copy()
+        away = read(self.partners[chosen]) - self.centre
+        if self.shifts is not None:
+            away = np.stack([np.roll(d, int(k), axis=-1)
+                             for d, k in zip(away, self.shifts[chosen], strict=True)])  # fmt: skip
+        if self.flips is not None:
+            flip = self.flips[chosen]
+            away[flip] = away[flip][..., ::-1, :]
+        # a partner's never-valid points (land, say), moved by its roll, add nothing
+        away = np.where(np.isnan(away), np.float32(0), away)
         angles = self.angles[chosen].reshape(-1, *[1] * (x.ndim - 1))
-        x[chosen] = mix(x[chosen], read(self.partners[chosen]), angles, self.centre)
+        x[chosen] = mix(x[chosen], self.centre + away, angles, self.centre)
         return x
 
 
