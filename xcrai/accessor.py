@@ -369,10 +369,11 @@ class CraiDataArrayAccessor:
         mix : float, default 0.5
             The share of training samples ``a`` blended with another training sample
             ``b``: ``c + cos θ (a - c) + sin θ (b - c)``, θ uniform in [0, 2π) and
-            ``c`` the training fields' mean at each point (every variable alike).
-            The blends keep the fields' mean and covariance and give a short record
-            an endless supply of new patterns, so that long runs do not learn the
-            few fields by heart; 0 trains on the fields as they are.
+            ``c`` the training fields' mean at each point (every variable alike);
+            with ``augment``, ``b - c`` is rolled and mirrored on its own. The blends
+            keep the fields' mean and covariance and give a short record an endless
+            supply of new patterns, so that long runs do not learn the few fields by
+            heart; 0 trains on the fields as they are.
         precision : {"fp32", "tf32", "bf16"}, default "fp32"
             "fp32" is IEEE float32 on every device; "tf32" lets CUDA use TF32;
             "bf16" runs forward and backward passes under bfloat16 autocast (faster
