@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import xarray as xr
+from fitbench_data import FITBENCH, open_zg
 
 import xcrai
 
-FITBENCH = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
 SMALL = {"n_filters": 6, "depth": 3}
 #: runs whose weights are compared bit for bit take a fixed CPU thread count ("auto" follows
 #: the machine's load, and CPU training repeats bit for bit for the same count)
@@ -19,26 +17,21 @@ SAME = {"threads": 1}
 pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
 
 
-def _open(name: str) -> xr.DataArray:
-    with xr.open_dataset(FITBENCH / name) as ds:
-        return ds.zg.load()
-
-
 @pytest.fixture(scope="module")
 def train():
-    return _open("zg_train.nc")
+    return open_zg("zg_train.nc")
 
 
 @pytest.fixture(scope="module")
 def masks():
-    return _open("zg_masks.nc")
+    return open_zg("zg_masks.nc")
 
 
 @pytest.fixture(scope="module")
 def quick(train, masks):
     """A short real training run, shared by several tests."""
     return train.crai.fit(
-        masks, validation=_open("zg_val.nc"), iterations=60, batch_size=4, lr=2e-3,
+        masks, validation=open_zg("zg_val.nc"), iterations=60, batch_size=4, lr=2e-3,
         architecture=SMALL, loss={"hole": 1}, progress=False, log_every=10,
     )  # fmt: skip
 
@@ -54,12 +47,12 @@ def test_fit_save_load_infill(quick, tmp_path):
     assert model.config.mean is not None and model.config.std > 0
     assert model.config.grid["shape"] == [73, 144]
     assert model.config.provenance["seed"] == 0
-    test = _open("zg_test.nc")
+    test = open_zg("zg_test.nc")
     filled = test.crai.infill(path)  # nothing else needed
     valid = np.isfinite(test.values)
     assert np.isfinite(filled.values).all()
     np.testing.assert_array_equal(filled.values[valid], test.values[valid])
-    truth = _open("zg_truth.nc").values
+    truth = open_zg("zg_truth.nc").values
     rmse = np.sqrt(np.mean((filled.values - truth)[~valid] ** 2))
     zero_fill = np.sqrt(np.mean(truth[~valid] ** 2))
     assert rmse < zero_fill  # even 60 small steps beat filling with zeros (35.9 m)

@@ -10,20 +10,15 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from fitbench_data import FITBENCH, open_zg
 
 import xcrai
 from xcrai.nn import UNetConfig
 
-FITBENCH = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
 TINY = {"n_filters": 4, "depth": 2}
 #: weights compared bit for bit: a fixed CPU thread count (see tests/test_fit.py)
 OPTIONS = dict(batch_size=4, architecture=TINY, progress=False, threads=1)
 pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
-
-
-def _open(name: str) -> xr.DataArray:
-    with xr.open_dataset(FITBENCH / name) as ds:
-        return ds.zg.load()
 
 
 def _with_derived(zg: xr.DataArray) -> xr.Dataset:
@@ -39,19 +34,19 @@ def _with_derived(zg: xr.DataArray) -> xr.Dataset:
 
 @pytest.fixture(scope="module")
 def train() -> xr.Dataset:
-    return _with_derived(_open("zg_train.nc"))
+    return _with_derived(open_zg("zg_train.nc"))
 
 
 @pytest.fixture(scope="module")
 def masks() -> xr.DataArray:
-    return _open("zg_masks.nc")
+    return open_zg("zg_masks.nc")
 
 
 @pytest.fixture(scope="module")
 def test_data() -> xr.Dataset:
     """The test fields of zg (with HadCRUT4 holes) and the complete derived variables."""
-    derived = _with_derived(_open("zg_truth.nc"))
-    return derived.assign(zg=_open("zg_test.nc"))
+    derived = _with_derived(open_zg("zg_truth.nc"))
+    return derived.assign(zg=open_zg("zg_test.nc"))
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +252,7 @@ def test_batches_stack_each_input_window_in_turn(train, masks):
 
 def _cli_files(tmp_path: Path) -> tuple[str, str]:
     data = tmp_path / "train.nc"
-    _with_derived(_open("zg_train.nc")).to_netcdf(data)
+    _with_derived(open_zg("zg_train.nc")).to_netcdf(data)
     return str(data), str(FITBENCH / "zg_masks.nc")
 
 
@@ -269,7 +264,7 @@ def test_cli_fit_of_several_variables_and_a_target(tmp_path):
              "--no-progress", "--threads", "1"]  # fmt: skip
     model = tmp_path / "several.pth"
     validation = tmp_path / "val.nc"
-    _with_derived(_open("zg_val.nc")).to_netcdf(validation)
+    _with_derived(open_zg("zg_val.nc")).to_netcdf(validation)
     assert main(["fit", data, "--masks", masks, "-o", str(model), "--inputs", "zg,zg_prev",
                  "--validation", str(validation), "--log-every", "1", *quick]) == 0  # fmt: skip
     loaded = xcrai.load_model(model)

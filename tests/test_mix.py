@@ -3,12 +3,11 @@ on the shipped fitbench data (500 hPa heights, HadCRUT4 masks)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import xarray as xr
+from fitbench_data import open_zg
 
 from xcrai.fit import _centre
 from xcrai.train.loop import (
@@ -23,26 +22,20 @@ from xcrai.train.loop import (
 )
 from xcrai.train.losses import LossWeights
 
-FITBENCH = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
 TINY = {"n_filters": 4, "depth": 2}
 #: weights compared bit for bit: a fixed CPU thread count (see tests/test_fit.py)
 OPTIONS = dict(batch_size=4, architecture=TINY, progress=False, threads=1, validation=None)
 pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
 
 
-def _open(name: str) -> xr.DataArray:
-    with xr.open_dataset(FITBENCH / name) as ds:
-        return ds.zg.load()
-
-
 @pytest.fixture(scope="module")
 def train() -> xr.DataArray:
-    return _open("zg_train.nc")
+    return open_zg("zg_train.nc")
 
 
 @pytest.fixture(scope="module")
 def masks() -> xr.DataArray:
-    return _open("zg_masks.nc")
+    return open_zg("zg_masks.nc")
 
 
 def _config(**changes) -> TrainConfig:

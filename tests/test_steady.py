@@ -7,29 +7,22 @@ training field as land is in an SST field.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import xarray as xr
+from fitbench_data import open_zg
 
 import xcrai
 from xcrai.cli import main
 from xcrai.infill import FLAG_ATTRS, FLAG_STEADY, count_unreached
 from xcrai.model import ModelConfig, pack_mask, unpack_mask
 
-FITBENCH = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
 LAND = {"lat": slice(30, 40), "lon": slice(50, 70)}
 QUICK = dict(
     validation=0.2, iterations=4, batch_size=4, progress=False, log_every=2, threads=1,
     architecture={"n_filters": 4, "depth": 2},
 )  # fmt: skip
 pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
-
-
-def _open(name: str) -> xr.DataArray:
-    with xr.open_dataset(FITBENCH / name) as ds:
-        return ds.zg.load()
 
 
 def _land_mask() -> np.ndarray:
@@ -40,14 +33,14 @@ def _land_mask() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def train() -> xr.DataArray:
-    data = _open("zg_train.nc")
+    data = open_zg("zg_train.nc")
     data[{"time": slice(None), **LAND}] = np.nan
     return data
 
 
 @pytest.fixture(scope="module")
 def masks() -> xr.DataArray:
-    return _open("zg_masks.nc")
+    return open_zg("zg_masks.nc")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +50,7 @@ def model(train, masks) -> xcrai.CraiModel:
 
 @pytest.fixture(scope="module")
 def test_fields() -> xr.DataArray:
-    return _open("zg_test.nc")
+    return open_zg("zg_test.nc")
 
 
 def test_fit_stores_the_points_never_observed(model):
@@ -66,7 +59,7 @@ def test_fit_stores_the_points_never_observed(model):
 
 
 def test_models_without_such_points_have_none(masks, demo_model):
-    model = _open("zg_train.nc").crai.fit(masks, **QUICK)
+    model = open_zg("zg_train.nc").crai.fit(masks, **QUICK)
     assert model.config.steady_mask is None
     assert model.config.to_dict()["steady_mask"] is None
     assert demo_model.config.steady_mask is None  # a CRAI checkpoint
@@ -107,7 +100,7 @@ def test_infill_leaves_steady_points_nan_and_flags_them(model, test_fields):
 def test_values_given_at_steady_points_stay_out(model, test_fields):
     """A value at a steady point (the input's, not the training's) is neither shown to the
     network nor kept."""
-    complete = _open("zg_truth.nc")
+    complete = open_zg("zg_truth.nc")
     out = complete.crai.infill(model, progress=False)
     assert out[{"time": slice(None), **LAND}].isnull().all()
     assert int(out.isnull().sum()) == complete.sizes["time"] * 10 * 20

@@ -9,38 +9,33 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from fitbench_data import open_zg
 
 import xcrai
 
-FITBENCH = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
 DATA = Path(__file__).parent / "data"
 TINY = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False, threads=1)
 pytestmark = pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning")
 
 
-def _open(name: str) -> xr.DataArray:
-    with xr.open_dataset(FITBENCH / name) as ds:
-        return ds.zg.load()
-
-
 @pytest.fixture(scope="module")
 def masks() -> xr.DataArray:
-    return _open("zg_masks.nc")
+    return open_zg("zg_masks.nc")
 
 
 @pytest.fixture(scope="module")
 def test_fields() -> xr.DataArray:
-    return _open("zg_test.nc")
+    return open_zg("zg_test.nc")
 
 
 @pytest.fixture(scope="module")
 def sigma_model(masks) -> xcrai.CraiModel:
-    return _open("zg_train.nc").crai.fit(masks, uncertainty=True, iterations=30, **TINY)
+    return open_zg("zg_train.nc").crai.fit(masks, uncertainty=True, iterations=30, **TINY)
 
 
 @pytest.fixture(scope="module")
 def ensemble(masks) -> xcrai.Ensemble:
-    return _open("zg_train.nc").crai.fit(masks, ensemble=3, iterations=10, **TINY)
+    return open_zg("zg_train.nc").crai.fit(masks, ensemble=3, iterations=10, **TINY)
 
 
 def test_sigma_is_positive_at_holes_and_zero_where_observed(sigma_model, test_fields):
@@ -60,7 +55,7 @@ def test_sigma_is_positive_at_holes_and_zero_where_observed(sigma_model, test_fi
 
 
 def test_a_model_without_sigma_says_so(test_fields, masks, tmp_path, capsys):
-    plain = _open("zg_train.nc").crai.fit(masks, iterations=2, **TINY)
+    plain = open_zg("zg_train.nc").crai.fit(masks, iterations=2, **TINY)
     with pytest.raises(ValueError, match=r"sigma: .* has no uncertainty output; train one"):
         test_fields.crai.infill(plain, sigma=True)
     assert "zg_sigma" not in test_fields.crai.infill(plain, return_output=True)
@@ -78,7 +73,7 @@ def test_the_nll_head_recovers_a_known_noise_level(masks):
     """Fields of pure Gaussian noise (σ = 7 m, on fitbench's grid): nothing at a hidden
     point can be predicted, so the best σ is the noise's own; the head learns it."""
     rng = np.random.default_rng(0)
-    template = _open("zg_train.nc")
+    template = open_zg("zg_train.nc")
     noise = template.copy(data=rng.normal(0.0, 7.0, template.shape).astype(np.float32))
     model = noise.crai.fit(masks, uncertainty=True, iterations=150, lr=2e-3, validation=None,
                            **{**TINY, "batch_size": 8})  # fmt: skip
@@ -93,7 +88,7 @@ def test_the_nll_head_recovers_a_known_noise_level(masks):
 
 
 def test_sigma_models_save_load_stay_lazy_and_chunking_invariant(sigma_model, tmp_path):
-    series = _open("zg_truth.nc").where(_open("zg_masks.nc").isel(time=slice(3, 6)).values > 0)
+    series = open_zg("zg_truth.nc").where(open_zg("zg_masks.nc").isel(time=slice(3, 6)).values > 0)
     loaded = xcrai.load_model(sigma_model.save(tmp_path / "sigma.pth"))
     assert loaded.config.uncertainty
     eager = series.crai.infill(sigma_model, sigma=True)
@@ -131,7 +126,7 @@ def test_ensembles_and_crai_labels_share_the_member_layout(ensemble, hadcrut, tm
     crai = tmp_path / "two-labels.pth"
     torch.save({"labels": ["10", "20"], "10": first["10"], "20": first["10"]}, crai)
     a = hadcrut.tas.crai.infill(xcrai.load_model(crai, label="all"), padding="zeros")
-    b = _open("zg_test.nc").crai.infill(ensemble)
+    b = open_zg("zg_test.nc").crai.infill(ensemble)
     for result in (a, b):
         assert result.dims[0] == "member"
         assert set(result.coords) >= {"member", "member_label"}
@@ -157,7 +152,7 @@ def test_the_mean_of_members_and_their_spread(ensemble, test_fields):
 def test_sigma_is_calibrated_on_the_validation_fields(masks):
     """fit scales σ so that on the validation pairs (held-out fields, each hidden by mask
     ``i % M``), which it never trained on, the standardised errors have a mean square of 1."""
-    train = _open("zg_train.nc")
+    train = open_zg("zg_train.nc")
     model = train.crai.fit(masks, uncertainty=True, iterations=30, validation=0.25, **TINY)
     assert model.config.sigma_scale != 1.0
     n = round(0.25 * train.sizes["time"])  # the last 4 of the 18 fields
@@ -173,7 +168,7 @@ def test_command_line_trains_and_infills_ensembles_and_sigma(masks, test_fields,
     from xcrai.cli import main
 
     data, mask_file = tmp_path / "train.nc", tmp_path / "masks.nc"
-    _open("zg_train.nc").to_dataset().to_netcdf(data)
+    open_zg("zg_train.nc").to_dataset().to_netcdf(data)
     masks.to_dataset().to_netcdf(mask_file)
     test = tmp_path / "test.nc"
     test_fields.to_dataset().to_netcdf(test)
