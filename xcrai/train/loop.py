@@ -249,8 +249,7 @@ class Mixing:
         x = x.copy()
         away = read(self.partners[chosen]) - self.centre
         if self.shifts is not None:
-            away = np.stack([np.roll(d, int(k), axis=-1)
-                             for d, k in zip(away, self.shifts[chosen], strict=True)])  # fmt: skip
+            away = roll_each(away, self.shifts[chosen])
         if self.flips is not None:
             flip = self.flips[chosen]
             away[flip] = away[flip][..., ::-1, :]
@@ -259,6 +258,13 @@ class Mixing:
         angles = self.angles[chosen].reshape(-1, *[1] * (x.ndim - 1))
         x[chosen] = mix(x[chosen], self.centre + away, angles, self.centre)
         return x
+
+
+def roll_each(samples: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each sample (first axis) rolled in longitude (last axis) by its own shift."""
+    return np.stack(
+        [np.roll(sample, int(k), axis=-1) for sample, k in zip(samples, shifts, strict=True)]
+    )
 
 
 def mix(a: np.ndarray, b: np.ndarray, angle: Any, centre: Any) -> np.ndarray:
@@ -313,12 +319,7 @@ def make_batch(
         x = mixing.apply(x, read)
     targets = np.broadcast_to(target, (len(x), 1, *target.shape))
     if shifts is not None and shifts.any():
-        x = np.stack(
-            [np.roll(field, shift, axis=-1) for field, shift in zip(x, shifts, strict=True)]
-        )
-        targets = np.stack(
-            [np.roll(t, shift, axis=-1) for t, shift in zip(targets, shifts, strict=True)]
-        )
+        x, targets = roll_each(x, shifts), roll_each(targets, shifts)
     if flips is not None and flips.any():
         x, targets = x.copy(), targets.copy()
         x[flips], targets[flips] = x[flips][..., ::-1, :], targets[flips][..., ::-1, :]
@@ -376,10 +377,7 @@ def make_several_batch(
         raw = mixing.apply(raw, read)
     valid = np.broadcast_to(several.valid[:, None], (len(raw), *several.valid[:, None].shape))
     if shifts is not None and shifts.any():
-        raw = np.stack([np.roll(f, shift, axis=-1) for f, shift in zip(raw, shifts, strict=True)])
-        valid = np.stack(
-            [np.roll(v, shift, axis=-1) for v, shift in zip(valid, shifts, strict=True)]
-        )
+        raw, valid = roll_each(raw, shifts), roll_each(valid, shifts)
     if flips is not None and flips.any():
         raw, valid = raw.copy(), valid.copy()
         raw[flips], valid[flips] = raw[flips][..., ::-1, :], valid[flips][..., ::-1, :]
