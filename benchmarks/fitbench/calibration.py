@@ -22,7 +22,7 @@ Methods (``--methods``, comma-separated; all by default):
 - ``sigma``: an xcrai model trained with ``fit(masks, uncertainty=True)``: the values and
   ``zg_sigma`` of ``infill(model, sigma=True)``. ``--model-sigma PATH`` scores a saved one;
   ``--train`` trains one with xcrai's defaults for ``--budget`` seconds (as run.py's
-  defaults run: a 50-iteration probe measures it/s, then budget x it/s x 0.97 iterations),
+  defaults run: short probes measure the speed, ``run.iterations_for``),
   and the same without ``uncertainty`` for the hole RMSE with it on and off.
 - ``ensemble``: ``fit(masks, ensemble=5)``, value = the members' mean, σ = their standard
   deviation with ddof=1 (the unbiased variance of 5 members). ``--model-ensemble PATH``
@@ -63,7 +63,6 @@ METHODS = ("kriging", "sigma", "ensemble")
 GAUSSIAN = {1: 0.6827, 2: 0.9545}
 ENSEMBLE_MEMBERS = 5
 ENSEMBLE_DDOF = 1
-PROBE_ITERATIONS = 50
 NEEDS = "needs xcrai with uncertainty= and ensemble= in fit (issue 15)"
 
 #: a method: test fields (time, lat, lon) in, (values, sigma) of the same shape out
@@ -200,7 +199,7 @@ def timed(name: str, method: Method, test: xr.DataArray, truth: xr.DataArray,
     return score(name, values, sigma, time.perf_counter() - start, test, truth)
 
 
-# Training, as run.py's defaults run: a probe measures it/s, then budget x it/s x 0.97.
+# Training, as run.py's defaults run: short probes measure the speed (run.iterations_for).
 
 
 #: the validation split of the calibration runs: the last 2 of zg_train.nc's 18 fields.
@@ -214,11 +213,7 @@ def at_budget(budget: float, device: str, **options):
     seconds on zg_train.nc (its last fields held out for validation: ``VALIDATION``), and
     a dict of its iterations and training seconds."""
     probe_options = {k: v for k, v in options.items() if k != "ensemble"}
-    _, seconds = fitbench_run.train(
-        device, iterations=PROBE_ITERATIONS, log_every=PROBE_ITERATIONS,
-        validation=VALIDATION, **probe_options,
-    )  # fmt: skip
-    iterations = max(1, int(budget * PROBE_ITERATIONS / seconds * 0.97))
+    iterations = fitbench_run.iterations_for(budget, device, validation=VALIDATION, **probe_options)
     model, seconds = fitbench_run.train(
         device, iterations=iterations, validation=VALIDATION, **options
     )
