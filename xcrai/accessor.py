@@ -263,7 +263,7 @@ class CraiDataArrayAccessor:
         init: str = "kaiming",
         distributed: bool = False,
         augment: bool | str = "auto",
-        mix: float = 0.5,
+        mix: float = 1.0,
         precision: str = "fp32",
         vgg_weights: str | os.PathLike[str] | None = None,
         deterministic: bool = True,
@@ -366,14 +366,15 @@ class CraiDataArrayAccessor:
             Roll each training field by a random number of longitudes and mirror
             half of them north-south (the coverage masks stay as they are); "auto"
             does so on global grids. Helps most when training fields are few.
-        mix : float, default 0.5
+        mix : float, default 1.0
             The share of training samples ``a`` blended with another training sample
             ``b``: ``c + cos θ (a - c) + sin θ (b - c)``, θ uniform in [0, 2π) and
             ``c`` the training fields' mean at each point (every variable alike);
             with ``augment``, ``b - c`` is rolled and mirrored on its own. The blends
             keep the fields' mean and covariance and give a short record an endless
             supply of new patterns, so that long runs do not learn the few fields by
-            heart; 0 trains on the fields as they are.
+            heart (every sample, the default, did best on fitbench's 18 fields); 0
+            trains on the fields as they are.
         precision : {"fp32", "tf32", "bf16"}, default "fp32"
             "fp32" is IEEE float32 on every device; "tf32" lets CUDA use TF32;
             "bf16" runs forward and backward passes under bfloat16 autocast (faster
@@ -524,7 +525,7 @@ class CraiDatasetAccessor:
         init: str = "kaiming",
         distributed: bool = False,
         augment: bool | str = "auto",
-        mix: float = 0.5,
+        mix: float = 1.0,
         precision: str = "fp32",
         vgg_weights: str | os.PathLike[str] | None = None,
         deterministic: bool = True,

@@ -521,7 +521,7 @@ class FitOptions:
         ),
     )
     mix: float = field(
-        default=0.5,
+        default=1.0,
         metadata=meta(
             "the share of training samples turned towards another by a random angle about "
             "the fields' pointwise mean (new blends of the record's patterns)",
