@@ -251,8 +251,7 @@ class Mixing:
         if self.shifts is not None:
             away = roll_each(away, self.shifts[chosen])
         if self.flips is not None:
-            flip = self.flips[chosen]
-            away[flip] = away[flip][..., ::-1, :]
+            away = mirror_each(away, self.flips[chosen])
         # a partner's never-valid points (land, say), moved by its roll, add nothing
         away = np.where(np.isnan(away), np.float32(0), away)
         angles = self.angles[chosen].reshape(-1, *[1] * (x.ndim - 1))
@@ -265,6 +264,14 @@ def roll_each(samples: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.stack(
         [np.roll(sample, int(k), axis=-1) for sample, k in zip(samples, shifts, strict=True)]
     )
+
+
+def mirror_each(samples: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """A copy of ``samples`` with those where ``flips`` (first axis) is True mirrored
+    north-south (second last axis)."""
+    out = samples.copy()
+    out[flips] = samples[flips][..., ::-1, :]
+    return out
 
 
 def mix(a: np.ndarray, b: np.ndarray, angle: Any, centre: Any) -> np.ndarray:
@@ -321,8 +328,7 @@ def make_batch(
     if shifts is not None and shifts.any():
         x, targets = roll_each(x, shifts), roll_each(targets, shifts)
     if flips is not None and flips.any():
-        x, targets = x.copy(), targets.copy()
-        x[flips], targets[flips] = x[flips][..., ::-1, :], targets[flips][..., ::-1, :]
+        x, targets = mirror_each(x, flips), mirror_each(targets, flips)
     m = masks[mask_windows] & targets
     gt = x[:, past : past + 1]
     x = np.where(m, x, np.float32(0))
@@ -379,8 +385,7 @@ def make_several_batch(
     if shifts is not None and shifts.any():
         raw, valid = roll_each(raw, shifts), roll_each(valid, shifts)
     if flips is not None and flips.any():
-        raw, valid = raw.copy(), valid.copy()
-        raw[flips], valid[flips] = raw[flips][..., ::-1, :], valid[flips][..., ::-1, :]
+        raw, valid = mirror_each(raw, flips), mirror_each(valid, flips)
     m = (
         np.stack(
             [
