@@ -17,6 +17,14 @@ def test_auto_device_is_the_cpu_without_cuda():
         resolve_device("quantum")
 
 
+def test_a_cuda_device_that_is_not_there_is_refused_by_name():
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, or any without CUDA
+    with pytest.raises(ValueError, match=f"device: '{missing}' asked for"):
+        resolve_device(missing)
+    if torch.cuda.is_available():
+        assert resolve_device("cuda:0") == torch.device("cuda", 0)
+
+
 def test_batches_are_bounded_by_memory(demo_model):
     small = auto_batch_size(demo_model, (72, 72), torch.device("cpu"))
     large = auto_batch_size(demo_model, (721, 1440), torch.device("cpu"))
