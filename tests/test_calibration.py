@@ -152,3 +152,23 @@ def test_saved_sigma_and_ensemble_models_are_scored(calibration, tmp_path):
     # neither asked for nor given: a note, not a failure
     (skipped,) = calibration.main(["--methods", "sigma"])
     assert "skipped" in skipped
+
+
+def test_a_deep_ensemble_is_scored_as_infill_combines_it(calibration, tmp_path):
+    train, masks = calibration.skill.load("zg_train.nc"), calibration.skill.load("zg_masks.nc")
+    test = calibration.skill.load("zg_test.nc")
+    tiny = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False)
+    deep = train.crai.fit(masks, ensemble=2, uncertainty=True, iterations=4, **tiny)
+    assert calibration.deep(deep)
+    values, sigma = calibration.ensemble_method(deep, "cpu")(test)
+    mean = test.crai.infill(deep, members="mean", sigma=True, device="cpu", progress=False)
+    mean = mean.transpose("time", "lat", "lon")
+    hidden = test.isnull().transpose("time", "lat", "lon").values
+    np.testing.assert_allclose(values[hidden], mean.zg.values[hidden], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(sigma[hidden], mean.zg_sigma.values[hidden], rtol=1e-4, atol=1e-3)
+    deep.save(tmp_path / "d.pth")
+    (record,) = calibration.main(
+        ["--methods", "ensemble", "--device", "cpu", "--model-ensemble", str(tmp_path / "d.pth")]
+    )
+    assert "sqrt(mean \u03c3_i\u00b2 + their variance)" in record["note"]
+    assert record["within_1sigma"] > 0  # the members' own sigma counts, not their spread alone

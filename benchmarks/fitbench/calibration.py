@@ -26,8 +26,10 @@ Methods (``--methods``, comma-separated; all by default):
   and the same without ``uncertainty`` for the hole RMSE with it on and off.
 - ``ensemble``: ``fit(masks, ensemble=5)``, value = the members' mean, σ = their standard
   deviation with ddof=1 (the unbiased variance of 5 members). ``--model-ensemble PATH``
-  scores a saved one; ``--train`` trains 5 members for ``--budget / 4`` seconds each. The
-  record has each member's hole RMSE beside the mean's.
+  scores a saved one; ``--train`` trains 5 members for ``--budget / 4`` seconds each
+  (``--ensemble-uncertainty``: with σ heads). Members with σ heads (a deep ensemble) are
+  scored as ``infill(members="mean", sigma=True)`` combines them: σ = ``sqrt(mean(σ_i²) +
+  var(x_i))``. The record has each member's hole RMSE beside the mean's.
 
 ``--train`` saves the models it trains beside ``--json`` (or ``--markdown``, ``--png``):
 ``.sigma.pth``, ``.plain.pth`` (without uncertainty) and ``.ensemble.pth``.
@@ -37,6 +39,7 @@ table and the spread-skill plot.
 
 Usage: python benchmarks/fitbench/calibration.py [--methods kriging,sigma,ensemble]
            [--kriging-fields N] [--model-sigma PATH] [--model-ensemble PATH] [--train]
+           [--ensemble-uncertainty]
            [--budget 287] [--device auto] [--json PATH] [--markdown PATH] [--png PATH]
 """
 
@@ -174,21 +177,33 @@ def sigma_method(model, device: str = "auto") -> Method:
     return apply
 
 
-def ensemble_members(ensemble, test: xr.DataArray, device: str = "auto") -> xr.DataArray:
-    """Each member's infill, along ``member``."""
-    out = test.crai.infill(ensemble, device=device, progress=False)
+def deep(ensemble) -> bool:
+    """Whether every member has a σ head (a deep ensemble)."""
+    return all(member.config.uncertainty for member in ensemble.members)
+
+
+def ensemble_members(ensemble, test: xr.DataArray, device: str = "auto") -> xr.Dataset:
+    """Each member's infill along ``member``: ``zg``, and ``zg_sigma`` for a deep ensemble."""
+    out = test.crai.infill(ensemble, device=device, progress=False, sigma=deep(ensemble))
+    if isinstance(out, xr.DataArray):  # values alone
+        out = out.to_dataset(name="zg")
     return out.transpose("member", "time", "lat", "lon")
 
 
-def mean_and_spread(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The members' mean and standard deviation (ddof = ``ENSEMBLE_DDOF``), member first."""
-    members = np.asarray(members, dtype=np.float64)
-    return members.mean(axis=0), members.std(axis=0, ddof=ENSEMBLE_DDOF)
+def mean_and_spread(members: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The members' mean and σ, member first: their standard deviation (ddof =
+    ``ENSEMBLE_DDOF``), or for a deep ensemble ``sqrt(mean(σ_i²) + var(x_i))`` with ddof=0,
+    as ``infill(members="mean", sigma=True)`` gives it."""
+    values = members.zg.values.astype(np.float64)
+    if "zg_sigma" not in members:
+        return values.mean(axis=0), values.std(axis=0, ddof=ENSEMBLE_DDOF)
+    own = np.square(members.zg_sigma.values.astype(np.float64)).mean(axis=0)
+    return values.mean(axis=0), np.sqrt(own + values.var(axis=0))
 
 
 def ensemble_method(ensemble, device: str = "auto") -> Method:
-    """An ensemble: its members' mean, and their spread as σ."""
-    return lambda test: mean_and_spread(ensemble_members(ensemble, test, device).values)
+    """An ensemble: its members' mean, and their spread (with their own σ) as σ."""
+    return lambda test: mean_and_spread(ensemble_members(ensemble, test, device))
 
 
 def timed(name: str, method: Method, test: xr.DataArray, truth: xr.DataArray,
@@ -300,6 +315,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--train", action="store_true",
                         help="train the sigma and ensemble models (and the σ model without "
                         "uncertainty) at --budget")  # fmt: skip
+    parser.add_argument("--ensemble-uncertainty", action="store_true",
+                        help="--train the ensemble's members with σ heads")  # fmt: skip
     parser.add_argument("--budget", type=float, default=fitbench_run.CRAI_SECONDS,
                         help="training seconds (the ensemble: a quarter per member)")  # fmt: skip
     parser.add_argument("--device", default="auto")
@@ -378,19 +395,21 @@ def run_method(name: str, args: argparse.Namespace, test: xr.DataArray, truth: x
             ensemble = xcrai.load_model(args.model_ensemble, label="all")
             label = f"ensemble, {args.model_ensemble.name}"
         elif args.train:
-            ensemble, extra = at_budget(args.budget / 4, args.device, ensemble=ENSEMBLE_MEMBERS)
+            ensemble, extra = at_budget(args.budget / 4, args.device, ensemble=ENSEMBLE_MEMBERS,
+                                        uncertainty=args.ensemble_uncertainty)  # fmt: skip
             ensemble.save(saved.with_suffix(".ensemble.pth"))
             label = f"ensemble of {ENSEMBLE_MEMBERS}, {args.budget / 4:.0f} s each"
         else:
             return {"method": "ensemble", "skipped": "give --model-ensemble PATH or --train"}
         start = time.perf_counter()  # as timed(..., ensemble_method(...)), infilled once
-        members = ensemble_members(ensemble, test, args.device).values
+        members = ensemble_members(ensemble, test, args.device)
         seconds = time.perf_counter() - start
         record = score(label, *mean_and_spread(members), seconds, test, truth)
-        record["member_rmse_m"] = [hole_rmse_of(m, test, truth) for m in members]
-        record["note"] = (
-            f"value: mean of {len(members)} members; σ: their std, ddof={ENSEMBLE_DDOF}"
-        )
+        record["member_rmse_m"] = [hole_rmse_of(m, test, truth) for m in members.zg.values]
+        record["note"] = f"value: mean of {members.sizes['member']} members; σ: " + (
+            "sqrt(mean σ_i² + their variance), ddof=0" if deep(ensemble)
+            else f"their std, ddof={ENSEMBLE_DDOF}"
+        )  # fmt: skip
         record.update(extra)
         return record
     raise ValueError(f"methods: unknown {name!r}")
