@@ -60,12 +60,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {device!r} asked for, but CUDA is not available here")
-    count = torch.cuda.device_count() if resolved.type == "cuda" else 0
-    if resolved.index is not None and resolved.type == "cuda" and resolved.index >= count:
-        raise ValueError(
-            f"device: {device!r} asked for, but this machine has {count} CUDA device(s): "
-            f"expected 'cuda' or 'cuda:0' to 'cuda:{count - 1}'"
-        )
+    if resolved.type == "cuda" and resolved.index is not None:
+        count = torch.cuda.device_count()
+        if resolved.index >= count:
+            raise ValueError(
+                f"device: {device!r} asked for, but this machine has {count} CUDA device(s): "
+                f"expected 'cuda' or 'cuda:0' to 'cuda:{count - 1}'"
+            )
     return resolved
 
 

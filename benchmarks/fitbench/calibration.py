@@ -407,7 +407,7 @@ def run_method(name: str, args: argparse.Namespace, test: xr.DataArray, truth: x
         record = score(label, *mean_and_spread(members), seconds, test, truth)
         record["member_rmse_m"] = [hole_rmse_of(m, test, truth) for m in members.zg.values]
         record["note"] = f"value: mean of {members.sizes['member']} members; σ: " + (
-            "sqrt(mean σ_i² + their variance), ddof=0" if deep(ensemble)
+            "sqrt(mean σ_i² + their variance), ddof=0" if "zg_sigma" in members
             else f"their std, ddof={ENSEMBLE_DDOF}"
         )  # fmt: skip
         record.update(extra)
