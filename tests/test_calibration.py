@@ -115,6 +115,25 @@ def test_score_record_of_perfect_sigma(calibration, hidden):
     assert record["rmse_m"] == pytest.approx(calibration.rmse(hidden[1]), rel=0.02)
 
 
+def test_ensemble_limit_separates_shared_and_own_errors(calibration, hidden):
+    points = hidden[0].size
+    rng = np.random.default_rng(4)
+    shared = 20.0 * rng.standard_normal(points)  # what every member gets wrong alike
+    own = 5.0 * rng.standard_normal((5, points))  # what averaging removes
+    limit = calibration.ensemble_limit(shared + own)
+    assert limit["own_variance_share"] == pytest.approx(25 / 425, rel=0.03)
+    assert limit["infinite_ensemble_rmse_m"] == pytest.approx(20.0, rel=0.02)
+    # the docstring's threshold: an own share of 12.2 % puts the mean of 5 at 95 % of a
+    # member's RMSE
+    errors = np.sqrt(1 - 0.122) * shared + np.sqrt(0.122) * 4 * own
+    share = calibration.ensemble_limit(errors)["own_variance_share"]
+    assert share == pytest.approx(0.122, rel=0.03)
+    ratio = calibration.rmse(errors.mean(axis=0)) / calibration.rmse(errors)
+    assert ratio == pytest.approx(0.95, abs=0.005)
+    with pytest.raises(ValueError, match="errors: expected 2 or more members"):
+        calibration.ensemble_limit(errors[:1])
+
+
 def test_command_line_kriging_writes_json_markdown_and_png(calibration, tmp_path):
     pytest.importorskip("pykrige")
     records = calibration.main([
@@ -149,6 +168,7 @@ def test_saved_sigma_and_ensemble_models_are_scored(calibration, tmp_path):
     assert 0 <= sigma["within_1sigma"] <= sigma["within_2sigma"] <= 1
     assert members["method"] == "ensemble, e.pth" and len(members["member_rmse_m"]) == 2
     assert "ddof=1" in members["note"]
+    assert 0 <= members["own_variance_share"] <= 1 and members["infinite_ensemble_rmse_m"] >= 0
     # neither asked for nor given: a note, not a failure
     (skipped,) = calibration.main(["--methods", "sigma"])
     assert "skipped" in skipped

@@ -116,6 +116,26 @@ def spread_skill(errors: np.ndarray, sigma: np.ndarray, bins: int = 10) -> dict[
     return out
 
 
+def ensemble_limit(errors: np.ndarray) -> dict[str, float]:
+    """How far averaging can take an ensemble, from its members' errors (member first,
+    one column a point). A member's mean squared error is the part all members share
+    plus its own variance; a mean of N members keeps the shared part and 1/N of the
+    own. Gives the own variance's share of a member's MSE (unbiased, ddof=1) and the
+    RMSE of a mean of infinitely many such members (the shared part alone). For the mean
+    of 5 to lie 5 % below a member, the own share must be at least 12.2 %."""
+    errors = np.asarray(errors, dtype=np.float64)
+    members = len(errors)
+    if members < 2:
+        raise ValueError(f"errors: expected 2 or more members, got {members}")
+    member_mse = float(np.mean(np.square(errors)))
+    own = float(np.mean(errors.var(axis=0, ddof=1)))
+    shared = float(np.mean(np.square(errors.mean(axis=0)))) - own / members
+    return {
+        "own_variance_share": own / member_mse,
+        "infinite_ensemble_rmse_m": float(np.sqrt(max(shared, 0.0))),
+    }
+
+
 def hidden_points(values: np.ndarray, sigma: np.ndarray, test: xr.DataArray,
                   truth: xr.DataArray) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
     """Errors and σ at the hidden points of the first len(values) test fields, and how
@@ -240,6 +260,11 @@ def hole_rmse_of(values: np.ndarray, test: xr.DataArray, truth: xr.DataArray) ->
     return round(rmse(errors), 2)
 
 
+def member_errors(members: xr.Dataset, test: xr.DataArray, truth: xr.DataArray) -> np.ndarray:
+    """Each member's errors at the hidden points, member first."""
+    return np.stack([hidden_points(m, np.zeros_like(m), test, truth)[0] for m in members.zg.values])
+
+
 def needs_api(error: Exception) -> bool:
     """Whether ``error`` is an xcrai without the σ head or ensembles refusing them."""
     text = str(error)
@@ -249,7 +274,10 @@ def needs_api(error: Exception) -> bool:
 
 
 #: record keys the table's note shows
-EXTRA_KEYS = ("rmse_uncertainty_off_m", "member_rmse_m", "iterations", "train_s", "mean_sigma_m")
+EXTRA_KEYS = (
+    "rmse_uncertainty_off_m", "member_rmse_m", "own_variance_share", "infinite_ensemble_rmse_m",
+    "iterations", "train_s", "mean_sigma_m",
+)  # fmt: skip
 
 
 def markdown(records: list[dict], machine: str) -> str:
@@ -405,7 +433,9 @@ def run_method(name: str, args: argparse.Namespace, test: xr.DataArray, truth: x
         members = ensemble_members(ensemble, test, args.device)
         seconds = time.perf_counter() - start
         record = score(label, *mean_and_spread(members), seconds, test, truth)
-        record["member_rmse_m"] = [hole_rmse_of(m, test, truth) for m in members.zg.values]
+        errors = member_errors(members, test, truth)
+        record["member_rmse_m"] = [round(rmse(e), 2) for e in errors]
+        record.update((key, round(value, 3)) for key, value in ensemble_limit(errors).items())
         record["note"] = f"value: mean of {members.sizes['member']} members; σ: " + (
             "sqrt(mean σ_i² + their variance), ddof=0" if "zg_sigma" in members
             else f"their std, ddof={ENSEMBLE_DDOF}"
