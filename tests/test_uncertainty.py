@@ -137,16 +137,48 @@ def test_ensembles_and_crai_labels_share_the_member_layout(ensemble, hadcrut, tm
 
 def test_the_mean_of_members_and_their_spread(ensemble, test_fields):
     members = test_fields.crai.infill(ensemble)
-    mean = test_fields.crai.infill(ensemble, members="mean", sigma=True)
+    mean = test_fields.crai.infill(ensemble, members="mean", return_output=True)
     holes = np.isnan(test_fields.values)
     assert mean.zg.dims == test_fields.dims
     np.testing.assert_array_equal(mean.zg.values[~holes], test_fields.values[~holes])
     np.testing.assert_allclose(mean.zg.values[holes], members.mean("member").values[holes],
                                rtol=1e-6)  # fmt: skip
-    np.testing.assert_allclose(mean.zg_sigma.values[holes], members.std("member").values[holes],
-                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    # beyond the network's reach the members all hold the fill value: no σ, not σ = 0
+    unreached = mean.zg_flag.values == -1
+    assert unreached.any() and np.isnan(mean.zg_sigma.values[unreached]).all()
+    reached = holes & ~unreached
+    spread = members.std("member").values[reached]
+    np.testing.assert_allclose(mean.zg_sigma.values[reached], spread, rtol=1e-4, atol=1e-4)
+    assert (mean.zg_sigma.values[reached] > 0).all()
     assert (mean.zg_sigma.values[~holes] == 0).all()
     assert "(the mean of the 3 members above)" in mean.attrs["history"]
+
+
+def test_a_mean_of_one_model_is_refused(sigma_model, test_fields, tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"members: 'mean' averages the members of an ensemble"):
+        test_fields.crai.infill(sigma_model, members="mean")
+    from xcrai.cli import main
+
+    data, model = tmp_path / "test.nc", sigma_model.save(tmp_path / "one.pth")
+    test_fields.to_dataset().to_netcdf(data)
+    out = tmp_path / "out.nc"
+    assert main(["infill", str(data), "-m", str(model), "--members", "mean", "-o", str(out)]) == 2
+    assert "members: 'mean' averages the members of an ensemble, but one.pth" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+
+
+def test_validation_fields_without_holes_leave_sigma_uncalibrated_and_say_so(masks):
+    train = open_zg("zg_train.nc")
+    seeing = masks.copy(data=masks.values.copy())
+    seeing[0] = 1  # the first mask hides nothing: the one validation field is all seen
+    with pytest.warns(UserWarning, match="validation: the masks hide no point") as caught:
+        model = train.isel(time=slice(1, None)).crai.fit(
+            seeing, uncertainty=True, iterations=3, validation=train.isel(time=[0]), **TINY
+        )
+    assert model.config.sigma_scale == 1.0  # not 0, which made every σ 0
+    assert caught[0].filename == __file__
 
 
 def test_sigma_is_calibrated_on_the_validation_fields(masks):

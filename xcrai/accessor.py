@@ -113,11 +113,12 @@ class CraiDataArrayAccessor:
             model without it is refused. ``return_output=True`` includes it for a
             model that has it. With ``members="mean"``, the σ of an ensemble's
             mean: ``sqrt(mean(σ_i²) + var(x_i))`` over its members (their spread, and
-            their own σ when they have one).
+            their own σ when they have one; NaN at holes beyond the network's reach
+            when they have none, as they all hold the fill value there).
         members : {"keep", "mean"}
             For an ensemble (or a list of models): keep the members along a
             ``member`` dimension, or return their mean (observed points unchanged;
-            the flag the lowest of the members').
+            the flag the lowest of the members'). "mean" with one model is refused.
         return_output : bool
             Return a Dataset with ``<name>`` (the infilled data), ``<name>_output``
             (the raw network output) and ``<name>_flag``, a CF flag variable (1

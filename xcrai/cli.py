@@ -400,7 +400,10 @@ def infill_file(
     if len(loaded) == 1:
         model_obj: Any = loaded[0]
     elif any(isinstance(m, xcrai.Ensemble) for m in loaded):
-        raise ValueError("label: 'all' takes one --model (its labels are the members)")
+        raise ValueError(
+            "model: an ensemble file (or --label all) is a whole ensemble and takes no other "
+            "--model; give its file alone, or each model on its own --model"
+        )
     else:
         model_obj = loaded
     with _open_netcdf(input, "input", chunks={}) as probe:

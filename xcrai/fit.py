@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ import xarray as xr
 
 from xcrai import __version__
 from xcrai.bounds import normalised
+from xcrai.callsite import user_stacklevel
 from xcrai.engine import resolve_device
 from xcrai.files import check_writable, make_folder
 from xcrai.grid import describe, find_grid, resolve_padding
@@ -321,7 +323,16 @@ def _run(
         net.load_state_dict(trained)
         with cpu_threads(choose_threads(threads)):
             scale = validate(cast(PartialConvUNet, net), data, config, setup.dev)
+        if "val_sigma_scale" in scale:
             sigma_scale = scale["val_sigma_scale"]
+        else:
+            warnings.warn(
+                "validation: the masks hide no point of the validation fields, so the "
+                "sigma of uncertainty=True is left uncalibrated (sigma_scale 1); give "
+                "masks with holes there",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
     return trained, history, done, config, sigma_scale
 
 

@@ -504,6 +504,15 @@ def sigma_variable(sigma: xr.DataArray, name: Hashable, attrs: dict[str, Any]) -
     return sigma
 
 
+def check_members(model: CraiModel | Ensemble, options: InfillOptions) -> None:
+    """``members="mean"`` needs several models to average: refuse it for one."""
+    if options.members == "mean" and isinstance(model, CraiModel):
+        raise ValueError(
+            f"members: 'mean' averages the members of an ensemble, but {model.name} is one "
+            "model; leave members at 'keep', or give an ensemble (its file, or several models)"
+        )
+
+
 def wants_sigma(model: CraiModel | Ensemble, options: InfillOptions) -> bool:
     """Whether the result holds ``<name>_sigma``: asked for (``sigma=True``: an error for a
     model without a σ channel), or with ``return_output`` from a model that has one."""
@@ -630,6 +639,7 @@ def infill_dataarray(
     """
     options = _check_options(options)
     chosen = as_members(model, options.time_context)
+    check_members(chosen, options)
     sigma = wants_sigma(chosen, options)
     result = _infill_members(da, chosen, mask, options, steady_mask)
     name = da.name if da.name is not None else UNNAMED
@@ -847,7 +857,9 @@ def _mean_of_members(
     """An ensemble's members reduced to their mean, with a σ that holds their spread and
     (for members with a σ channel) their own: ``sqrt(mean(σ_i²) + var(x_i))``. Observed
     points keep their values bitwise; the flag is the lowest of the members' (an
-    unreachable hole in any member is flagged -1)."""
+    unreachable hole in any member is flagged -1). Members without a σ channel give no σ
+    (NaN) at unreachable holes, where they all hold the fill value and agree; σ channels
+    learn the error of that value."""
     first = results[0]
     flag = xr.concat([r.flag for r in results], dim=MEMBER_DIM).min(MEMBER_DIM)
     observed = flag == FLAG_OBSERVED
@@ -857,6 +869,8 @@ def _mean_of_members(
         variance = variance + (sigma**2).mean(MEMBER_DIM)
     spread = np.sqrt(variance).astype(first.data.dtype).where(~observed, 0)
     spread = spread.where(data.notnull().all(MEMBER_DIM))  # NaN where the values are
+    if sigma is None:  # beyond the reach, members agree on the fill value: no σ there
+        spread = spread.where(flag != FLAG_UNREACHABLE)
     spread.attrs = {
         "long_name": "standard deviation of the infilled value (the members' spread and "
         "their own sigma)" if sigma is not None else
@@ -1082,6 +1096,7 @@ def infill_variables(
         raise TypeError(f"flags: expected True or False, got {flags!r}")
     flags = flags or options.return_output
     chosen = as_members(model, options.time_context)
+    check_members(chosen, options)
     first = chosen if isinstance(chosen, CraiModel) else chosen.members[0]
     variables = choose_variables(ds, first, variables)
     sigma = wants_sigma(chosen, options)

@@ -389,8 +389,8 @@ class FitOptions:
     loss: dict[str, float] | LossWeights | None = field(
         default=None,
         metadata=meta(
-            "loss weights, e.g. hole=1 (terms left out weigh 0); perceptual and style need "
-            "--vgg-weights",
+            "loss weights, e.g. hole=1 (terms left out weigh 0, but nll keeps its 1); "
+            "perceptual and style need --vgg-weights",
             parse=parse_loss,
             metavar="TERM=W,...",
             default_text="valid=1,hole=6,tv=0.1 (CRAI's without VGG terms)",
@@ -576,7 +576,14 @@ class FitOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name}: expected a positive learning rate, got {value!r}")
+        for name in ("normalize", "progress", "distributed", "deterministic", "uncertainty"):
+            _check_bool(getattr(self, name), name)
         weights = LossWeights.from_argument(self.loss)
+        if not weights.trains_values:
+            raise ValueError(
+                f"loss: every term that trains the infilled values weighs 0 ({self.loss!r}); "
+                "nll shapes only the sigma of uncertainty=True"
+            )
         if weights.needs_vgg and self.vgg_weights is None:
             raise ValueError(
                 "vgg_weights: the perceptual and style terms of loss need a local file of "
@@ -590,8 +597,6 @@ class FitOptions:
         )
         _set(self, "time_context", time_context)
         _check_architecture(self.architecture, sum(time_context) + 1, 1 + self.uncertainty)
-        for name in ("normalize", "progress", "distributed", "deterministic", "uncertainty"):
-            _check_bool(getattr(self, name), name)
         _check_device(self.device)
         _check_optional_int(self, "early_stopping", allow_zero=True)
         _check_optional_int(self, "checkpoint_every")

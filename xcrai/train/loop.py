@@ -475,7 +475,8 @@ def validate(
 ) -> dict[str, float]:
     """Loss terms and hole RMSE (in data units) on the fixed validation pairs; with
     ``uncertainty``, also ``val_sigma_scale``: the factor that makes the network's σ
-    calibrated there, ``sqrt(mean((out - gt)² / σ²))`` over the hidden points."""
+    calibrated there, ``sqrt(mean((out - gt)² / σ²))`` over the hidden points (left out
+    when the masks hide none of them)."""
     val = data.val_fields
     n = val.shape[0] * val.shape[-3]
     modes = {module: module.training for module in net.modules()}
@@ -516,8 +517,8 @@ def validate(
         + weights.nll * result.get("val_nll", 0.0)
     )
     result["val_hole_rmse"] = math.sqrt(squared / max(count, 1.0)) * config.std
-    if config.uncertainty:
-        result["val_sigma_scale"] = math.sqrt(standardised / max(count, 1.0))
+    if config.uncertainty and count > 0:
+        result["val_sigma_scale"] = math.sqrt(standardised / count)
     return result
 
 

@@ -3,7 +3,9 @@ weights file only) perceptual and style terms."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
+from numbers import Real
 from typing import Any
 
 import torch
@@ -51,10 +53,16 @@ class LossWeights:
     def needs_vgg(self) -> bool:
         return bool(self.perceptual or self.style)
 
+    @property
+    def trains_values(self) -> bool:
+        """Whether a term other than ``nll`` (which shapes σ only) weighs more than 0."""
+        return any(getattr(self, f.name) for f in fields(self) if f.name != "nll")
+
     @classmethod
     def from_argument(cls, loss: Any) -> LossWeights:
         """From ``None`` (defaults), a LossWeights, or a dict like ``{"hole": 1}``
-        (terms left out weigh 0) - the ``loss=`` argument of ``fit``."""
+        (terms left out weigh 0, but ``nll`` keeps its default) - the ``loss=`` argument of
+        ``fit``."""
         if loss is None:
             return cls()
         if isinstance(loss, cls):
@@ -65,11 +73,15 @@ class LossWeights:
                 f"loss: expected None or a dict with keys among {names}, e.g. {{'hole': 1}}; "
                 f"got {loss!r}"
             )
-        values = {name: float(loss.get(name, 0.0)) for name in names}
-        values["nll"] = float(loss.get("nll", cls.nll))
-        if any(v < 0 for v in values.values()) or not any(values.values()):
-            raise ValueError(f"loss: weights must be >= 0 and not all 0, got {loss!r}")
-        return cls(**values)
+        given = {**{name: 0.0 for name in names}, "nll": cls.nll, **loss}
+        if not all(
+            isinstance(v, Real) and not isinstance(v, bool) and 0 <= float(v) < math.inf
+            for v in given.values()
+        ):
+            raise ValueError(f"loss: weights must be finite numbers >= 0, got {loss!r}")
+        if not any(given.values()):
+            raise ValueError(f"loss: weights must not all be 0, got {loss!r}")
+        return cls(**{name: float(v) for name, v in given.items()})
 
 
 def loss_terms(
