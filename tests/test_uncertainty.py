@@ -196,7 +196,7 @@ def test_sigma_is_calibrated_on_the_validation_fields(masks):
     assert np.mean(z2) == pytest.approx(1.0, rel=1e-3)
 
 
-def test_command_line_trains_and_infills_ensembles_and_sigma(masks, test_fields, tmp_path):
+def test_command_line_trains_and_infills_ensembles_and_sigma(masks, test_fields, tmp_path, capsys):
     from xcrai.cli import main
 
     data, mask_file = tmp_path / "train.nc", tmp_path / "masks.nc"
@@ -213,12 +213,18 @@ def test_command_line_trains_and_infills_ensembles_and_sigma(masks, test_fields,
     assert ensemble.labels == ("seed 0", "seed 1") and all(m.config.uncertainty for m in ensemble)
     out = tmp_path / "mean.nc"
     infill = ["infill", str(test), "-m", str(members), "--no-progress"]
-    assert main([*infill, "--members", "mean", "--sigma", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main([*infill, "--members", "mean", "--sigma", "--flags", "-o", str(out)]) == 0
     expected = test_fields.crai.infill(ensemble, members="mean", sigma=True)
     with xr.open_dataset(out) as written:
         np.testing.assert_array_equal(written.zg.values, expected.zg.values)
         np.testing.assert_array_equal(written.zg_sigma.values, expected.zg_sigma.values)
         assert "member" not in written.dims
+        unreached = int((written.zg_flag == -1).sum())
+    # the blocks count each member's unreachable holes; the file flags each point once
+    said = capsys.readouterr().err
+    assert f"{2 * unreached} hole point(s) are beyond" in said
+    assert "(counted in each of the 2 members averaged)" in said
     kept = tmp_path / "kept.nc"
     assert main([*infill, "--sigma", "-o", str(kept)]) == 0
     with xr.open_dataset(kept) as written:
