@@ -169,6 +169,18 @@ def test_a_mean_of_one_model_is_refused(sigma_model, test_fields, tmp_path, caps
     assert not out.exists()
 
 
+def test_a_mean_of_members_with_and_without_sigma_says_whose_sigma_it_is(
+    sigma_model, masks, test_fields
+):
+    plain = open_zg("zg_train.nc").crai.fit(masks, iterations=2, **TINY)
+    with pytest.warns(UserWarning, match=r"sigma: only 1 of the 2 members have a sigma") as caught:
+        mixed = test_fields.crai.infill([sigma_model, plain], members="mean", sigma=True)
+    assert caught[0].filename == __file__
+    spread = test_fields.crai.infill([sigma_model, plain]).std("member")
+    reached = np.isnan(test_fields.values) & np.isfinite(mixed.zg_sigma.values)
+    np.testing.assert_allclose(mixed.zg_sigma.values[reached], spread.values[reached], atol=1e-3)
+
+
 def test_validation_fields_without_holes_leave_sigma_uncalibrated_and_say_so(masks):
     train = open_zg("zg_train.nc")
     seeing = masks.copy(data=masks.values.copy())

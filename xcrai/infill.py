@@ -527,7 +527,16 @@ def wants_sigma(model: CraiModel | Ensemble, options: InfillOptions) -> bool:
             f"sigma: {lacking.name} has no uncertainty output; train one with "
             "fit(..., uncertainty=True) (xcrai fit --uncertainty)"
         )
-    return options.sigma or (options.return_output and has)
+    wanted = options.sigma or (options.return_output and has)
+    own = [m for m in members if m.config.uncertainty]
+    if wanted and options.members == "mean" and 0 < len(own) < len(members):
+        warnings.warn(
+            f"sigma: only {len(own)} of the {len(members)} members have a sigma of their own; "
+            "the mean's sigma is the members' spread alone",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return wanted
 
 
 def count_unreached(flag: xr.DataArray, spatial: tuple[Hashable, Hashable]) -> tuple[Any, Any]:
