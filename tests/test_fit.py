@@ -420,3 +420,76 @@ def test_a_killed_cosine_run_resumes_to_the_uninterrupted_weights(train, masks, 
     whole = train.crai.fit(masks, iterations=iterations, **options)
     assert whole.config.provenance["train_config"]["lr_schedule"] == "cosine"  # the default
     assert _same_weights(whole.net.state_dict(), resumed.net.state_dict())
+    # checkpoints every 5, losses logged every 4: the checkpoint (at 5 or 10, as a rule)
+    # carries the sums of the logging window it cut, so the history is the uninterrupted one
+    xr.testing.assert_equal(whole.history, resumed.history)
+
+
+def test_a_new_run_refuses_an_earlier_runs_checkpoint(train, masks, tmp_path):
+    """A second run into the same checkpoint_dir would overwrite the first run's checkpoint
+    (a killed run restarted without resume, say): refused, the checkpoint untouched."""
+    options = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False,
+                   iterations=2, **SAME)  # fmt: skip
+    train.crai.fit(masks, checkpoint_dir=tmp_path, **options)
+    before = (tmp_path / "checkpoint.pth").read_bytes()
+    with pytest.raises(FileExistsError, match=r"checkpoint_dir: .* holds the checkpoint of an "):
+        train.crai.fit(masks, checkpoint_dir=tmp_path, **{**options, "seed": 1})
+    assert (tmp_path / "checkpoint.pth").read_bytes() == before
+    # an ensemble checks every member's folder before the first member trains
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "member-1").write_text("in the way")
+    with pytest.raises(ValueError, match=r"checkpoint_dir: .*member-1' is a file"):
+        train.crai.fit(masks, ensemble=2, checkpoint_dir=tmp_path / "ens", **options)
+    assert not (tmp_path / "ens" / "member-0" / "checkpoint.pth").exists()
+    with pytest.raises(FileNotFoundError, match=r"resume: .* holds the member-<i> folders of an"):
+        (tmp_path / "ens" / "member-1").unlink()
+        train.crai.fit(masks, ensemble=2, checkpoint_dir=tmp_path / "ens", **options)
+        train.crai.fit(masks, resume=tmp_path / "ens", **options)
+
+
+def test_resume_keeps_early_stopping(train, masks, tmp_path):
+    """A checkpoint carries early stopping's patience: a run resumed from it stops where
+    the uninterrupted run stopped, with the same weights and history, and a run that
+    stopped stays stopped."""
+    options = dict(validation=0.2, batch_size=4, architecture={"n_filters": 4, "depth": 2},
+                   progress=False, seed=2, lr=0.02, lr_schedule="constant", early_stopping=1,
+                   log_every=2, **SAME)  # fmt: skip
+    whole = train.crai.fit(masks, iterations=40, checkpoint_dir=tmp_path / "whole", **options)
+    stopped = int(whole.history.iteration[-1])
+    assert stopped < 40  # the premise: early stopping ended it
+    # "interrupted" at the logging step before the stop, which spent some of the patience
+    cut = stopped - 2
+    train.crai.fit(masks, iterations=cut, checkpoint_dir=tmp_path / "cut", **options)
+    resumed = train.crai.fit(masks, iterations=40, resume=tmp_path / "cut", **options)
+    assert _same_weights(whole.net.state_dict(), resumed.net.state_dict())
+    xr.testing.assert_equal(whole.history, resumed.history)
+    again = train.crai.fit(masks, iterations=40, resume=tmp_path / "whole", **options)
+    assert _same_weights(whole.net.state_dict(), again.net.state_dict())
+    assert int(again.history.iteration[-1]) == stopped
+
+
+def test_early_stopping_needs_validation_fields(train, masks):
+    with pytest.raises(ValueError, match=r"early_stopping: it watches the validation loss, but"):
+        train.crai.fit(masks, validation=None, early_stopping=2, iterations=2, progress=False)
+
+
+def test_validation_fields_are_put_on_the_data_grid_and_must_be_complete(train, masks):
+    """Validation fields that run north to south where the data runs south to north are
+    turned as masks are; another longitude grid, NaN where the data has values, and
+    infinite training values are refused."""
+    options = dict(batch_size=4, architecture={"n_filters": 4, "depth": 2}, progress=False,
+                   iterations=2, log_every=2, **SAME)  # fmt: skip
+    fields, held = train.isel(time=slice(0, 14)), train.isel(time=slice(14, None))
+    right = fields.crai.fit(masks, validation=held, **options)
+    flipped = fields.crai.fit(masks, validation=held.isel(lat=slice(None, None, -1)), **options)
+    xr.testing.assert_equal(right.history, flipped.history)
+    with pytest.raises(ValueError, match=r"validation: on another grid than the data: longit"):
+        fields.crai.fit(masks, validation=held.assign_coords(lon=held.lon - 180), **options)
+    holed = held.copy(data=held.values.copy())
+    holed[0, 10:20, 10:20] = np.nan
+    with pytest.raises(ValueError, match=r"validation: 100 grid points are NaN or infinite in"):
+        fields.crai.fit(masks, validation=holed, **options)
+    infinite = fields.copy(data=fields.values.copy())
+    infinite[3, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"data: holds infinite values; training fields must be"):
+        infinite.crai.fit(masks, **options)

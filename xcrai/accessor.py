@@ -358,7 +358,8 @@ class CraiDataArrayAccessor:
             A progress bar with the current losses (a widget in Jupyter).
         early_stopping : int, optional
             Stop after this many logging steps without a better validation loss
-            and return the best weights; without it, the last weights are returned.
+            and return the best weights (needs validation fields); without it, the
+            last weights are returned.
         log_every : int, optional
             Iterations per logging step (losses, validation); default 1 % of the run.
         init : {"kaiming", "gaussian", "xavier", "orthogonal", "torch"}, default "kaiming"

@@ -614,6 +614,7 @@ def fit_file(args: argparse.Namespace) -> Path:
     import xcrai  # noqa: F401  (registers .crai)
     from xcrai.checkpoint import save_model
     from xcrai.files import refuse_overwriting_inputs
+    from xcrai.fit import checkpoint_files
     from xcrai.options import FitOptions
 
     output = Path(args.output)
@@ -622,12 +623,19 @@ def fit_file(args: argparse.Namespace) -> Path:
     inputs = {"data": args.data, "masks": args.masks, "validation": validation_file,
               "steady_mask": args.steady_mask}  # fmt: skip
     refuse_overwriting_inputs(output, {**inputs, "resume": args.resume})
+    architecture = {name: getattr(args, name) for name in ARCHITECTURE_OPTIONS}
+    options = options_from(FitOptions, args, architecture=architecture)
+    checkpoints = checkpoint_files(options)
+    refuse_overwriting_inputs(output, checkpoints)  # the checkpoints the run reads or writes
+    if output.resolve() in {f.parent.resolve() for f in checkpoints.values()}:
+        raise ValueError(  # training would make it a folder, then fail to save there
+            f"output: {str(output)!r} is a folder the run keeps its checkpoints in "
+            "(checkpoint_dir); choose another path"
+        )
     _check_output(output, args.overwrite)
     for name, path in inputs.items():
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
-    architecture = {name: getattr(args, name) for name in ARCHITECTURE_OPTIONS}
-    options = options_from(FitOptions, args, architecture=architecture)
     with (
         _open_netcdf(args.data, "data") as data_file,
         _open_netcdf(args.masks, "masks") as mask_file,

@@ -83,21 +83,7 @@ def prepare_masks(masks: Any, da: xr.DataArray, grid: Any) -> np.ndarray:
             "masks: expected bool, 0/1, or a field whose NaNs mark missing points; "
             f"got dtype {masks.dtype}"
         )
-    mgrid = find_grid(masks, "masks")
-    for role, dim, mdim in (("latitude", grid.lat, mgrid.lat), ("longitude", grid.lon, mgrid.lon)):
-        same = None
-        if dim in da.coords and mdim in masks.coords:
-            same = _same_axis(da[dim], masks[mdim])
-        elif da.sizes[dim] == masks.sizes[mdim]:
-            same = "same"
-        if same is None:
-            raise ValueError(
-                f"masks: on another grid than the data: {role} {mdim!r} has {masks.sizes[mdim]} "
-                f"points ({_span(masks, mdim)}), the data's {dim!r} {da.sizes[dim]} "
-                f"({_span(da, dim)}); regrid the masks (e.g. nearest neighbour) first"
-            )
-        if same == "reversed":
-            masks = masks.isel({mdim: slice(None, None, -1)})
+    masks, mgrid = on_data_grid(masks, da, grid, "masks")
     extra = [d for d in masks.dims if d not in (mgrid.lat, mgrid.lon)]
     values = np.asarray(masks.transpose(*extra, mgrid.lat, mgrid.lon).values)
     values = values.reshape(-1, *values.shape[-2:])
@@ -114,6 +100,47 @@ def prepare_masks(masks: Any, da: xr.DataArray, grid: Any) -> np.ndarray:
     if observed.all():
         raise ValueError("masks: no mask hides any point, so there is no hole to learn to fill")
     return observed
+
+
+def on_data_grid(other: xr.DataArray, da: xr.DataArray, grid: Any, argument: str) -> Any:
+    """``other`` (masks, validation fields) on ``da``'s grid: flipped where an axis runs
+    the other way, refused where its latitudes or longitudes differ; and its grid."""
+    ogrid = find_grid(other, argument)
+    for role, dim, odim in (("latitude", grid.lat, ogrid.lat), ("longitude", grid.lon, ogrid.lon)):
+        same = None
+        if dim in da.coords and odim in other.coords:
+            same = _same_axis(da[dim], other[odim])
+        elif da.sizes[dim] == other.sizes[odim]:
+            same = "same"
+        if same is None:
+            raise ValueError(
+                f"{argument}: on another grid than the data: {role} {odim!r} has "
+                f"{other.sizes[odim]} points ({_span(other, odim)}), the data's {dim!r} "
+                f"{da.sizes[dim]} ({_span(da, dim)}); regrid the {argument} (e.g. nearest "
+                "neighbour) first"
+            )
+        if same == "reversed":
+            other = other.isel({odim: slice(None, None, -1)})
+    return other, ogrid
+
+
+def check_validation(
+    validation: xr.DataArray, da: xr.DataArray, grid: Any, target: np.ndarray, argument: str
+) -> xr.DataArray:
+    """Validation fields on the data's grid (flipped where an axis runs the other way),
+    finite wherever the data is ever valid (``target``): a NaN there would make every
+    validation loss NaN, and early stopping keep the wrong weights."""
+    validation, _ = on_data_grid(validation, da, grid, argument)
+    fields, _ = _fields(validation, argument)
+    xp = dsa if isinstance(fields, dsa.Array) else np
+    bad = (~xp.isfinite(fields)).any(axis=(0, 1)) & target
+    count = int(bad.sum().compute() if isinstance(bad, dsa.Array) else bad.sum())
+    if count:
+        raise ValueError(
+            f"{argument}: {count} grid points are NaN or infinite in the validation fields "
+            "where the data has values; validation fields must be complete there"
+        )
+    return validation
 
 
 def _observed(values: np.ndarray) -> np.ndarray:
@@ -140,10 +167,13 @@ def _span(da: xr.DataArray, dim: str) -> str:
 
 def _static_target(fields: Any, argument: str) -> np.ndarray:
     """Points valid in every field (False where NaN throughout); error on scattered NaNs."""
-    nan = dsa.isnan(fields) if isinstance(fields, dsa.Array) else np.isnan(fields)
-    some, every = nan.any(axis=(0, 1)), nan.all(axis=(0, 1))
+    xp = dsa if isinstance(fields, dsa.Array) else np
+    nan = xp.isnan(fields)
+    some, every, infinite = nan.any(axis=(0, 1)), nan.all(axis=(0, 1)), xp.isinf(fields).any()
     if isinstance(fields, dsa.Array):
-        some, every = dsa.compute(some, every)
+        some, every, infinite = dsa.compute(some, every, infinite)
+    if infinite:
+        raise ValueError(f"{argument}: holds infinite values; training fields must be finite")
     scattered = some & ~every
     if scattered.any():
         raise ValueError(
@@ -294,6 +324,14 @@ def _run(
     """Resume (when asked), build the network from the seed, and train it; returns the
     weights, the loss history, the iterations run, the run's configuration and the scale
     that calibrates a σ channel on the validation fields (1 without either)."""
+    if o.early_stopping is not None and data.val_fields is None:
+        raise ValueError(
+            "early_stopping: it watches the validation loss, but there are no validation "
+            "fields (validation=None or 0); give validation= a fraction or fields"
+        )
+    checkpoint_path = None
+    if o.checkpoint_dir is not None:
+        checkpoint_path = check_checkpoint_dir(o.checkpoint_dir, o.resume is not None)
     threads = o.threads
     state = None
     if o.resume is not None:
@@ -310,10 +348,6 @@ def _run(
         from xcrai.train.distributed import globalize_batch_norm
 
         net = globalize_batch_norm(net, setup.dev)
-    checkpoint_path = None
-    if o.checkpoint_dir is not None:
-        checkpoint_path = make_folder(o.checkpoint_dir, "checkpoint_dir")
-        check_writable(checkpoint_path / CHECKPOINT_FILE, "checkpoint_dir")
     trained, history, done = train(
         net, data, config, device=setup.dev, checkpoint_dir=checkpoint_path, resume=state,
         progress=o.progress, world=setup.world, fingerprint=fingerprint, threads=threads,
@@ -336,6 +370,39 @@ def _run(
     return trained, history, done, config, sigma_scale
 
 
+def checkpoint_files(o: FitOptions) -> dict[str, Path]:
+    """The training checkpoints a run with options ``o`` reads or writes, by argument:
+    ``resume``'s file, and the file in ``checkpoint_dir`` (in each ``member-<i>`` folder of
+    an ensemble); for the command line to keep its output off them."""
+    files: dict[str, Path] = {}
+    if o.resume is not None:
+        resume = Path(o.resume)
+        files["resume"] = resume / CHECKPOINT_FILE if resume.is_dir() else resume
+    if o.checkpoint_dir is not None:
+        folder = Path(o.checkpoint_dir)
+        if o.ensemble == 1:
+            files["checkpoint_dir"] = folder / CHECKPOINT_FILE
+        for i in range(o.ensemble if o.ensemble > 1 else 0):
+            files[f"checkpoint_dir (member-{i})"] = folder / f"member-{i}" / CHECKPOINT_FILE
+    return files
+
+
+def check_checkpoint_dir(folder: Any, resuming: bool) -> Path:
+    """Create ``folder`` and check that its checkpoint can be written, before training.
+    A checkpoint there from an earlier run is refused unless this run resumes one (then
+    it continues that run): a new run would overwrite it."""
+    path = make_folder(folder, "checkpoint_dir")
+    existing = path / CHECKPOINT_FILE
+    if existing.exists() and not resuming:
+        raise FileExistsError(
+            f"checkpoint_dir: {str(existing)!r} holds the checkpoint of an earlier run, which "
+            f"this run would overwrite; continue it with resume={str(path)!r}, or give "
+            "another folder (or remove the file)"
+        )
+    check_writable(existing, "checkpoint_dir")
+    return path
+
+
 def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel | Ensemble]) -> Ensemble:
     """With ``o.ensemble`` N > 1: an Ensemble of N models, ``train_one`` of each seed
     ``o.seed .. o.seed + N - 1`` (their initial weights and data orders) with ``ensemble=1``,
@@ -345,9 +412,15 @@ def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel | Ensem
             "resume: an ensemble is trained member by member; resume one member with "
             "ensemble=1, seed= its seed and resume= its member-<i> checkpoint"
         )
+    folders = [
+        None if o.checkpoint_dir is None else Path(o.checkpoint_dir) / f"member-{i}"
+        for i in range(o.ensemble)
+    ]
+    for folder in folders:  # before the first member trains: a late refusal wastes them
+        if folder is not None:
+            check_checkpoint_dir(folder, resuming=False)
     members = []
-    for i in range(o.ensemble):
-        folder = None if o.checkpoint_dir is None else Path(o.checkpoint_dir) / f"member-{i}"
+    for i, folder in enumerate(folders):
         member = train_one(replace(o, ensemble=1, seed=o.seed + i, checkpoint_dir=folder))
         assert isinstance(member, CraiModel)  # ensemble=1: one model
         members.append(member)
@@ -405,6 +478,8 @@ def fit(
         if not target.any():
             raise ValueError("steady_mask: with the data's NaNs it leaves no point to learn")
     observed = prepare_masks(masks, da, grid)
+    if isinstance(validation, xr.DataArray):
+        validation = check_validation(validation, da, grid, target, "validation")
     setup = _setup(o, grid, 1)
 
     digests = field_digests(fields)
@@ -477,8 +552,13 @@ def _split_validation(fields: Any, validation: Any) -> tuple[Any, Any]:
     if not validation:
         return fields, None
     if not isinstance(validation, float) or not 0 < validation < 1:
+        got = (
+            repr(validation)
+            if isinstance(validation, (int, float, str))
+            else type(validation).__name__
+        )
         raise ValueError(
-            f"validation: expected a fraction in (0, 1), a DataArray or None, got {validation!r}"
+            f"validation: expected a fraction in (0, 1), a DataArray or None, got {got}"
         )
     n_val = max(1, round(fields.shape[1] * validation))
     if n_val >= fields.shape[1]:
@@ -514,6 +594,12 @@ def _load_resume(
     validation fields, masks, architecture and settings, and no further than asked."""
     path = Path(path)
     if path.is_dir():
+        if not (path / CHECKPOINT_FILE).exists() and (path / "member-0").is_dir():
+            raise FileNotFoundError(
+                f"resume: {str(path)!r} holds the member-<i> folders of an ensemble, not one "
+                "run's checkpoint; resume each member with ensemble=1, seed= its seed and "
+                f"resume={str(path / 'member-0')!r} (and so on)"
+            )
         path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"resume: no training checkpoint at {str(path)!r}")
@@ -711,7 +797,10 @@ def fit_dataset(
     fields = stack([f for f, _ in prepared], axis=1)  # (S, V, T, H, W)
     digests = [field_digests(f) for f, _ in prepared]
     if isinstance(validation, xr.Dataset):
-        val_arrays = _validation_variables(validation, names)
+        val_arrays = [
+            check_validation(v, arrays[i], grid, valid[i], f"validation {names[i]!r}")
+            for i, v in enumerate(_validation_variables(validation, names))
+        ]
         val_prepared = [
             _fields(da, f"validation {v!r}")[0] for v, da in zip(names, val_arrays, strict=True)
         ]

@@ -610,8 +610,11 @@ def _train(
     # (a training step of this network is bound by kernel launches there)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, fused=device.type == "cuda")
     history: list[dict[str, float]] = []
-    start = 0
+    start, end = 0, total
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    # early stopping's patience, and the sums of a logging window a checkpoint cut in two
+    since_best = 0
+    running: dict[str, float] = {}
     if resume is not None:
         net.load_state_dict(resume["state_dict"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -619,6 +622,10 @@ def _train(
         start = int(resume["iteration"])
         if resume.get("best") is not None:
             best = (resume["best"]["loss"], resume["best"]["iteration"], resume["best"]["state"])
+        since_best = int(resume.get("since_best", 0))
+        running = dict(resume.get("running", {}))
+        if resume.get("stopped"):  # early stopping ended the run: it stays ended
+            end = start
     net.train()
     if start >= config.iterations:
         _set_finetune(net)
@@ -640,7 +647,7 @@ def _train(
     loader: Any = DataLoader(
         _Batches(data, config, world),
         batch_size=None,
-        sampler=range(start, total),
+        sampler=range(start, end),
         num_workers=0,
         generator=torch.Generator().manual_seed(config.seed),
     )  # its own generator: an iterator draws a seed, which must not come from the user's
@@ -651,8 +658,6 @@ def _train(
     bar = tqdm(
         total=total, initial=start, desc="training", disable=not (progress and main), unit="it"
     )
-    since_best = 0
-    running: dict[str, float] = {}
     iteration = start
     for iteration, batch in enumerate(loader, start=start + 1):
         if iteration == config.iterations + 1 and config.finetune_iterations:
@@ -706,6 +711,9 @@ def _train(
                 "best": None
                 if best is None
                 else {"loss": best[0], "iteration": best[1], "state": best[2]},
+                "since_best": since_best,
+                "running": running,
+                "stopped": stop,
             }
             save_training_checkpoint(Path(checkpoint_dir) / "checkpoint.pth", payload)
         if stop:
