@@ -230,6 +230,36 @@ def test_infill_refuses_links_to_its_input(sample, tmp_path, capsys, how):
     assert "is the input file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("how", ["same path", "symlink"])
+def test_infill_refuses_to_overwrite_its_model(sample, tmp_path, capsys, how):
+    model = tmp_path / "model.pth"
+    shutil.copy(xcrai.data.demo_model(), model)
+    given = model
+    if how == "symlink":
+        given = tmp_path / "link.pth"
+        given.symlink_to(model)
+    with unchanged(tmp_path):
+        code = main(["infill", str(sample), "-m", str(given), "-o", str(model), "--overwrite"])
+    assert code == 2
+    assert f"output: {str(model)!r} is the model file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--tile-size", "0", "argument --tile-size"),
+        ("--batch-size", "0", "argument --batch-size"),
+        ("--memory", "1e400", "memory: expected a size"),
+        ("--memory", "1.2.3", "memory: expected a size"),
+        ("--memory", "0.5", "memory: expected a size"),
+    ],
+)
+def test_bad_option_values_are_one_line_errors(sample, tmp_path, option, value, said):
+    with unchanged(tmp_path):
+        result = _run("infill", sample, "-m", MODEL, "-o", tmp_path / "out.nc", option, value)
+    _one_line_error(result, said)
+
+
 # --- 6. outputs are checked before any work ------------------------------------------------
 
 

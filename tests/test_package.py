@@ -25,8 +25,9 @@ def test_submodules_are_reachable_and_import_xcrai_stays_free_of_torch():
         "print('torch' in sys.modules)\n"
         "xcrai.zoo.register; print('torch' in sys.modules)\n"  # the README's example
         "print(xcrai.nn.PartialConvUNet.__name__, xcrai.plot.plot_infilled.__name__)\n"
+        "print(xcrai.streaming.memory_budget.__name__)\n"  # the README's, after import xcrai
     )
-    assert out.split() == ["False", "False", "PartialConvUNet", "plot_infilled"]
+    assert out.split() == ["False", "False", "PartialConvUNet", "plot_infilled", "memory_budget"]
 
 
 def test_dir_lists_the_public_names_only():

@@ -39,6 +39,7 @@ if _typing.TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from xcrai import nn as nn
     from xcrai import numerics as numerics
     from xcrai import plot as plot
+    from xcrai import streaming as streaming
     from xcrai import train as train
     from xcrai import zoo as zoo
     from xcrai.checkpoint import load_model
@@ -68,6 +69,7 @@ _LAZY_MODULES = (
     "nn",
     "numerics",
     "plot",
+    "streaming",
     "train",
     "zoo",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -11,7 +12,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from xcrai.streaming import DEFAULT_BUDGET, memory_budget, parse_size
 
@@ -119,6 +120,14 @@ def options_from(options: type, args: argparse.Namespace, **given: Any) -> Any:
     return options(**values, **given)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (``xcrai infill: error: argument ...``), as
+    every other error of the command line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from xcrai.options import (
         ARCHITECTURE_CHOICES,
@@ -128,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         parse_positive,
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xcrai",
         description="Infill gaps in gridded climate data with CRAI's partial-convolution U-Net.",
     )
@@ -380,7 +389,12 @@ def infill_file(
     for name, path in (("input", input), ("mask", mask), ("steady_mask", steady_mask)):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
-    refuse_overwriting_inputs(output, {"input": input, "mask": mask, "steady_mask": steady_mask})
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    files = [m for m in models if isinstance(m, (str, os.PathLike)) and Path(m).is_file()]
+    refuse_overwriting_inputs(output, {
+        "input": input, "mask": mask, "steady_mask": steady_mask,
+        **{("model" if len(files) == 1 else f"model {i + 1}"): m for i, m in enumerate(files)},
+    })  # fmt: skip
     if output.suffix.lower() == ".zarr":
         raise ValueError(
             f"output: {str(output)!r} names a zarr store, but xcrai infill writes netCDF; "
@@ -390,7 +404,6 @@ def infill_file(
     _check_output(output, overwrite)
     parse_size(memory)  # a bad --memory fails now, not after the model is read
     variables = list(dict.fromkeys(variables)) if variables else None  # --var a --var a
-    models = list(model) if isinstance(model, (list, tuple)) else [model]
     loaded = [
         m if isinstance(m, (xcrai.CraiModel, xcrai.Ensemble))
         else load_any(m, label=label, inputs=None if inputs is None else list(inputs),

@@ -43,14 +43,15 @@ def parse_size(size: str | int, argument: str = "memory") -> int:
     """
     if isinstance(size, int) and not isinstance(size, bool) and size > 0:
         return size
-    match = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", str(size))
+    match = re.fullmatch(r"\s*((?:\d+\.?\d*|\.\d+)(?:e\d+)?)\s*([a-zA-Z]*)\s*", str(size))
     unit = match[2].lower() if match else None
-    if match is None or unit not in _UNITS or float(match[1]) <= 0:
+    number = float(match[1]) * _UNITS[unit] if match and unit in _UNITS else 0.0
+    if not 1 <= number < 2**63:  # at least a byte, and a size a machine can have
         raise ValueError(
             f"{argument}: expected a size such as '2GB' or '512MiB' (units {sorted(_UNITS)}), "
             f"got {size!r}"
         )
-    return int(float(match[1]) * _UNITS[unit])
+    return int(number)
 
 
 def chunks_in_flight(budget: int, chunk_bytes: int, cores: int | None = None) -> int:
