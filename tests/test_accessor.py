@@ -108,3 +108,8 @@ def test_dataset_variables(hadcrut, demo_model):
         hadcrut.crai.infill(demo_model, variables=["pr"])
     with pytest.raises(ValueError, match="variables: no data variable"):
         xr.Dataset({"n": ("x", [1, 2])}).crai.infill(demo_model)
+    with pytest.raises(ValueError, match="variables: an empty list infills nothing"):
+        hadcrut.crai.infill(demo_model, variables=[])
+    twice = hadcrut.crai.infill(demo_model, variables=["tas", "tas"])  # infilled once
+    xr.testing.assert_equal(twice, hadcrut.crai.infill(demo_model, variables=["tas"]))
+    assert twice.attrs["history"].count("infilled tas") == 1

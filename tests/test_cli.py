@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -189,6 +190,9 @@ def test_mask_file_option(sample, tmp_path, hadcrut, demo_model):
         expected = hadcrut.tas.crai.infill(demo_model, mask=keep)
         np.testing.assert_array_equal(ds.tas.values, expected.values)
         assert not np.array_equal(ds.tas.values, hadcrut.tas.crai.infill(demo_model).values)
+        # the share infilled counts the points the mask hides, as the Python API's does
+        share = re.search(r"[0-9.]+% of points infilled", expected.attrs["history"])[0]
+        assert share in ds.attrs["history"]
 
 
 def test_flags_option_writes_the_flag_variable(sample, tmp_path, hadcrut, demo_model):

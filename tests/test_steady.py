@@ -7,6 +7,8 @@ training field as land is in an SST field.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -232,6 +234,10 @@ def test_command_line_round_trip(train, masks, test_fields, tmp_path):
     with xr.open_dataset(tmp_path / "ice_only.nc") as out:
         steady = (out.zg_flag == FLAG_STEADY).isel(time=0)
         assert (steady.values == (ice.values == 1)).all()
+        # the share infilled leaves the steady points out, as the Python API's does
+        python = test_fields.crai.infill(expected, steady_mask=ice == 1)
+        share = re.search(r"[0-9.]+% of points infilled", python.attrs["history"])[0]
+        assert share in out.attrs["history"]
 
 
 def test_command_line_bad_steady_mask(model, test_fields, tmp_path, capsys):

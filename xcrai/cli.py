@@ -376,8 +376,6 @@ def infill_file(
     --------
     >>> infill_file("in.nc", "20crtasgn72", "out.nc", InfillOptions(device="cpu"))  # doctest: +SKIP
     """
-    import numpy as np
-
     import xcrai
     from xcrai.checkpoint import load_any
     from xcrai.files import atomic_path, refuse_overwriting_inputs
@@ -438,9 +436,9 @@ def infill_file(
                 name: r.data.size // (r.data.sizes[r.spatial[0]] * r.data.sizes[r.spatial[1]])
                 for name, r in infilled.items()
             },
-            "holes": {
-                name: (~np.isfinite(ds[name].data)).mean() if name in ds else 1.0
-                for name in infilled
+            "holes": {  # the points to infill: from the data, --mask and --steady-mask
+                name: 1.0 if r.holes is None else r.holes.data.mean()
+                for name, r in infilled.items()
             },
         }
         sources = [ds[name] for name in model_inputs(model_obj, [str(name) for name in infilled])]

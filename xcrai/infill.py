@@ -627,6 +627,8 @@ class Infilled:
     spatial: tuple[Hashable, Hashable]  # (lat, lon) dimension names
     steady: bool = False  # whether a steady mask applied (FLAG_STEADY among the flags)
     sigma: xr.DataArray | None = None  # the network's σ (models with uncertainty), 0 observed
+    # the points to infill: not valid (data and mask) and not steady; from the inputs alone
+    holes: xr.DataArray | None = None
 
 
 def infill_dataarray(
@@ -771,13 +773,9 @@ def _infill(
     infilled.attrs = attrs
     infilled.encoding, stored_as = float_encoding(da.encoding, da.name)
     infilled.name = da.name
-    lazy = isinstance(valid.data, dsa.Array)
-    if lazy:
-        fraction = None
-    elif steady is None:
-        fraction = float(1 - valid.values.mean())
-    else:
-        fraction = float((~valid & ~steady).mean())
+    holes = ~valid if steady is None else (~valid & ~steady).transpose(*da.dims)
+    lazy = isinstance(holes.data, dsa.Array)
+    fraction = None if lazy else float(holes.values.mean())
     line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
     if plan.model.config.bounds is not None:
         count = None if lazy else int((beyond & ~seen).sum())
@@ -802,7 +800,7 @@ def _infill(
         }
         sigma.encoding = dict(infilled.encoding)
     spatial = (plan.grid.lat, plan.grid.lon)
-    return Infilled(infilled, output, flag, line, spatial, steady is not None, sigma)
+    return Infilled(infilled, output, flag, line, spatial, steady is not None, sigma, holes)
 
 
 #: the dimension of an ensemble's members, with the auxiliary coordinate ``member_label``
@@ -856,6 +854,7 @@ def _infill_members(
         stack([r.data for r in results]), stack([r.output for r in results]),
         stack([r.flag for r in results]), line, first.spatial, first.steady,
         None if any(s is None for s in sigmas) else stack(cast(list[xr.DataArray], sigmas)),
+        first.holes,
     )  # fmt: skip
 
 
@@ -892,7 +891,7 @@ def _mean_of_members(
     raw = output.mean(MEMBER_DIM).astype(first.output.dtype)
     raw.attrs, raw.encoding = dict(first.output.attrs), dict(first.output.encoding)
     return Infilled(values, raw, flag.astype(np.int8), line, first.spatial, first.steady,
-                    spread)  # fmt: skip
+                    spread, first.holes)  # fmt: skip
 
 
 def steady_points(da: xr.DataArray, plan: Plan, steady_mask: Any) -> xr.DataArray | None:
@@ -945,10 +944,16 @@ def choose_variables(ds: xr.Dataset, model: CraiModel, variables: Any) -> list[H
             )
     elif isinstance(variables, str):
         variables = [variables]
+    variables = list(dict.fromkeys(variables))  # each once, as the command line's --var
+    if not variables:
+        raise ValueError(
+            f"variables: an empty list infills nothing; name some of {list(ds.data_vars)}, "
+            "or leave it out for the default"
+        )
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
         raise ValueError(f"variables: {missing} not in the dataset; it has {list(ds.data_vars)}")
-    return list(variables)
+    return variables
 
 
 def stack_inputs(
