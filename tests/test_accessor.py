@@ -38,6 +38,13 @@ def test_mask_that_does_not_broadcast(hadcrut, demo_model):
         hadcrut.tas.crai.infill(demo_model, mask=mask.rename(lon="station"))
     with pytest.raises(ValueError, match="mask: expected a DataArray broadcastable"):
         hadcrut.tas.crai.infill(demo_model, mask=np.ones((72, 72)))
+    with pytest.raises(TypeError, match="mask: a dict of masks by variable is for models of"):
+        hadcrut.tas.crai.infill(demo_model, mask={"tas": np.ones(hadcrut.tas.shape)})
+    flipped = xr.ones_like(hadcrut.tas.isel(time=0, drop=True), dtype=bool).isel(
+        lat=slice(None, None, -1)
+    )
+    with pytest.raises(ValueError, match=r"mask: its coordinates differ .* \(differing: lat\)"):
+        hadcrut.tas.crai.infill(demo_model, mask=flipped)
 
 
 def test_mask_with_values_other_than_0_and_1(hadcrut, demo_model):

@@ -357,5 +357,11 @@ def aligned(other: xr.DataArray, da: xr.DataArray, refusal: str) -> xr.DataArray
     try:
         other, _ = xr.align(other, da, join="exact")
     except ValueError:
-        raise ValueError(refusal) from None
+        differ = [
+            str(d) for d in other.dims
+            if d in da.dims and d in other.coords and d in da.coords
+            and not other.indexes[d].equals(da.indexes[d])
+        ]  # fmt: skip
+        named = f" (differing: {', '.join(differ)})" if differ else ""
+        raise ValueError(refusal + named) from None
     return other

@@ -192,6 +192,11 @@ def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
     finite: xr.DataArray = xr.apply_ufunc(np.isfinite, da, dask="allowed", keep_attrs=False)
     if mask is None:
         return finite
+    if isinstance(mask, dict):
+        raise TypeError(
+            "mask: a dict of masks by variable is for models of several input variables; "
+            "give this model one DataArray (or array) of the data's shape"
+        )
     if not isinstance(mask, xr.DataArray):
         if np.shape(mask) != da.shape:
             raise ValueError(
