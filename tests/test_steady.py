@@ -103,9 +103,12 @@ def test_values_given_at_steady_points_stay_out(model, test_fields):
     """A value at a steady point (the input's, not the training's) is neither shown to the
     network nor kept."""
     complete = open_zg("zg_truth.nc")
-    out = complete.crai.infill(model, progress=False)
+    lost = complete.sizes["time"] * 10 * 20
+    with pytest.warns(UserWarning, match=f"steady_mask: {lost} observed value") as caught:
+        out = complete.crai.infill(model, progress=False)
+    assert caught[0].filename == __file__  # at the user's line
     assert out[{"time": slice(None), **LAND}].isnull().all()
-    assert int(out.isnull().sum()) == complete.sizes["time"] * 10 * 20
+    assert int(out.isnull().sum()) == lost
 
 
 def test_lazy_and_chunked_input_gives_the_same(model, test_fields):

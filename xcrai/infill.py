@@ -738,6 +738,15 @@ def _infill(
     valid = valid_points(da, mask)
     steady = steady_points(da, plan, steady_mask)
     seen = valid if steady is None else (valid & ~steady).transpose(*da.dims)
+    if steady is not None and not isinstance(valid.data, dsa.Array):
+        lost = int((valid & steady).sum())
+        if lost:  # documented, but a coarse land mask would delete coastal data unseen
+            warnings.warn(
+                f"steady_mask: {lost} observed value(s) of {da.name or 'the data'} lie on "
+                "steady points (never valid for the model) and come back NaN",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
     work, work_valid = (da, seen) if sources is None else sources
     if plan.added_time:
         work, work_valid = (
