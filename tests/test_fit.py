@@ -493,3 +493,12 @@ def test_validation_fields_are_put_on_the_data_grid_and_must_be_complete(train, 
     infinite[3, 0, 0] = np.inf
     with pytest.raises(ValueError, match=r"data: holds infinite values; training fields must be"):
         infinite.crai.fit(masks, **options)
+
+
+def test_a_field_without_any_value_is_named(train, masks):
+    holed = train.copy(data=train.values.copy())
+    holed[3] = np.nan
+    with pytest.raises(ValueError, match=r"data: the fields at time index \[3\] have no value"):
+        holed.crai.fit(masks, iterations=2, progress=False)
+    with pytest.raises(ValueError, match=r"data: the fields at time index \[3\] have no value"):
+        holed.chunk(time=5).crai.fit(masks, iterations=2, progress=False)  # lazy, the same

@@ -170,10 +170,17 @@ def _static_target(fields: Any, argument: str) -> np.ndarray:
     xp = dsa if isinstance(fields, dsa.Array) else np
     nan = xp.isnan(fields)
     some, every, infinite = nan.any(axis=(0, 1)), nan.all(axis=(0, 1)), xp.isinf(fields).any()
+    empty = nan.all(axis=(2, 3))  # (series, time): fields without a value
     if isinstance(fields, dsa.Array):
-        some, every, infinite = dsa.compute(some, every, infinite)
+        some, every, infinite, empty = dsa.compute(some, every, infinite, empty)
     if infinite:
         raise ValueError(f"{argument}: holds infinite values; training fields must be finite")
+    if np.asarray(empty).any() and not np.asarray(empty).all():
+        steps = sorted({int(t) for t in np.nonzero(np.asarray(empty))[1]})
+        raise ValueError(
+            f"{argument}: the fields at time index {steps[:5]}{' ...' if len(steps) > 5 else ''} "
+            "have no value at all; drop them (e.g. da.dropna('time', how='all'))"
+        )
     scattered = some & ~every
     if scattered.any():
         raise ValueError(
