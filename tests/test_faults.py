@@ -313,6 +313,8 @@ def test_read_only_checkpoint_dir_fails_before_training(fit_files, tmp_path):
         ("run/checkpoint.pth", [], "is the checkpoint_dir file"),
         ("new", [], "is a folder the run keeps its checkpoints in"),
         ("run/member-1", ["--ensemble", "2"], "is a folder the run keeps its checkpoints in"),
+        ("new", ["--ensemble", "2"], "is a folder the run keeps its checkpoints in"),
+        ("up", ["--checkpoint-dir", "up/down"], "is a folder the run keeps its checkpoints in"),
     ],
 )
 def test_fit_output_onto_the_runs_checkpoints_fails_before_training(
@@ -323,11 +325,11 @@ def test_fit_output_onto_the_runs_checkpoints_fails_before_training(
     data, masks = fit_files
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint.pth").write_bytes(b"an earlier run's checkpoint")
-    folder = "new" if output == "new" else "run"
+    folder = output if output in ("new", "up") else "run"
+    extra = [str(tmp_path / e) if e in ("run", "up/down") else e for e in extra]
     with unchanged(tmp_path), unchanged(tmp_path / "run"):  # 100,000 iterations: a timeout
         result = _run("fit", data, "--masks", masks, "-o", tmp_path / output, "--overwrite",
-                      "--checkpoint-dir", tmp_path / folder,
-                      *[tmp_path / e if e == "run" else e for e in extra], "--iterations", "100000",
+                      "--checkpoint-dir", tmp_path / folder, *extra, "--iterations", "100000",
                       "--no-progress", timeout=60)  # fmt: skip
     _one_line_error(result, f"output: {str(tmp_path / output)!r} {said}")
 

@@ -441,6 +441,11 @@ def test_a_new_run_refuses_an_earlier_runs_checkpoint(train, masks, tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint_dir: .*member-1' is a file"):
         train.crai.fit(masks, ensemble=2, checkpoint_dir=tmp_path / "ens", **options)
     assert not (tmp_path / "ens" / "member-0" / "checkpoint.pth").exists()
+    # resuming another run into it is no licence to overwrite it either
+    train.crai.fit(masks, checkpoint_dir=tmp_path / "other", **options)
+    with pytest.raises(FileExistsError, match=r"checkpoint_dir: .* holds the checkpoint of an "):
+        train.crai.fit(masks, checkpoint_dir=tmp_path, resume=tmp_path / "other", **options)
+    assert (tmp_path / "checkpoint.pth").read_bytes() == before
     with pytest.raises(FileNotFoundError, match=r"resume: .* holds the member-<i> folders of an"):
         (tmp_path / "ens" / "member-1").unlink()
         train.crai.fit(masks, ensemble=2, checkpoint_dir=tmp_path / "ens", **options)

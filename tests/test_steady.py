@@ -109,6 +109,9 @@ def test_values_given_at_steady_points_stay_out(model, test_fields):
     assert caught[0].filename == __file__  # at the user's line
     assert out[{"time": slice(None), **LAND}].isnull().all()
     assert int(out.isnull().sum()) == lost
+    with pytest.warns(UserWarning, match="steady_mask: ") as caught:  # once per call
+        complete.crai.infill([model, model], progress=False)
+    assert len([w for w in caught if "steady_mask: " in str(w.message)]) == 1
 
 
 def test_lazy_and_chunked_input_gives_the_same(model, test_fields):

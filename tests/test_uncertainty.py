@@ -155,8 +155,9 @@ def test_the_mean_of_members_and_their_spread(ensemble, test_fields):
 
 
 def test_a_mean_of_one_model_is_refused(sigma_model, test_fields, tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"members: 'mean' averages the members of an ensemble"):
-        test_fields.crai.infill(sigma_model, members="mean")
+    for one in (sigma_model, [sigma_model]):  # a list of one is no ensemble either
+        with pytest.raises(ValueError, match=r"members: 'mean' averages the members of an"):
+            test_fields.crai.infill(one, members="mean")
     from xcrai.cli import main
 
     data, model = tmp_path / "test.nc", sigma_model.save(tmp_path / "one.pth")
@@ -178,6 +179,7 @@ def test_a_mean_of_members_with_and_without_sigma_says_whose_sigma_it_is(
     assert caught[0].filename == __file__
     spread = test_fields.crai.infill([sigma_model, plain]).std("member")
     reached = np.isnan(test_fields.values) & np.isfinite(mixed.zg_sigma.values)
+    assert reached.sum() > 0.5 * np.isnan(test_fields.values).sum()  # not vacuous
     np.testing.assert_allclose(mixed.zg_sigma.values[reached], spread.values[reached], atol=1e-3)
 
 

@@ -286,7 +286,9 @@ class CraiDataArrayAccessor:
         validation : float, DataArray or None, default 0.1
             The last fraction of the time axis, or separate fields, held out;
             validation field k is paired with mask ``k % len(masks)``, so the
-            validation loss is comparable between runs.
+            validation loss is comparable between runs. Separate fields are put on
+            the data's grid (latitude may run the other way) and must be complete
+            where the data has values.
         steady_mask : DataArray, optional
             (lat, lon) on the data's grid, True (or 1) where a point is never valid
             (e.g. a land-sea mask). Added to the points that are NaN in every field;
@@ -349,7 +351,8 @@ class CraiDataArrayAccessor:
             Initial weights and every batch follow from it.
         checkpoint_dir : path, optional
             Folder for ``checkpoint.pth``, written atomically every
-            ``checkpoint_every`` iterations and at the end.
+            ``checkpoint_every`` iterations and at the end. A folder that holds an
+            earlier run's checkpoint is refused unless ``resume`` continues it.
         checkpoint_every : int, optional
         resume : path, optional
             A training checkpoint (or its folder) to continue from; with the same

@@ -638,10 +638,11 @@ def fit_file(args: argparse.Namespace) -> Path:
     options = options_from(FitOptions, args, architecture=architecture)
     checkpoints = checkpoint_files(options)
     refuse_overwriting_inputs(output, checkpoints)  # the checkpoints the run reads or writes
-    if output.resolve() in {f.parent.resolve() for f in checkpoints.values()}:
+    folders = {f.parent.resolve() for f in checkpoints.values()}
+    if any(output.resolve() in (f, *f.parents) for f in folders):
         raise ValueError(  # training would make it a folder, then fail to save there
             f"output: {str(output)!r} is a folder the run keeps its checkpoints in "
-            "(checkpoint_dir); choose another path"
+            "(checkpoint_dir, or a folder above it); choose another path"
         )
     _check_output(output, args.overwrite)
     for name, path in inputs.items():

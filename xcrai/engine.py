@@ -244,12 +244,12 @@ def predict(
     for first in range(0, len(series_all), size):
         series = series_all[first : first + size]
         times = times_all[first : first + size]
-        if fixed_shapes:
-            shape = padded_size(len(series), size)
-        else:  # a lone field (a short last batch, a dask chunk of one) runs beside an empty
-            # one: torch's CPU convolution takes another path for one small input, whose
-            # rounding differs from a batch's (batch_size=1 runs every field that way)
-            shape = len(series) if per_field else max(len(series), min(size, 2))
+        shape = padded_size(len(series), size) if fixed_shapes else len(series)
+        if dev.type == "cpu" and not per_field:  # a lone field (a short last batch, a dask
+            # chunk of one) runs beside an empty one: torch's CPU convolution takes another
+            # path for one small input, whose rounding differs from a batch's (batch_size=1
+            # runs every field that way)
+            shape = max(shape, min(size, 2))
 
         def write(
             out: np.ndarray, hit: np.ndarray, out_of_bounds: np.ndarray | None,

@@ -240,6 +240,17 @@ def _augment(augment: bool | str, grid: Any) -> bool:
     return bool(augment)
 
 
+def _check_early_stopping(o: FitOptions, validation: Any) -> None:
+    """``early_stopping`` watches the validation loss: refused without validation fields,
+    before any pass over the data."""
+    none = validation is None or (isinstance(validation, (int, float)) and not validation)
+    if o.early_stopping is not None and none:
+        raise ValueError(
+            "early_stopping: it watches the validation loss, but there are no validation "
+            "fields (validation=None or 0); give validation= a fraction or fields"
+        )
+
+
 def _check_options(options: Any) -> FitOptions:
     if options is None:
         return FitOptions()
@@ -331,14 +342,9 @@ def _run(
     """Resume (when asked), build the network from the seed, and train it; returns the
     weights, the loss history, the iterations run, the run's configuration and the scale
     that calibrates a σ channel on the validation fields (1 without either)."""
-    if o.early_stopping is not None and data.val_fields is None:
-        raise ValueError(
-            "early_stopping: it watches the validation loss, but there are no validation "
-            "fields (validation=None or 0); give validation= a fraction or fields"
-        )
     checkpoint_path = None
     if o.checkpoint_dir is not None:
-        checkpoint_path = check_checkpoint_dir(o.checkpoint_dir, o.resume is not None)
+        checkpoint_path = check_checkpoint_dir(o.checkpoint_dir, o.resume)
     threads = o.threads
     state = None
     if o.resume is not None:
@@ -368,9 +374,9 @@ def _run(
             sigma_scale = scale["val_sigma_scale"]
         else:
             warnings.warn(
-                "validation: the masks hide no point of the validation fields, so the "
-                "sigma of uncertainty=True is left uncalibrated (sigma_scale 1); give "
-                "masks with holes there",
+                "validation: the masks hide no point the model learns in the validation "
+                "fields, so the sigma of uncertainty=True is left uncalibrated (sigma_scale "
+                "1); give masks with holes there",
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
@@ -394,17 +400,25 @@ def checkpoint_files(o: FitOptions) -> dict[str, Path]:
     return files
 
 
-def check_checkpoint_dir(folder: Any, resuming: bool) -> Path:
+def check_checkpoint_dir(folder: Any, resume: Any = None, member: int | None = None) -> Path:
     """Create ``folder`` and check that its checkpoint can be written, before training.
-    A checkpoint there from an earlier run is refused unless this run resumes one (then
-    it continues that run): a new run would overwrite it."""
+    A checkpoint there from an earlier run is refused (a new run would overwrite it)
+    unless this run resumes it: from that file, or from a copy beside it (``resume``).
+    ``member``: the ensemble member whose folder it is, for the advice."""
     path = make_folder(folder, "checkpoint_dir")
     existing = path / CHECKPOINT_FILE
-    if existing.exists() and not resuming:
+    resumed = None
+    if resume is not None:
+        resumed = Path(resume) / CHECKPOINT_FILE if Path(resume).is_dir() else Path(resume)
+    if existing.exists() and (resumed is None or resumed.resolve().parent != path.resolve()):
+        advice = (
+            f"continue it with resume={str(path)!r}"
+            if member is None
+            else f"continue that member with ensemble=1, seed= its seed, resume={str(path)!r}"
+        )
         raise FileExistsError(
             f"checkpoint_dir: {str(existing)!r} holds the checkpoint of an earlier run, which "
-            f"this run would overwrite; continue it with resume={str(path)!r}, or give "
-            "another folder (or remove the file)"
+            f"this run would overwrite; {advice}, or give another folder (or remove the file)"
         )
     check_writable(existing, "checkpoint_dir")
     return path
@@ -425,7 +439,7 @@ def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel | Ensem
     ]
     for folder in folders:  # before the first member trains: a late refusal wastes them
         if folder is not None:
-            check_checkpoint_dir(folder, resuming=False)
+            check_checkpoint_dir(folder, member=folders.index(folder))
     members = []
     for i, folder in enumerate(folders):
         member = train_one(replace(o, ensemble=1, seed=o.seed + i, checkpoint_dir=folder))
@@ -472,6 +486,7 @@ def fit(
     >>> model = fit(train.zg, masks.zg, FitOptions(iterations=1500))  # doctest: +SKIP
     """
     o = _check_options(options)
+    _check_early_stopping(o, validation)
     if o.ensemble > 1:
         return _ensemble(
             o, lambda one: fit(da, masks, one, validation=validation, steady_mask=steady_mask)
@@ -755,6 +770,7 @@ def fit_dataset(
     CraiModel, or an Ensemble with ``ensemble`` > 1
     """
     o = _check_options(options)
+    _check_early_stopping(o, validation)
     if o.ensemble > 1:
         return _ensemble(
             o, lambda one: fit_dataset(

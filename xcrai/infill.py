@@ -511,10 +511,12 @@ def sigma_variable(sigma: xr.DataArray, name: Hashable, attrs: dict[str, Any]) -
 
 def check_members(model: CraiModel | Ensemble, options: InfillOptions) -> None:
     """``members="mean"`` needs several models to average: refuse it for one."""
-    if options.members == "mean" and isinstance(model, CraiModel):
+    members = [model] if isinstance(model, CraiModel) else list(model.members)
+    if options.members == "mean" and len(members) < 2:
         raise ValueError(
-            f"members: 'mean' averages the members of an ensemble, but {model.name} is one "
-            "model; leave members at 'keep', or give an ensemble (its file, or several models)"
+            f"members: 'mean' averages the members of an ensemble, but {members[0].name} is "
+            "one model; leave members at 'keep', or give an ensemble (its file, or several "
+            "models)"
         )
 
 
@@ -634,6 +636,7 @@ class Infilled:
     sigma: xr.DataArray | None = None  # the network's σ (models with uncertainty), 0 observed
     # the points to infill: not valid (data and mask) and not steady; from the inputs alone
     holes: xr.DataArray | None = None
+    blanked: int | None = None  # observed values on steady points (NaN out); None when lazy
 
 
 def infill_dataarray(
@@ -738,15 +741,9 @@ def _infill(
     valid = valid_points(da, mask)
     steady = steady_points(da, plan, steady_mask)
     seen = valid if steady is None else (valid & ~steady).transpose(*da.dims)
+    blanked = None  # observed values the steady mask sets to NaN (eager input: counted)
     if steady is not None and not isinstance(valid.data, dsa.Array):
-        lost = int((valid & steady).sum())
-        if lost:  # documented, but a coarse land mask would delete coastal data unseen
-            warnings.warn(
-                f"steady_mask: {lost} observed value(s) of {da.name or 'the data'} lie on "
-                "steady points (never valid for the model) and come back NaN",
-                UserWarning,
-                stacklevel=user_stacklevel(),
-            )
+        blanked = int((valid & steady).sum())
     work, work_valid = (da, seen) if sources is None else sources
     if plan.added_time:
         work, work_valid = (
@@ -814,7 +811,9 @@ def _infill(
         }
         sigma.encoding = dict(infilled.encoding)
     spatial = (plan.grid.lat, plan.grid.lon)
-    return Infilled(infilled, output, flag, line, spatial, steady is not None, sigma, holes)
+    return Infilled(
+        infilled, output, flag, line, spatial, steady is not None, sigma, holes, blanked
+    )
 
 
 #: the dimension of an ensemble's members, with the auxiliary coordinate ``member_label``
@@ -842,6 +841,14 @@ def _infill_members(
         else:
             da, sources, output_mask = stack_inputs(data, member, mask)
             results.append(_infill(da, member, output_mask, options, steady_mask, sources))
+    if results[0].blanked:  # documented, but a coarse land mask would delete data unseen
+        warnings.warn(
+            f"steady_mask: {results[0].blanked} observed value(s) of "
+            f"{results[0].data.name or 'the data'} lie on steady points (never valid for the "
+            "model) and come back NaN",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     if isinstance(model, CraiModel):
         return results[0]
     coords = {
