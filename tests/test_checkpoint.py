@@ -70,6 +70,20 @@ def test_native_round_trip_is_exact(tmp_path, memory_model, hadcrut_series):
     assert again.name == "memory.pth"
 
 
+def test_a_model_saved_twice_is_the_same_file(tmp_path, demo_model):
+    """The bytes of a saved model depend on the model alone, not on the file's name or the
+    process that wrote it: its sha256 (in history lines, for the zoo) is reproducible."""
+    first = demo_model.save(tmp_path / "a.pth")
+    second = demo_model.save(tmp_path / "b.pth")
+    assert first.read_bytes() == second.read_bytes()
+    loaded = xcrai.load_model(first)  # its provenance now names the file
+    again = loaded.save(tmp_path / "c.pth").read_bytes()
+    assert loaded.save(first).read_bytes() == again  # onto the file it came from, too
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"path: .*folder"):
+        demo_model.save(tmp_path / "folder")
+
+
 def test_native_file_keeps_padding_grid_normalisation_and_provenance(tmp_path, demo_model):
     from dataclasses import replace
 

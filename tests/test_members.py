@@ -80,6 +80,13 @@ def test_members_are_lazy_and_chunking_invariant(hadcrut_series, two_labels, tmp
         np.testing.assert_array_equal(back.tas.values, eager.values)
 
 
+def test_a_label_must_be_one_of_the_files_labels(two_labels):
+    # the checkpoint's other keys ("labels", "train_stats") are no labels
+    for wrong in ("labels", "30"):
+        with pytest.raises(ValueError, match=r"label: expected one of \['10', '20'\]"):
+            xcrai.load_model(two_labels, label=wrong)
+
+
 def test_label_all_needs_several_labels(two_labels, tmp_path):
     with pytest.raises(ValueError, match=r"label: 'all' .* holds one, '10'"):
         xcrai.load_model(DATA / "minimum-1.inp.pth", label="all")

@@ -93,6 +93,13 @@ def test_bad_registrations_and_names():
         registry.register("x", url="minimum.pth", sha256=SHA)
     with pytest.raises(ValueError, match="sha256: expected 64"):
         registry.register("x", url="http://127.0.0.1/x.pth", sha256="abc")
+    with pytest.raises(ValueError, match="sha256: expected 64 hexadecimal"):
+        registry.register("x", url="http://127.0.0.1/x.pth", sha256="z" * 64)
+    # the name becomes part of the cached file's name: no way out of the cache
+    with pytest.raises(ValueError, match="name: expected letters, digits"):
+        registry.register("../../evil", url="http://127.0.0.1/x.pth", sha256=SHA)
+    with pytest.raises(ValueError, match="is bundled with xcrai; register under another"):
+        registry.register("crai-20crtasgn72", url="http://127.0.0.1/x.pth", sha256=SHA)
     with pytest.raises(FileNotFoundError, match="no registered model of that name"):
         xcrai.load_model("no-such-model")
 

@@ -19,7 +19,7 @@ import torch
 
 from xcrai import __version__
 from xcrai.callsite import user_stacklevel
-from xcrai.files import atomic_path, write_error
+from xcrai.files import atomic_path, check_writable, write_error
 from xcrai.model import CraiModel, Ensemble, ModelConfig, check_padding, check_time_context
 from xcrai.nn import CraiNetConfig, LayerConfig, UNetConfig
 from xcrai.zoo import REGISTRY
@@ -262,8 +262,9 @@ def _crai_state_dict(checkpoint: Any, path: Path, label: str | None) -> tuple[di
     if "labels" in checkpoint:
         labels = [str(x) for x in checkpoint["labels"]]
         chosen = labels[-1] if label is None else str(label)
-        if chosen not in checkpoint:
-            raise ValueError(f"label: expected one of {labels}, got {label!r}")
+        if chosen not in labels or chosen not in checkpoint:
+            present = [x for x in labels if x in checkpoint]
+            raise ValueError(f"label: expected one of {present}, got {label!r}")
         entry = checkpoint[chosen]
     else:
         entry, chosen = checkpoint, None
@@ -541,9 +542,13 @@ def write_torch(payload: Any, path: str | os.PathLike[str], argument: str) -> Pa
     """``torch.save(payload)`` to ``path`` atomically; a failed write (full disk, file size
     limit) raises :class:`xcrai.files.WriteError` naming ``argument`` and leaves no file."""
     path = Path(path)
+    check_writable(path, argument)  # a folder, a missing or read-only folder: named now
     with atomic_path(path) as tmp:
         try:
-            torch.save(payload, tmp)
+            # through a file object: torch names the archive inside after a path, and the
+            # temporary name would make every save of one model a file of another sha256
+            with open(tmp, "wb") as handle:
+                torch.save(payload, handle)
         except (OSError, RuntimeError) as error:  # torch.save only writes: a write failure
             raise write_error(argument, path, error) from error
     return path

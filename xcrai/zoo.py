@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -249,11 +250,15 @@ class Registry:
         >>> xcrai.zoo.register("my-tas", url="https://example.org/tas.pth", sha256="...",
         ...                    padding="global", variable="tas", units="K")  # doctest: +SKIP
         """
-        if not name or not isinstance(name, str):
-            raise ValueError(f"name: expected a non-empty string, got {name!r}")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValueError(  # it becomes part of the cached file's name
+                f"name: expected letters, digits, '.', '_' or '-' (not first), got {name!r}"
+            )
+        if name in _builtin():
+            raise ValueError(f"name: {name!r} is bundled with xcrai; register under another")
         if not isinstance(url, str) or "://" not in url:
             raise ValueError(f"url: expected a URL such as https://..., got {url!r}")
-        if not isinstance(sha256, str) or len(sha256) != 64:
+        if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
             raise ValueError(f"sha256: expected 64 hexadecimal characters, got {sha256!r}")
         allowed = {f.name for f in fields(ModelCard)} - {"name", "url", "sha256", "path"}
         unknown = sorted(set(card) - allowed)
