@@ -84,6 +84,20 @@ def test_a_model_saved_twice_is_the_same_file(tmp_path, demo_model):
         demo_model.save(tmp_path / "folder")
 
 
+def test_weights_that_do_not_fit_the_network_name_the_file(tmp_path, demo_model):
+    path = demo_model.save(tmp_path / "m.pth")
+    checkpoint = torch.load(path, weights_only=True)
+    first = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][first] = torch.zeros(3, 3)
+    torch.save(checkpoint, tmp_path / "shape.pth")
+    with pytest.raises(ValueError, match=r"model: the weights in .*shape.pth' do not fit .*size"):
+        xcrai.load_model(tmp_path / "shape.pth")
+    del checkpoint["state_dict"][first]
+    torch.save(checkpoint, tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match=r"missing.pth' do not fit its network \(Missing key"):
+        xcrai.load_model(tmp_path / "missing.pth")
+
+
 def test_native_file_keeps_padding_grid_normalisation_and_provenance(tmp_path, demo_model):
     from dataclasses import replace
 

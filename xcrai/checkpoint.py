@@ -252,7 +252,7 @@ def _from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> CraiModel:
     if isinstance(config.architecture, UNetConfig):
         check_channels(config.architecture)
     warn_non_finite(checkpoint["state_dict"], path)
-    return CraiModel(config, checkpoint["state_dict"], sha256=sha)
+    return _built(config, checkpoint["state_dict"], path, sha)
 
 
 def _crai_state_dict(checkpoint: Any, path: Path, label: str | None) -> tuple[dict, dict]:
@@ -480,7 +480,20 @@ def _from_crai(
     )
     weights = {k: v for k, v in state.items() if not k.endswith("mask_conv.weight")}
     warn_non_finite(weights, path)
-    return CraiModel(config, weights, sha256=sha)
+    return _built(config, weights, path, sha)
+
+
+def _built(config: ModelConfig, weights: Any, path: Path, sha: str) -> CraiModel:
+    """The model of a file; weights that do not fit its configuration (missing, extra or
+    of another shape) are refused naming the file, not with torch's RuntimeError."""
+    try:
+        return CraiModel(config, weights, sha256=sha)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[1:3]) if len(first) > 1 else str(error)
+        raise ValueError(
+            f"model: the weights in {str(path)!r} do not fit its network ({detail})"
+        ) from None
 
 
 def save_model(
