@@ -46,14 +46,23 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _read(path: Path) -> Any:
+    with open(path, "rb") as handle:
+        magic = handle.read(8)
+    if magic[:3] == b"CDF" or magic == b"\x89HDF\r\n\x1a\n":
+        raise ValueError(
+            f"model: {str(path)!r} is a netCDF (or HDF5) file, not a model; a model is a "
+            "PyTorch file (.pth), an xcrai file or a registered name"
+        )
     try:
         with torch.serialization.safe_globals(_NUMPY_SAFE):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for bad files
+        text = str(error).splitlines()[0] if str(error) else ""
+        if "weights_only" in str(error):  # torch's advice to load unsafely: not ours to give
+            text = "it holds objects other than tensors and plain containers"
         raise ValueError(
             f"model: {str(path)!r} is not a readable PyTorch checkpoint (truncated, corrupt, "
-            f"or holding objects that are not safe to load): {type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}"
+            f"or holding objects that are not safe to load): {type(error).__name__}: {text}"
         ) from None
 
 
