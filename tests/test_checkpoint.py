@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -96,6 +97,25 @@ def test_weights_that_do_not_fit_the_network_name_the_file(tmp_path, demo_model)
     torch.save(checkpoint, tmp_path / "missing.pth")
     with pytest.raises(ValueError, match=r"missing.pth' do not fit its network \(Missing key"):
         xcrai.load_model(tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("mean", float("nan"), "its normalisation mean is nan"),
+        ("std", 0.0, "its normalisation std is 0.0"),
+        ("padding", "bogus", "its padding: expected one of"),
+    ],
+)
+def test_a_damaged_configuration_is_refused_at_load(tmp_path, demo_model, key, value, said):
+    path = demo_model.save(tmp_path / "m.pth")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["config"] = {**checkpoint["config"], "mean": 1.0, "std": 2.0, key: value}
+    torch.save(checkpoint, tmp_path / "damaged.pth")
+    with pytest.raises(ValueError, match=r"damaged.pth' has a configuration xcrai cannot read"):
+        xcrai.load_model(tmp_path / "damaged.pth")
+    with pytest.raises(ValueError, match=re.escape(said)):
+        xcrai.load_model(tmp_path / "damaged.pth")
 
 
 def test_native_file_keeps_padding_grid_normalisation_and_provenance(tmp_path, demo_model):

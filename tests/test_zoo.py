@@ -73,6 +73,16 @@ def test_a_wrong_hash_leaves_nothing(server, tmp_path, monkeypatch):
     assert not any(p.suffix == ".pth" for p in (tmp_path / "cache").rglob("*"))
 
 
+def test_a_failed_download_names_the_model(server, tmp_path, monkeypatch):
+    url, _ = server
+    monkeypatch.setenv("XCRAI_CACHE", str(tmp_path / "cache"))
+    registry = Registry()
+    registry.register("gone", url=f"{url}/no-such-file.pth", sha256=SHA)  # a real 404
+    with pytest.raises(OSError, match=r"model: downloading 'gone' from http.* failed: HTTP"):
+        registry.fetch("gone")
+    assert not any(p.suffix == ".pth" for p in (tmp_path / "cache").rglob("*"))
+
+
 def test_load_model_and_infill_by_registered_name(server, tmp_path, monkeypatch, hadcrut):
     url, _ = server
     monkeypatch.setenv("XCRAI_CACHE", str(tmp_path / "cache"))

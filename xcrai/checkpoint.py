@@ -8,6 +8,7 @@ checkpoints trained with ``--normalize-data`` hold in ``train_stats``.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import warnings
@@ -253,6 +254,11 @@ def _from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> CraiModel:
     provenance = {**(checkpoint["config"].get("provenance") or {}), "file": path.name}
     try:
         config = ModelConfig.from_dict({**checkpoint["config"], "provenance": provenance})
+        check_padding(config.padding, "its padding")
+        for name in ("mean", "std"):  # NaN would leave every hole NaN; std 0, divide by it
+            value = getattr(config, name)
+            if value is not None and not (math.isfinite(value) and (name == "mean" or value > 0)):
+                raise ValueError(f"its normalisation {name} is {value!r}")
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
             f"model: {str(path)!r} has a configuration xcrai cannot read "

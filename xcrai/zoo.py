@@ -298,13 +298,20 @@ class Registry:
         import pooch
 
         assert entry.url is not None and entry.sha256 is not None  # register checks both
-        path = pooch.retrieve(
-            entry.url,
-            known_hash=f"sha256:{entry.sha256}",
-            fname=f"{entry.name}-{entry.sha256[:12]}.pth",
-            path=cache_dir(),
-            progressbar=progress,
-        )
+        try:
+            path = pooch.retrieve(
+                entry.url,
+                known_hash=f"sha256:{entry.sha256}",
+                fname=f"{entry.name}-{entry.sha256[:12]}.pth",
+                path=cache_dir(),
+                progressbar=progress,
+            )
+        except OSError as error:  # requests' errors are OSErrors too; a hash mismatch is not
+            reason = str(error).splitlines()[0] if str(error) else ""
+            raise OSError(
+                f"model: downloading {name!r} from {entry.url} into {str(cache_dir())!r} "
+                f"(XCRAI_CACHE) failed: {type(error).__name__}: {reason}"
+            ) from error
         return Path(path), entry.options
 
 
