@@ -20,7 +20,7 @@ import torch
 
 from xcrai import __version__
 from xcrai.callsite import user_stacklevel
-from xcrai.files import atomic_path, check_writable, write_error
+from xcrai.files import atomic_path, check_writable, first_line, write_error
 from xcrai.model import CraiModel, Ensemble, ModelConfig, check_padding, check_time_context
 from xcrai.nn import CraiNetConfig, LayerConfig, UNetConfig
 from xcrai.zoo import REGISTRY
@@ -58,7 +58,7 @@ def _read(path: Path) -> Any:
         with torch.serialization.safe_globals(_NUMPY_SAFE):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for bad files
-        text = str(error).splitlines()[0] if str(error) else ""
+        text = first_line(error, default="")
         if "weights_only" in str(error):  # torch's advice to load unsafely: not ours to give
             text = "it holds objects other than tensors and plain containers"
         raise ValueError(

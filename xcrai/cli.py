@@ -524,10 +524,12 @@ def _open_netcdf(path: Path, argument: str, **kwargs: Any) -> Any:
     """``xr.open_dataset(path)``, with an error that names the file when it is not netCDF."""
     import xarray as xr
 
+    from xcrai.files import first_line
+
     try:
         return xr.open_dataset(path, **kwargs)
     except (ValueError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise ValueError(f"{argument}: could not read {str(path)!r} as netCDF: {reason}") from None
 
 

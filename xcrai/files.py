@@ -223,9 +223,18 @@ def is_write_failure(error: BaseException) -> bool:
     return False
 
 
+def first_line(error: BaseException, default: str | None = None) -> str:
+    """The first line of ``error``'s message, for a one-line error of our own; when it
+    has none, ``default`` (by default the error's type)."""
+    text = str(error)
+    if text:
+        return text.splitlines()[0]
+    return type(error).__name__ if default is None else default
+
+
 def write_error(argument: str, path: str | os.PathLike[str], error: BaseException) -> WriteError:
     """The error to raise when writing ``path`` failed with ``error``."""
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = first_line(error)
     return WriteError(
         f"{argument}: could not write {str(path)!r}: {reason} (disk full or file size limit?)"
     )

@@ -383,20 +383,32 @@ def _run(
     return trained, history, done, config, sigma_scale
 
 
+def resume_file(resume: Any) -> Path:
+    """The checkpoint ``resume=`` names: the file, or ``CHECKPOINT_FILE`` in the folder."""
+    path = Path(resume)
+    return path / CHECKPOINT_FILE if path.is_dir() else path
+
+
+def member_folders(o: FitOptions) -> list[Path | None]:
+    """Each ensemble member's checkpoint folder, ``checkpoint_dir/member-<i>`` (None
+    without a ``checkpoint_dir``)."""
+    if o.checkpoint_dir is None:
+        return [None] * o.ensemble
+    return [Path(o.checkpoint_dir) / f"member-{i}" for i in range(o.ensemble)]
+
+
 def checkpoint_files(o: FitOptions) -> dict[str, Path]:
     """The training checkpoints a run with options ``o`` reads or writes, by argument:
     ``resume``'s file, and the file in ``checkpoint_dir`` (in each ``member-<i>`` folder of
     an ensemble); for the command line to keep its output off them."""
     files: dict[str, Path] = {}
     if o.resume is not None:
-        resume = Path(o.resume)
-        files["resume"] = resume / CHECKPOINT_FILE if resume.is_dir() else resume
-    if o.checkpoint_dir is not None:
-        folder = Path(o.checkpoint_dir)
-        if o.ensemble == 1:
-            files["checkpoint_dir"] = folder / CHECKPOINT_FILE
-        for i in range(o.ensemble if o.ensemble > 1 else 0):
-            files[f"checkpoint_dir (member-{i})"] = folder / f"member-{i}" / CHECKPOINT_FILE
+        files["resume"] = resume_file(o.resume)
+    if o.checkpoint_dir is not None and o.ensemble == 1:
+        files["checkpoint_dir"] = Path(o.checkpoint_dir) / CHECKPOINT_FILE
+    elif o.checkpoint_dir is not None:
+        for i, folder in enumerate(member_folders(o)):
+            files[f"checkpoint_dir (member-{i})"] = cast(Path, folder) / CHECKPOINT_FILE
     return files
 
 
@@ -407,9 +419,7 @@ def check_checkpoint_dir(folder: Any, resume: Any = None, member: int | None = N
     ``member``: the ensemble member whose folder it is, for the advice."""
     path = make_folder(folder, "checkpoint_dir")
     existing = path / CHECKPOINT_FILE
-    resumed = None
-    if resume is not None:
-        resumed = Path(resume) / CHECKPOINT_FILE if Path(resume).is_dir() else Path(resume)
+    resumed = None if resume is None else resume_file(resume)
     if existing.exists() and (resumed is None or resumed.resolve().parent != path.resolve()):
         advice = (
             f"continue it with resume={str(path)!r}"
@@ -433,13 +443,10 @@ def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel | Ensem
             "resume: an ensemble is trained member by member; resume one member with "
             "ensemble=1, seed= its seed and resume= its member-<i> checkpoint"
         )
-    folders = [
-        None if o.checkpoint_dir is None else Path(o.checkpoint_dir) / f"member-{i}"
-        for i in range(o.ensemble)
-    ]
-    for folder in folders:  # before the first member trains: a late refusal wastes them
+    folders = member_folders(o)
+    for i, folder in enumerate(folders):  # before the first member trains: not wasted then
         if folder is not None:
-            check_checkpoint_dir(folder, member=folders.index(folder))
+            check_checkpoint_dir(folder, member=i)
     members = []
     for i, folder in enumerate(folders):
         member = train_one(replace(o, ensemble=1, seed=o.seed + i, checkpoint_dir=folder))
@@ -622,7 +629,7 @@ def _load_resume(
                 "run's checkpoint; resume each member with ensemble=1, seed= its seed and "
                 f"resume={str(path / 'member-0')!r} (and so on)"
             )
-        path = path / CHECKPOINT_FILE
+    path = resume_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"resume: no training checkpoint at {str(path)!r}")
     try:

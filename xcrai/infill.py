@@ -509,9 +509,14 @@ def sigma_variable(sigma: xr.DataArray, name: Hashable, attrs: dict[str, Any]) -
     return sigma
 
 
+def members_of(model: CraiModel | Ensemble) -> list[CraiModel]:
+    """The models an infill runs: the one model, or an ensemble's members."""
+    return [model] if isinstance(model, CraiModel) else list(model.members)
+
+
 def check_members(model: CraiModel | Ensemble, options: InfillOptions) -> None:
     """``members="mean"`` needs several models to average: refuse it for one."""
-    members = [model] if isinstance(model, CraiModel) else list(model.members)
+    members = members_of(model)
     if options.members == "mean" and len(members) < 2:
         raise ValueError(
             f"members: 'mean' averages the members of an ensemble, but {members[0].name} is "
@@ -523,7 +528,7 @@ def check_members(model: CraiModel | Ensemble, options: InfillOptions) -> None:
 def wants_sigma(model: CraiModel | Ensemble, options: InfillOptions) -> bool:
     """Whether the result holds ``<name>_sigma``: asked for (``sigma=True``: an error for a
     model without a σ channel), or with ``return_output`` from a model that has one."""
-    members = [model] if isinstance(model, CraiModel) else list(model.members)
+    members = members_of(model)
     # the mean of an ensemble's members has their spread for a σ
     has = all(m.config.uncertainty for m in members) or (
         isinstance(model, Ensemble) and options.members == "mean"
@@ -831,7 +836,7 @@ def _infill_members(
     """Infill ``data`` (a DataArray, or variable ``name`` of a Dataset) with a model, or
     with each member of an ensemble, stacked along ``member`` (one pass over the data per
     member; lazy input stays lazy), or reduced to their mean (``members="mean"``)."""
-    members = [model] if isinstance(model, CraiModel) else list(model.members)
+    members = members_of(model)
     results = []
     for member in members:
         if isinstance(data, xr.DataArray):

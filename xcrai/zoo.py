@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from xcrai import data
+from xcrai.files import first_line
 
 
 @dataclass(frozen=True)
@@ -307,10 +308,9 @@ class Registry:
                 progressbar=progress,
             )
         except OSError as error:  # requests' errors are OSErrors too; a hash mismatch is not
-            reason = str(error).splitlines()[0] if str(error) else ""
             raise OSError(
                 f"model: downloading {name!r} from {entry.url} into {str(cache_dir())!r} "
-                f"(XCRAI_CACHE) failed: {type(error).__name__}: {reason}"
+                f"(XCRAI_CACHE) failed: {type(error).__name__}: {first_line(error, '')}"
             ) from error
         return Path(path), entry.options
 
