@@ -397,6 +397,191 @@ def test_only_stale_temporary_files_of_xcrai_are_removed(sample, tmp_path):
     assert live.read_text() == "x" and all(p.read_text() == "x" for p in others)
 
 
+# --- 7b. outputs that appear while a run works; checkpoint folders held by one run ---------
+
+
+def _wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 90) -> None:
+    """Poll until ``condition()`` holds, while ``process`` runs."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"ended before {what}: {process.stderr.read()}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.01)
+
+
+def _kept_file(stderr: str) -> Path:
+    """The file an OutputAppeared error says the result is in."""
+    assert "was created by another program while xcrai worked" in stderr, stderr
+    return Path(stderr.split("the result is in '")[1].split("'")[0])
+
+
+def test_infill_output_created_during_the_run_is_left_intact(long_input, tmp_path):
+    """Another program writes the output while xcrai infills: its file survives, the run
+    fails in one line naming where its own result went, and that result is complete."""
+    out = tmp_path / "out.nc"
+    process = subprocess.Popen(
+        _xcrai("infill", long_input, "-m", MODEL, "-o", out, "--device", "cpu", "--no-progress"),
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for(lambda: any(p.stat().st_size for p in tmp_path.glob(".out.nc.*.tmp")), process,
+              "the temporary file")  # fmt: skip
+    out.write_text("another program's file")
+    process.wait(timeout=120)
+    stderr = process.stderr.read()
+    assert process.returncode == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert out.read_text() == "another program's file"
+    kept = _kept_file(stderr)
+    assert kept.parent == tmp_path and kept.suffix == ".nc" and kept.name.startswith("out.")
+    with xr.open_dataset(kept) as result, xr.open_dataset(long_input) as source:
+        assert result.sizes == source.sizes and bool(result.tas.notnull().all())
+    assert _temps(tmp_path) == []
+
+
+def test_identical_infills_started_together_write_the_output_once(sample, tmp_path):
+    """Three runs without --overwrite onto one output: one writes it, the others are
+    refused (at the start, or at the end with their result kept aside), none replaces it."""
+    out = tmp_path / "out.nc"
+    processes = [
+        subprocess.Popen(_xcrai("infill", sample, "-m", MODEL, "-o", out, "--no-progress"),
+                         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]  # fmt: skip
+    results = [(p.wait(timeout=180), p.stderr.read()) for p in processes]
+    assert sorted(code for code, _ in results) == [0, 2, 2], results
+    for code, stderr in results:
+        if code == 2 and "exists; pass --overwrite" not in stderr:
+            assert _kept_file(stderr).is_file()
+    with xr.open_dataset(out) as written:
+        assert bool(written.tas.notnull().all())
+    assert _temps(tmp_path) == []
+
+
+def _fit_command(data: Path, masks: Path, out: Path, *extra: object) -> list[str]:
+    return _xcrai("fit", data, "--masks", masks, "-o", out, "--batch-size", "4",
+                  "--no-progress", *extra)  # fmt: skip
+
+
+def test_fit_output_created_during_training_is_left_intact(fit_files, tmp_path):
+    data, masks = fit_files
+    out, folder = tmp_path / "model.pth", tmp_path / "ck"
+    process = subprocess.Popen(
+        _fit_command(data, masks, out, "--iterations", "60", "--checkpoint-dir", folder),
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for((folder / ".xcrai.lock").exists, process, "training")  # past every check
+    out.write_text("another program's model")
+    process.wait(timeout=300)
+    stderr = process.stderr.read()
+    assert process.returncode == 2 and stderr.count("\n") == 1, stderr
+    assert out.read_text() == "another program's model"
+    kept = _kept_file(stderr)
+    assert kept.suffix == ".pth" and xcrai.load_model(kept).config.provenance["iterations"] == 60
+
+
+def test_two_fits_on_one_checkpoint_folder(fit_files, tmp_path):
+    """Started together on one --checkpoint-dir, one run trains and the other is refused
+    naming the folder; the folder's checkpoint is the training run's."""
+    data, masks = fit_files
+    folder = tmp_path / "ck"
+    processes = {}
+    for seed in (0, 7):
+        processes[seed] = subprocess.Popen(
+            _fit_command(data, masks, tmp_path / f"model-{seed}.pth", "--iterations", "40",
+                         "--checkpoint-dir", folder, "--seed", seed),
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    codes = {seed: (p.wait(timeout=300), p.stderr.read()) for seed, p in processes.items()}
+    assert sorted(code for code, _ in codes.values()) == [0, 2], codes
+    (winner,) = [seed for seed, (code, _) in codes.items() if code == 0]
+    (stderr,) = [err for code, err in codes.values() if code == 2]
+    assert stderr.startswith(f"xcrai fit: error: checkpoint_dir: {str(folder)!r}") or (
+        stderr.startswith(f"xcrai fit: error: checkpoint_dir: {str(folder / 'checkpoint.pth')!r}")
+    ), stderr  # held by the other run, or holding its finished checkpoint by then
+    state = torch.load(folder / "checkpoint.pth", weights_only=False)
+    assert state["train_config"]["seed"] == winner and state["iteration"] == 40
+    assert not (tmp_path / f"model-{7 - winner}.pth").exists()
+
+
+def test_a_held_checkpoint_folder_is_refused_in_process(fit_files, tmp_path):
+    """The hold is per run, not per process: a second fit in the same process is refused."""
+    from xcrai.files import FolderInUse, hold_folder
+
+    data, masks = fit_files
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    with xr.open_dataset(data) as d, xr.open_dataset(masks) as m:
+        zg, mask = d.zg.load(), m.zg.load()
+    with hold_folder(folder, "checkpoint_dir"), unchanged(folder):
+        with pytest.raises(FolderInUse, match=rf"checkpoint_dir: {str(folder)!r} is in use "
+                           rf"by another xcrai run \(process {os.getpid()}\)"):  # fmt: skip
+            zg.crai.fit(mask, iterations=1, batch_size=4, checkpoint_dir=folder, progress=False)
+
+
+def test_a_killed_fit_does_not_leave_its_folder_held(fit_files, tmp_path):
+    data, masks = fit_files
+    folder = tmp_path / "ck"
+    process = subprocess.Popen(
+        _fit_command(data, masks, tmp_path / "model.pth", "--iterations", "50",
+                     "--checkpoint-dir", folder, "--checkpoint-every", "1"),
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for((folder / "checkpoint.pth").exists, process, "a checkpoint")
+    process.kill()
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    result = subprocess.run(
+        _fit_command(data, masks, tmp_path / "model.pth", "--iterations", "50",
+                     "--checkpoint-dir", folder, "--resume", folder),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def _special_files(tmp_path: Path) -> list[tuple[Path, str]]:
+    fifo = tmp_path / "fifo.nc"
+    os.mkfifo(fifo)
+    specials = [(fifo, "FIFO (named pipe)")]
+    device = tmp_path / "null.nc"
+    try:  # a copy of /dev/null's node, where this process may make device nodes
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        specials.append((device, "character device"))
+    except (PermissionError, OSError):
+        pass
+    return specials
+
+
+def _kind(path: Path) -> int:
+    return stat.S_IFMT(path.lstat().st_mode)
+
+
+def test_overwrite_never_replaces_a_fifo_or_a_device(sample, fit_files, tmp_path):
+    data, masks = fit_files
+    for path, kind in _special_files(tmp_path):
+        before = _kind(path)
+        for command in (
+            ["infill", sample, "-m", MODEL, "-o", path, "--overwrite", "--no-progress"],
+            ["fit", data, "--masks", masks, "-o", path, "--overwrite", "--iterations", "1",
+             "--batch-size", "4", "--no-progress"],
+        ):  # fmt: skip
+            result = _run(*command, timeout=120)
+            _one_line_error(result, f"output: {str(path)!r} is a {kind}, not a regular file")
+            assert _kind(path) == before
+    model = xcrai.load_model(MODEL)
+    with pytest.raises(ValueError, match="is a FIFO"):
+        model.save(tmp_path / "fifo.nc")
+    assert stat.S_ISFIFO((tmp_path / "fifo.nc").lstat().st_mode)
+
+
+@pytest.mark.parametrize("command", ["infill", "fit"])
+def test_output_dash_is_refused(sample, fit_files, tmp_path, command):
+    data, masks = fit_files
+    args = (["infill", sample, "-m", MODEL] if command == "infill"
+            else ["fit", data, "--masks", masks, "--iterations", "1"])  # fmt: skip
+    with unchanged(tmp_path):
+        result = _run(*args, "-o", "-", "--no-progress", cwd=tmp_path)
+    _one_line_error(result, "output: '-' would be a file named '-'")
+
+
 # --- 8. file modes follow the umask --------------------------------------------------------
 
 

@@ -512,20 +512,27 @@ def _built(config: ModelConfig, weights: Any, path: Path, sha: str) -> CraiModel
 
 
 def save_model(
-    model: CraiModel | Ensemble, path: str | os.PathLike[str], argument: str = "path"
+    model: CraiModel | Ensemble,
+    path: str | os.PathLike[str],
+    argument: str = "path",
+    *,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``model`` (or every member of an Ensemble, in one file) in xcrai's format to
     ``path`` atomically (temp file, rename).
 
     A failed write (full disk, file size limit) raises :class:`xcrai.files.WriteError`
-    naming ``argument``, and leaves no file behind.
+    naming ``argument``, and leaves no file behind. Without ``overwrite``, a file at
+    ``path`` when the write ends (one another program wrote meanwhile) is left as it is
+    and :class:`xcrai.files.OutputAppeared` names where the model went instead.
     """
     if isinstance(model, Ensemble):
         members = [_native_payload(m) for m in model.members]
         payload = {FORMAT_KEY: FORMAT_VERSION,
                    ENSEMBLE_KEY: {"labels": list(model.labels), "members": members}}  # fmt: skip
-        return write_torch(payload, Path(path), argument)
-    return write_torch({FORMAT_KEY: FORMAT_VERSION, **_native_payload(model)}, Path(path), argument)
+        return write_torch(payload, Path(path), argument, overwrite=overwrite)
+    payload = {FORMAT_KEY: FORMAT_VERSION, **_native_payload(model)}
+    return write_torch(payload, Path(path), argument, overwrite=overwrite)
 
 
 def _native_payload(model: CraiModel) -> dict[str, Any]:
@@ -566,12 +573,15 @@ class _EnsembleFile(ValueError):
     """An xcrai ensemble file loaded without a label."""
 
 
-def write_torch(payload: Any, path: str | os.PathLike[str], argument: str) -> Path:
+def write_torch(
+    payload: Any, path: str | os.PathLike[str], argument: str, *, overwrite: bool = True
+) -> Path:
     """``torch.save(payload)`` to ``path`` atomically; a failed write (full disk, file size
-    limit) raises :class:`xcrai.files.WriteError` naming ``argument`` and leaves no file."""
+    limit) raises :class:`xcrai.files.WriteError` naming ``argument`` and leaves no file.
+    ``overwrite``: as :func:`xcrai.files.atomic_path` takes it."""
     path = Path(path)
     check_writable(path, argument)  # a folder, a missing or read-only folder: named now
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite, argument=argument) as tmp:
         try:
             # through a file object: torch names the archive inside after a path, and the
             # temporary name would make every save of one model a file of another sha256

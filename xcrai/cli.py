@@ -442,7 +442,7 @@ def infill_file(
             },
         }
         sources = [ds[name] for name in model_inputs(model_obj, [str(name) for name in infilled])]
-        with atomic_path(output) as tmp:
+        with atomic_path(output, overwrite=overwrite, argument="output") as tmp:
             label = input.name if options.progress else None
             with memory_budget(memory, *sources):
                 counts = _write_infilled(result, counts, tmp, output, label)
@@ -512,9 +512,15 @@ def read_steady_mask(path: Path, name: str | None) -> Any:
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    """Refuse an output that could not or should not be written, before any work."""
+    """Refuse an output that could not or should not be written, before any work. The
+    write itself checks again at its end (an output may appear while the work runs)."""
     from xcrai.files import check_writable
 
+    if str(output) == "-":
+        raise ValueError(
+            "output: '-' would be a file named '-': xcrai writes files, not standard output "
+            "(netCDF and model files need a seekable file); name a file, e.g. -o out.nc"
+        )
     check_writable(output, "output")
     if output.exists() and not overwrite:
         raise FileExistsError(f"output: {str(output)!r} exists; pass --overwrite to replace it")
@@ -664,7 +670,7 @@ def fit_file(args: argparse.Namespace) -> Path:
 
         if dist.get_rank() != 0:  # every process holds the same model; one writes it
             return output
-    return save_model(model, output, argument="output")
+    return save_model(model, output, argument="output", overwrite=args.overwrite)
 
 
 def _fit_one(args: argparse.Namespace, data_file: Any, mask_file: Any, validation: Any,

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -125,6 +126,9 @@ def check_writable(path: str | os.PathLike[str], argument: str) -> None:
     Raises
     ------
     IsADirectoryError, FileNotFoundError, PermissionError
+        As the path is a folder, its folder is missing, or cannot be written.
+    ValueError
+        When the path exists and is not a regular file (:func:`refuse_special`).
 
     Examples
     --------
@@ -132,6 +136,7 @@ def check_writable(path: str | os.PathLike[str], argument: str) -> None:
     PermissionError: output: cannot create files in folder '/read-only' ...
     """
     path = Path(path)
+    refuse_special(path, argument)
     if path.is_dir():
         raise IsADirectoryError(
             f"{argument}: {str(path)!r} is a folder; expected the name of a file to write "
@@ -241,26 +246,198 @@ def write_error(argument: str, path: str | os.PathLike[str], error: BaseExceptio
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed onto it when the block succeeds and
+def atomic_path(
+    path: str | os.PathLike[str], *, overwrite: bool = True, argument: str = "path"
+) -> Iterator[Path]:
+    """A temporary path beside ``path``, moved onto it when the block succeeds and
     removed when it fails, so ``path`` holds either its old content or the complete new one.
 
     Stale temporary files for ``path`` of processes that no longer exist are removed
     first (see :func:`remove_stale_temps`). The new file's mode follows the umask.
 
+    Parameters
+    ----------
+    path : path
+        The file to write.
+    overwrite : bool
+        Whether a file at ``path`` may be replaced. Without it, the finished file is
+        linked into place, which fails if ``path`` exists by then (another program wrote
+        it while the work ran): that file is left as it is, the result is kept under
+        another name beside it, and :class:`OutputAppeared` names both. Either way only a
+        regular file is ever replaced (see :func:`refuse_special`).
+    argument : str
+        Name of the argument that gave ``path``, for the errors.
+
+    Raises
+    ------
+    OutputAppeared
+        Without ``overwrite``, when ``path`` exists once the block has finished.
+    ValueError
+        When ``path`` exists and is not a regular file (a FIFO, a device, a socket).
+
     Examples
     --------
-    >>> with atomic_path("out.nc") as tmp:  # doctest: +SKIP
+    >>> with atomic_path("out.nc", overwrite=False, argument="output") as tmp:  # doctest: +SKIP
     ...     ds.to_netcdf(tmp)
     """
     path = Path(path)
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"path: folder {str(path.parent)!r} does not exist")
+        raise FileNotFoundError(f"{argument}: folder {str(path.parent)!r} does not exist")
+    refuse_special(path, argument)
     remove_stale_temps(path)
     tmp = create_temp(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if overwrite:
+            refuse_special(path, argument)  # it may have appeared while the block ran
+            os.replace(tmp, path)
+        else:
+            _place_new(tmp, path, argument)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class OutputAppeared(FileExistsError):
+    """The output was created by someone else while xcrai worked; the result was kept
+    under another name (:attr:`kept`)."""
+
+    def __init__(self, message: str, kept: Path) -> None:
+        super().__init__(message)
+        self.kept = kept
+
+
+def refuse_special(path: str | os.PathLike[str], argument: str) -> None:
+    """A ValueError if ``path`` exists and is not a regular file (or a link to one).
+
+    Replacing a FIFO, a device node or a socket with a regular file would break whatever
+    reads or writes it; such a path is never an output.
+
+    Examples
+    --------
+    >>> refuse_special("/dev/null", "output")  # doctest: +SKIP
+    ValueError: output: '/dev/null' is a character device, not a regular file; ...
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # folders are refused by check_writable
+        return
+    kinds = ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))  # fmt: skip
+    kind = next((name for test, name in kinds if test(mode)), "special file")
+    raise ValueError(
+        f"{argument}: {str(path)!r} is a {kind}, not a regular file; xcrai writes regular "
+        "files only and will not replace it; choose another path"
+    )
+
+
+def _place_new(tmp: Path, path: Path, argument: str) -> None:
+    """Move ``tmp`` to ``path`` unless ``path`` exists: then keep ``tmp``'s content under
+    a free name beside ``path`` and raise :class:`OutputAppeared` naming it."""
+    try:
+        _link_or_claim(tmp, path)
+    except FileExistsError:
+        kept = _keep_aside(tmp, path)
+        raise OutputAppeared(
+            f"{argument}: {str(path)!r} was created by another program while xcrai worked "
+            f"and is left as it is; the result is in {str(kept)!r} (rename it, or pass "
+            "--overwrite / overwrite=True to replace the other file)",
+            kept,
+        ) from None
+
+
+def _link_or_claim(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``, failing with FileExistsError (``tmp`` kept) when
+    ``path`` exists. A hard link does it in one step; on file systems without hard
+    links, ``path`` is claimed with an exclusive create, then replaced."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in _NO_LINKS:
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+#: errors of os.link that mean "this file system has no hard links"
+_NO_LINKS = frozenset(
+    getattr(errno, name) for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EMLINK")
+    if hasattr(errno, name)
+)  # fmt: skip
+
+
+def _keep_aside(tmp: Path, path: Path) -> Path:
+    """Link ``tmp`` to a free name ``STEM.xcrai-TOKEN.SUFFIX`` beside ``path``; remove
+    ``tmp``; return the new name."""
+    for _ in range(100):
+        kept = path.with_name(f"{path.stem}.xcrai-{secrets.token_hex(4)}{path.suffix}")
+        try:
+            _link_or_claim(tmp, kept)
+        except FileExistsError:
+            continue
+        return kept
+    raise FileExistsError(f"path: could not find a free name beside {str(path)!r}")
+
+
+#: the lock file that :func:`hold_folder` keeps in a folder
+LOCK_NAME = ".xcrai.lock"
+
+
+class FolderInUse(OSError):
+    """A folder is held by another run (:func:`hold_folder`)."""
+
+
+@contextmanager
+def hold_folder(folder: str | os.PathLike[str], argument: str) -> Iterator[Path]:
+    """Hold ``folder`` for this run: a second run (another process, or another call in
+    this one) that asks for it while this block runs is refused.
+
+    The hold is an exclusive ``flock`` on ``folder/.xcrai.lock``, which the kernel
+    releases when the process ends however it ends (a SIGKILL or a crash leaves nothing
+    stuck); the file holds the holder's process id, for the error message. Where
+    ``fcntl`` does not exist (Windows), folders are not held.
+
+    Raises
+    ------
+    FolderInUse
+        When another run holds ``folder``.
+
+    Examples
+    --------
+    >>> with hold_folder("runs/ck", "checkpoint_dir"):  # doctest: +SKIP
+    ...     train(...)
+    """
+    folder = Path(folder)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield folder
+        return
+    lock = folder / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise PermissionError(
+            f"{argument}: cannot create {str(lock)!r} ({error.strerror or error}); choose "
+            "a folder you can write to"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise FolderInUse(
+                f"{argument}: {str(folder)!r} is in use by another xcrai run (process "
+                f"{holder}); wait for it to end, or give another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield folder
+    finally:
+        os.close(fd)  # releases the lock

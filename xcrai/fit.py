@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -19,7 +21,7 @@ from xcrai import __version__
 from xcrai.bounds import normalised
 from xcrai.callsite import user_stacklevel
 from xcrai.engine import resolve_device
-from xcrai.files import check_writable, make_folder
+from xcrai.files import check_writable, hold_folder, make_folder
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.model import CraiModel, Ensemble, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
@@ -341,10 +343,36 @@ def _run(
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, float]:
     """Resume (when asked), build the network from the seed, and train it; returns the
     weights, the loss history, the iterations run, the run's configuration and the scale
-    that calibrates a σ channel on the validation fields (1 without either)."""
+    that calibrates a σ channel on the validation fields (1 without either). The
+    ``checkpoint_dir`` is held for the whole run (:func:`hold_checkpoint_dir`)."""
     checkpoint_path = None
-    if o.checkpoint_dir is not None:
+    if o.checkpoint_dir is not None:  # refusals that leave the folder as it is
         checkpoint_path = check_checkpoint_dir(o.checkpoint_dir, o.resume)
+    with hold_checkpoint_dir(o):
+        if checkpoint_path is not None:  # again: a run that held it may have ended since
+            check_checkpoint_dir(checkpoint_path, o.resume)
+        return _train(o, setup, config, fingerprint, data, checkpoint_path)
+
+
+def hold_checkpoint_dir(o: FitOptions) -> AbstractContextManager[Any]:
+    """Hold ``o.checkpoint_dir`` (created if need be) for one run: a second run given the
+    same folder while this one trains is refused, naming it
+    (:func:`xcrai.files.hold_folder`). Of a distributed run, the first process holds it
+    (it alone writes checkpoints); without a ``checkpoint_dir`` nothing is held."""
+    if o.checkpoint_dir is None or (o.distributed and os.environ.get("RANK", "0") != "0"):
+        return nullcontext()
+    return hold_folder(make_folder(o.checkpoint_dir, "checkpoint_dir"), "checkpoint_dir")
+
+
+def _train(
+    o: FitOptions,
+    setup: _Setup,
+    config: TrainConfig,
+    fingerprint: dict[str, Any],
+    data: TrainingData,
+    checkpoint_path: Path | None,
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, float]:
+    """The body of :func:`_run`, with the checkpoint folder checked and held."""
     threads = o.threads
     state = None
     if o.resume is not None:
@@ -447,11 +475,12 @@ def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel | Ensem
     for i, folder in enumerate(folders):  # before the first member trains: not wasted then
         if folder is not None:
             check_checkpoint_dir(folder, member=i)
-    members = []
-    for i, folder in enumerate(folders):
-        member = train_one(replace(o, ensemble=1, seed=o.seed + i, checkpoint_dir=folder))
-        assert isinstance(member, CraiModel)  # ensemble=1: one model
-        members.append(member)
+    with hold_checkpoint_dir(o):  # the whole ensemble's folder, for all its members
+        members = []
+        for i, folder in enumerate(folders):
+            member = train_one(replace(o, ensemble=1, seed=o.seed + i, checkpoint_dir=folder))
+            assert isinstance(member, CraiModel)  # ensemble=1: one model
+            members.append(member)
     labels = tuple(f"seed {o.seed + i}" for i in range(o.ensemble))
     return Ensemble(tuple(members), labels)
 
