@@ -582,6 +582,130 @@ def test_output_dash_is_refused(sample, fit_files, tmp_path, command):
     _one_line_error(result, "output: '-' would be a file named '-'")
 
 
+# --- 7c. missing values that nobody decoded ------------------------------------------------
+
+
+def _tas(**open_kwargs) -> xr.DataArray:
+    with xr.open_dataset(xcrai.data.hadcrut4_sample(), **open_kwargs) as ds:
+        return ds.tas.load()
+
+
+@pytest.fixture(scope="module")
+def decoded_infill() -> xr.DataArray:
+    return _tas().crai.infill(MODEL, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("how", [{"mask_and_scale": False}, {"decode_cf": False}])
+def test_undecoded_fill_values_are_holes(decoded_infill, how):
+    raw = _tas(**how)
+    holes = int((raw == raw.attrs["_FillValue"]).sum())
+    assert holes == int(_tas().isnull().sum()) > 7000
+    with pytest.warns(UserWarning, match=rf"data: 'tas' has {holes} point\(s\) holding the fill "
+                      r"value\(s\) 1e\+20 of its attrs; they are treated as missing \(holes\); "
+                      r"decode the data first: xr.decode_cf"):  # fmt: skip
+        filled = raw.crai.infill(MODEL, device="cpu", progress=False)
+    np.testing.assert_array_equal(filled.values, decoded_infill.values)
+    assert decoded_infill.attrs["history"].split("), ")[-1] in filled.attrs["history"]  # share
+    assert float(np.abs(filled).max()) < 100  # no 1e20 came through
+
+
+def test_missing_value_attribute_of_hand_made_data(decoded_infill):
+    """-999 in the holes, declared by ``missing_value``: holes, not -999 K fed to the net."""
+    data = _tas().fillna(-999).assign_attrs(missing_value=-999)
+    with pytest.warns(UserWarning, match=r"point\(s\) holding the fill value\(s\) -999"):
+        filled = data.crai.infill(MODEL, device="cpu", progress=False)
+    np.testing.assert_array_equal(filled.values, decoded_infill.values)
+
+
+def test_lazy_undecoded_input_stays_lazy_and_matches(decoded_infill):
+    with xr.open_dataset(xcrai.data.hadcrut4_sample(), mask_and_scale=False,
+                         chunks={"time": 1}) as ds:  # fmt: skip
+        with pytest.warns(UserWarning, match="has points holding the fill value"):
+            filled = ds.tas.crai.infill(MODEL, device="cpu", progress=False)
+        assert filled.chunks is not None
+        np.testing.assert_array_equal(filled.values, decoded_infill.values)
+
+
+def test_values_outside_the_valid_range_are_holes(decoded_infill):
+    tas = _tas()
+    data = tas.fillna(1e3).assign_attrs(valid_range=np.array([-80.0, 80.0], dtype=np.float32))
+    with pytest.warns(UserWarning, match=r"values outside its valid range \[-80.0, 80.0\]"):
+        filled = data.crai.infill(MODEL, device="cpu", progress=False)
+    np.testing.assert_array_equal(filled.values, decoded_infill.values)
+
+
+def test_packed_values_not_decoded_are_refused(tmp_path, fit_files):
+    packed = tmp_path / "p.nc"
+    _pack(xcrai.data.hadcrut4_sample(), packed, "int16")
+    with xr.open_dataset(packed, mask_and_scale=False) as ds:
+        raw = ds.tas.load()
+    with pytest.raises(ValueError, match=r"data: 'tas' holds packed values \(scale_factor=.* "
+                       r"in its attrs, not applied\); decode the data first"):  # fmt: skip
+        raw.crai.infill(MODEL)
+    data, masks = fit_files
+    with xr.open_dataset(data) as d, xr.open_dataset(masks) as m:
+        zg, mask = d.zg.load(), m.zg.load()
+    with pytest.raises(ValueError, match=r"data: 'zg' holds packed values"):
+        zg.assign_attrs(scale_factor=0.5).crai.fit(mask, iterations=1, progress=False)
+
+
+def test_fit_takes_undecoded_fill_values_for_missing_points(fit_files):
+    """A fill value at the same points of every training field (land, say) is a point
+    never learnt, as NaN is: the same model as with NaN there, bit for bit."""
+    data, masks = fit_files
+    with xr.open_dataset(data) as d, xr.open_dataset(masks) as m:
+        zg, mask = d.zg.load(), m.zg.load()
+    land = xr.zeros_like(zg.isel(time=0), dtype=bool)
+    land[:10, :20] = True
+    options = {"iterations": 2, "batch_size": 4, "progress": False, "seed": 3}
+    with_nan = zg.where(~land).crai.fit(mask, **options)
+    raw = zg.where(~land, -1e30).assign_attrs(_FillValue=np.float32(-1e30))
+    with pytest.warns(UserWarning, match=rf"data: 'zg' has {int(land.sum()) * zg.sizes['time']} "
+                      r"point\(s\) holding the fill value\(s\) -1e\+30"):  # fmt: skip
+        with_fill = raw.crai.fit(mask, **options)
+    assert with_fill.config.steady_mask is not None
+    assert np.array_equal(with_fill.config.steady_mask, with_nan.config.steady_mask)
+    for name, weight in with_nan.net.state_dict().items():
+        assert torch.equal(weight, with_fill.net.state_dict()[name]), name
+
+
+# --- 7d. variables an infill replaces; data infilled before --------------------------------
+
+
+def test_replacing_a_datasets_output_and_foreign_flags_is_warned(hadcrut):
+    ds = hadcrut.assign(tas_output=hadcrut.tas * 0, tas_flag=hadcrut.tas.isnull().astype("i1"))
+    with pytest.warns(UserWarning) as caught:
+        out = ds.crai.infill(MODEL, return_output=True, device="cpu", progress=False)
+    said = [str(w.message) for w in caught]
+    assert any(m.startswith("tas_output: the dataset already holds") for m in said), said
+    assert any(m.startswith("tas_flag: the dataset already holds") for m in said), said
+    assert set(np.unique(out.tas_flag.values)) <= {-1, 0, 1}
+
+
+def test_reinfilling_a_flagged_output_keeps_the_first_pass_flags(hadcrut, sample, tmp_path):
+    """The points an earlier pass infilled stay infilled (and are infilled afresh, from the
+    observations alone): the second pass equals the first, flags and values."""
+    first = tmp_path / "first.nc"
+    result = _run("infill", sample, "-m", MODEL, "-o", first, "--flags", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    second = tmp_path / "second.nc"
+    result = _run("infill", first, "-m", MODEL, "-o", second, "--flags", "--no-progress",
+                  warnings="default")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "data: 'tas' was infilled before (tas_flag holds xcrai's flags)" in result.stderr
+    with xr.open_dataset(first) as a, xr.open_dataset(second) as b:
+        assert (a.tas_flag.values == 0).sum() > 7000
+        np.testing.assert_array_equal(b.tas_flag.values, a.tas_flag.values)
+        np.testing.assert_array_equal(b.tas.values, a.tas.values)
+        with pytest.warns(UserWarning, match=r"'tas' was infilled before .* \d+ point\(s\) it "
+                          "flags infilled or unreachable are holes again"):  # fmt: skip
+            again = a.load().crai.infill(MODEL, return_output=True, device="cpu", progress=False)
+        np.testing.assert_array_equal(again.tas_flag.values, a.tas_flag.values)
+        with pytest.warns(UserWarning, match=r"'tas' was infilled by xcrai before .* taken for "
+                          r"observations; infill the Dataset holding tas_flag"):  # fmt: skip
+            a.tas.load().crai.infill(MODEL, device="cpu", progress=False)
+
+
 # --- 8. file modes follow the umask --------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from xcrai.callsite import user_stacklevel
 from xcrai.engine import resolve_device
 from xcrai.files import check_writable, hold_folder, make_folder
 from xcrai.grid import describe, find_grid, resolve_padding
+from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
 from xcrai.numerics import choose_threads, cpu_threads
@@ -523,6 +524,10 @@ def fit(
     """
     o = _check_options(options)
     _check_early_stopping(o, validation)
+    if isinstance(da, xr.DataArray):  # undecoded fill values are holes, not data
+        da = missing_as_nan(da, "data")
+    if isinstance(validation, xr.DataArray):
+        validation = missing_as_nan(validation, "validation")
     if o.ensemble > 1:
         return _ensemble(
             o, lambda one: fit(da, masks, one, validation=validation, steady_mask=steady_mask)
@@ -827,7 +832,12 @@ def fit_dataset(
         return fit(ds[inputs[0]], masks_list[0], o, validation=one, steady_mask=steady_mask)
     names = [*inputs, *([target] if target else [])]
     out = len(inputs) if target else 0
-    arrays = [ds[v] for v in names]
+    arrays = [missing_as_nan(ds[v], f"data {v!r}") for v in names]
+    if isinstance(validation, xr.Dataset):
+        validation = validation.assign(
+            {v: missing_as_nan(validation[v], f"validation {v!r}") for v in names
+             if v in validation.data_vars}
+        )  # fmt: skip
     try:
         xr.align(*arrays, join="exact")
     except ValueError:

@@ -24,6 +24,7 @@ from xcrai.checkpoint import load_any, load_model
 from xcrai.encoding import float_encoding
 from xcrai.engine import predict, resolve_device
 from xcrai.grid import Grid, Orientation, aligned, find_grid, orientation, resolve_padding
+from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble, check_padding, check_time_context
 from xcrai.numerics import choose_threads
 from xcrai.options import InfillOptions
@@ -665,6 +666,9 @@ def infill_dataarray(
     chosen = as_members(model, options.time_context)
     check_members(chosen, options)
     sigma = wants_sigma(chosen, options)
+    if isinstance(da, xr.DataArray):
+        warn_infilled_before(da)
+        da = missing_as_nan(da, "data")  # undecoded fill values are holes, not data
     result = _infill_members(da, chosen, mask, options, steady_mask)
     name = da.name if da.name is not None else UNNAMED
     hint = (
@@ -1142,11 +1146,13 @@ def infill_variables(
     sigma = wants_sigma(chosen, options)
     keep = keep_attrs()
     out = ds.copy()
+    source = readable(ds, [*variables, *(first.config.inputs or ())])
     results = {}
     for name in variables:
-        result = _infill_members(ds, chosen, mask, options, steady_mask, name)
+        result = _infill_members(source, chosen, mask, options, steady_mask, name)
         results[name] = result
         if options.return_output:
+            warn_replacing(ds, f"{name}_output", "the raw output")
             out[f"{name}_output"] = result.output.rename(f"{name}_output")
         data_attrs = dict(result.data.attrs)
         if sigma:
@@ -1156,8 +1162,8 @@ def infill_variables(
         if not flags:
             out[name] = result.data.copy(deep=False).assign_attrs(data_attrs)
             continue
-        if flag_name(name) in ds.variables:
-            logger.info("replacing the dataset's %r with this call's flags", flag_name(name))
+        if flag_name(name) in ds.variables and not is_xcrai_flag(ds[flag_name(name)]):
+            warn_replacing(ds, flag_name(name), "the flags")
         out[name] = result.data.copy(deep=False).assign_attrs(link_flag(data_attrs, name))
         out[flag_name(name)] = flag_variable(result.flag, name, result.data.attrs, result.steady)
     attrs = dict(ds.attrs) if keep else {}
@@ -1165,6 +1171,69 @@ def infill_variables(
         attrs = add_history(attrs, result.line)
     out.attrs = attrs
     return out, results
+
+
+def is_xcrai_flag(flag: xr.DataArray) -> bool:
+    """Whether ``flag`` is a flag variable that xcrai wrote (:func:`flag_variable`)."""
+    meanings = flag.attrs.get("flag_meanings")
+    return meanings in (FLAG_ATTRS["flag_meanings"], FLAG_ATTRS_STEADY["flag_meanings"])
+
+
+def readable(ds: xr.Dataset, names: list[Hashable]) -> xr.Dataset:
+    """``ds`` with the variables ``names`` as infill reads them: undecoded fill values
+    NaN (:func:`xcrai.missing.missing_as_nan`), and the points that xcrai's flags of an
+    earlier infill (``<name>_flag``) mark infilled or unreachable holes again, so that
+    they are infilled afresh from the observations and flagged as infilled again (one
+    UserWarning each)."""
+    decoded = {}
+    for name in dict.fromkeys(names):
+        if name not in ds.data_vars:
+            continue  # a target the data lacks
+        da = missing_as_nan(ds[name], f"data {str(name)!r}")
+        if flag_name(name) in ds.variables and is_xcrai_flag(ds[flag_name(name)]):
+            flag = ds[flag_name(name)]
+            again = flag.isin([FLAG_INFILLED, FLAG_UNREACHABLE])
+            eager = not isinstance(again.data, dsa.Array)
+            count = f"{int(again.sum())} point(s)" if eager else "the points"
+            warnings.warn(
+                f"data: {str(name)!r} was infilled before ({flag_name(name)} holds xcrai's "
+                f"flags); {count} it flags infilled or unreachable are holes again, infilled "
+                "afresh from the observed points",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+            da = da.where(~again.broadcast_like(da).transpose(*da.dims))
+            da.attrs, da.encoding = dict(ds[name].attrs), dict(ds[name].encoding)
+        decoded[name] = da
+    return ds.assign(decoded)
+
+
+def warn_replacing(ds: xr.Dataset, name: str, what: str) -> None:
+    """A UserWarning when ``ds`` already holds ``name``, which this call replaces."""
+    if name in ds.variables:
+        warnings.warn(
+            f"{name}: the dataset already holds a variable {name!r}; it is replaced by "
+            f"{what} of this call",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
+def warn_infilled_before(da: xr.DataArray) -> None:
+    """A UserWarning when a DataArray was infilled by xcrai (its history says so, or it
+    names its flag variable in ``ancillary_variables``): its infilled points will be taken
+    for observations (its flags are not part of a DataArray)."""
+    name = da.name if da.name is not None else UNNAMED
+    linked = flag_name(name) in str(da.attrs.get("ancillary_variables", "")).split()
+    if linked or f"infilled {name} with" in str(da.attrs.get("history", "")):
+        warnings.warn(
+            f"data: {str(name)!r} was infilled by xcrai before (it names {flag_name(name)}, "
+            "or its history says so); its "
+            "infilled points are taken for observations; infill the Dataset holding "
+            f"{flag_name(name)} (ds.crai.infill) to infill them afresh",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _has_grid(da: xr.DataArray) -> bool:
