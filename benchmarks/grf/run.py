@@ -31,62 +31,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import xarray as xr
-from scipy.special import erf
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "fitbench"))
 
+from common import TEST_MASKS, as_dataarray, cpu_name, load_masks, scores  # noqa: E402
 from grf import Sphere  # noqa: E402
 
-MASKS = HERE.parent / "fitbench" / "data" / "zg_masks.nc"
-#: masks that hide the test fields (cycled); the rest are training masks
-TEST_MASKS = 20
 NU = 1.5
 METHODS = ("optimum", "xcrai", "kriging", "poisson", "eof")
-
-
-def as_dataarray(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> xr.DataArray:
-    time_axis = pd.date_range("2000-01-01", periods=len(fields), freq="D")
-    return xr.DataArray(fields.astype(np.float32), dims=("time", "lat", "lon"), name="grf",
-                        coords={"time": time_axis, "lat": lat, "lon": lon})  # fmt: skip
-
-
-def gaussian_crps(mean: np.ndarray, sd: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """CRPS of N(mean, sd^2) against ``truth`` (|error| where sd is 0)."""
-    error = truth - mean
-    safe = np.where(sd > 0, sd, 1.0)
-    z = error / safe
-    pdf = np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
-    cdf = 0.5 * (1 + erf(z / np.sqrt(2)))
-    crps = safe * (z * (2 * cdf - 1) + 2 * pdf - 1 / np.sqrt(np.pi))
-    return np.where(sd > 0, crps, np.abs(error))
-
-
-def scores(filled: np.ndarray, truth: np.ndarray, hidden: np.ndarray, weight: np.ndarray,
-           sd: np.ndarray | None = None) -> dict:  # fmt: skip
-    """Pooled scores over the hidden points of the first len(filled) fields."""
-    count = len(filled)
-    hidden, truth = hidden[:count], truth[:count]
-    error = (filled.astype(np.float64) - truth)[hidden]
-    w = np.broadcast_to(weight, hidden.shape)[hidden]
-    record = {"fields": count, "points": int(hidden.sum()),
-              "rmse": float(np.sqrt(np.mean(error**2))),
-              "rmse_area": float(np.sqrt(np.sum(w * error**2) / np.sum(w)))}  # fmt: skip
-    if sd is not None:
-        s = sd[:count][hidden]
-        record["within_1sd"] = float(np.mean(np.abs(error) <= s))
-        record["within_2sd"] = float(np.mean(np.abs(error) <= 2 * s))
-        record["crps"] = float(np.mean(gaussian_crps(np.zeros_like(error), s, error)))
-    return record
 
 
 def run_scale(len_scale: float, args: argparse.Namespace, masks: xr.DataArray) -> list[dict]:
@@ -210,17 +171,6 @@ def plot(records: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     number_list = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
@@ -240,8 +190,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         parser.error(f"--methods: unknown {sorted(unknown)}; choose from {list(METHODS)}")
-    with xr.open_dataset(MASKS) as ds:
-        masks = ds.zg.load()
+    masks = load_masks()
     records = [r for scale in args.len_scales for r in run_scale(scale, args, masks)]
     machine = f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores"
     if args.json:
