@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 from pathlib import Path
 
@@ -69,3 +71,17 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+
+
+def machine() -> str:
+    """The processor and the cores this process may use, for the results."""
+    return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores"
+
+
+def write_results(records: list[dict], json_path: Path | None, markdown_path: Path | None,
+                  table: str) -> None:  # fmt: skip
+    """The records as JSON lines and the markdown ``table``, where paths are given."""
+    if json_path:
+        json_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    if markdown_path:
+        markdown_path.write_text(table)

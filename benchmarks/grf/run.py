@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "fitbench"))
 
-from common import TEST_MASKS, as_dataarray, cpu_name, load_masks, scores  # noqa: E402
+from common import TEST_MASKS, as_dataarray, load_masks, machine, scores, write_results  # noqa: E402
 from grf import Sphere  # noqa: E402
 
 NU = 1.5
@@ -192,11 +191,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"--methods: unknown {sorted(unknown)}; choose from {list(METHODS)}")
     masks = load_masks()
     records = [r for scale in args.len_scales for r in run_scale(scale, args, masks)]
-    machine = f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores"
-    if args.json:
-        args.json.write_text("".join(json.dumps(r) + "\n" for r in records))
-    if args.markdown:
-        args.markdown.write_text(markdown(records, machine, args))
+    write_results(records, args.json, args.markdown, markdown(records, machine(), args))
     if args.plot:
         plot(records, args.plot)
     return records

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "grf"))
 
-from common import TEST_MASKS, as_dataarray, cpu_name, load_masks, scores  # noqa: E402
+from common import TEST_MASKS, as_dataarray, load_masks, machine, scores, write_results  # noqa: E402
 from grf import Sphere  # noqa: E402
 
 METHODS = ("climatology", "eof", "poisson", "xcrai")
@@ -162,11 +161,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             parser.error(f"{option}: unknown {sorted(set(given) - set(known))}; from {known}")
     masks = load_masks()
     records = [r for name in args.records for r in run_record(name, args, masks)]
-    machine = f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores"
-    if args.json:
-        args.json.write_text("".join(json.dumps(r) + "\n" for r in records))
-    if args.markdown:
-        args.markdown.write_text(markdown(records, machine))
+    write_results(records, args.json, args.markdown, markdown(records, machine()))
     return records
 
 
