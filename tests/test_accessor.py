@@ -40,11 +40,10 @@ def test_mask_that_does_not_broadcast(hadcrut, demo_model):
         hadcrut.tas.crai.infill(demo_model, mask=np.ones((72, 72)))
     with pytest.raises(TypeError, match="mask: a dict of masks by variable is for models of"):
         hadcrut.tas.crai.infill(demo_model, mask={"tas": np.ones(hadcrut.tas.shape)})
-    flipped = xr.ones_like(hadcrut.tas.isel(time=0, drop=True), dtype=bool).isel(
-        lat=slice(None, None, -1)
-    )
+    ones = xr.ones_like(hadcrut.tas.isel(time=0, drop=True), dtype=bool)
+    shifted = ones.assign_coords(lat=ones.lat + 1.0)  # another grid: refused, not aligned
     with pytest.raises(ValueError, match=r"mask: its coordinates differ .* \(differing: lat\)"):
-        hadcrut.tas.crai.infill(demo_model, mask=flipped)
+        hadcrut.tas.crai.infill(demo_model, mask=shifted)
 
 
 def test_mask_with_values_other_than_0_and_1(hadcrut, demo_model):

@@ -899,3 +899,55 @@ def test_masks_of_other_values_are_named(fit_files, tmp_path, capsys):
     assert "masks: expected bool, 0/1 or NaN-marked fields, found values [0.  0.5]" in (
         capsys.readouterr().err
     )
+
+
+# --- model configurations, masks in another order, and clear errors (review items 3, 5, 6) ---
+
+
+def _holes(da: xr.DataArray) -> xr.DataArray:
+    """A (lat, lon) mask that hides a block in the north-west and a band in the south: not
+    symmetric, so a mask flipped by position (not by label) would hide other points."""
+    field = da.isel(time=0, drop=True)
+    keep = np.ones(field.shape, bool)
+    keep[50:66, 5:30] = False
+    keep[3:9, :] = False
+    return xr.DataArray(keep, dims=field.dims, coords=field.coords)
+
+
+@pytest.mark.parametrize("order", ["lat", "lon", "both"])
+def test_a_mask_in_another_order_is_aligned_by_its_labels(hadcrut, demo_model, order):
+    """A mask whose latitude runs north to south (or whose longitude is rolled) means the
+    same points as the data's order: the infill is the same, bit for bit."""
+    mask = _holes(hadcrut.tas)
+    other = mask
+    if order in ("lat", "both"):
+        other = other.isel(lat=slice(None, None, -1))
+    if order in ("lon", "both"):
+        other = other.roll(lon=17, roll_coords=True)
+    expected = hadcrut.tas.crai.infill(demo_model, mask=mask)
+    got = hadcrut.tas.crai.infill(demo_model, mask=other)
+    np.testing.assert_array_equal(got.values, expected.values)
+    assert not np.array_equal(expected.values, hadcrut.tas.crai.infill(demo_model).values)
+
+
+def test_a_steady_mask_in_another_order_is_aligned_by_its_labels(hadcrut, demo_model):
+    steady = ~_holes(hadcrut.tas)
+    with pytest.warns(UserWarning, match="steady points"):
+        expected = hadcrut.tas.crai.infill(demo_model, steady_mask=steady)
+    flipped = steady.isel(lat=slice(None, None, -1))
+    with pytest.warns(UserWarning, match="steady points"):
+        got = hadcrut.tas.crai.infill(demo_model, steady_mask=flipped)
+    np.testing.assert_array_equal(got.values, expected.values)
+
+
+@pytest.mark.parametrize("argument", ["mask", "steady_mask"])
+def test_a_mask_on_another_grid_is_refused_with_advice_that_keeps_its_points(
+    hadcrut, demo_model, argument
+):
+    mask = _holes(hadcrut.tas)
+    if argument == "steady_mask":
+        mask = ~mask
+    shifted = mask.assign_coords(lat=mask.lat + 0.5)
+    with pytest.raises(ValueError, match=rf"^{argument}: .*differ.*reindex_like") as error:
+        hadcrut.tas.crai.infill(demo_model, **{argument: shifted})
+    assert "assign_coords" not in str(error.value)

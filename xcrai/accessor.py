@@ -84,7 +84,8 @@ class CraiDataArrayAccessor:
         mask : DataArray or array, optional
             1 (or True) where valid, 0 where missing; broadcast against the data.
             A point is valid only where the mask allows it **and** the value is
-            finite. Default: the non-NaN points.
+            finite. Default: the non-NaN points. A DataArray is aligned by its
+            labels: its latitude may run the other way, its longitude be rolled.
         steady_mask : DataArray, optional
             (lat, lon) on the data's grid, True (or 1) where a point is never valid
             (e.g. land in an SST field): left NaN and flagged -2 (``steady_mask``).

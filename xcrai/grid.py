@@ -352,8 +352,11 @@ def _not_monotonic(role: str, dim: str, values: np.ndarray, forward: np.ndarray)
 
 
 def aligned(other: xr.DataArray, da: xr.DataArray, refusal: str) -> xr.DataArray:
-    """``other`` aligned exactly on ``da``'s coordinates along the dimensions they share;
-    a ValueError saying ``refusal`` (which names the argument) where the coordinates differ."""
+    """``other`` aligned on ``da``'s coordinates along the dimensions they share: reordered
+    by its labels where they are ``da``'s in another order (latitude north to south, say,
+    as :func:`xcrai.fit.on_data_grid` flips masks); a ValueError saying ``refusal`` (which
+    names the argument) where the coordinates differ."""
+    other = _reordered_like(other, da)
     try:
         other, _ = xr.align(other, da, join="exact")
     except ValueError:
@@ -365,3 +368,19 @@ def aligned(other: xr.DataArray, da: xr.DataArray, refusal: str) -> xr.DataArray
         named = f" (differing: {', '.join(differ)})" if differ else ""
         raise ValueError(refusal + named) from None
     return other
+
+
+def _reordered_like(other: xr.DataArray, da: xr.DataArray) -> xr.DataArray:
+    """``other`` with each shared dimension whose labels are exactly ``da``'s, in another
+    order, put in ``da``'s order (a selection by label: its values follow their labels)."""
+    order: dict[Any, np.ndarray] = {}
+    for dim in other.dims:
+        if dim not in da.dims or dim not in other.indexes or dim not in da.indexes:
+            continue
+        mine, theirs = other.indexes[dim], da.indexes[dim]
+        if mine.equals(theirs) or len(mine) != len(theirs) or not mine.is_unique:
+            continue
+        positions = mine.get_indexer(theirs)
+        if (positions >= 0).all():
+            order[dim] = positions
+    return other.isel(order) if order else other

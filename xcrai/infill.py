@@ -220,8 +220,9 @@ def valid_points(da: xr.DataArray, mask: Any) -> xr.DataArray:
             f"{wrong}); drop or select the extra dimensions, e.g. mask.isel(time=0)"
         )
     mask = aligned(
-        mask, da, "mask: its coordinates differ from the data's along a shared dimension; "
-        "give the mask the data's coordinates (mask.assign_coords(...))",
+        mask, da, "mask: its coordinates differ from the data's along a shared dimension (a mask "
+        "is aligned by its labels); put it on the data's grid, e.g. "
+        "mask.reindex_like(data, method='nearest')",
     )  # fmt: skip
     if mask.dtype != bool:
         if isinstance(mask.data, dsa.Array):  # checked when computed, block by block
@@ -1070,9 +1071,11 @@ def infill_dataset(
         Default: the model's variable when ``ds`` has it, else every data variable with
         latitude and longitude dimensions.
     mask : DataArray or array, optional
-        1 (or True) where valid; broadcast against each variable.
+        1 (or True) where valid; broadcast against each variable. A DataArray is
+        aligned by its labels (latitude may run the other way, longitude be rolled).
     steady_mask : DataArray, optional
         (lat, lon), True where a point is never valid; replaces the model's steady mask.
+        Aligned by its labels, as ``mask`` is.
     flags : bool, default False
         Add ``<var>_flag`` for each infilled variable (1 observed, 0 infilled, -1 hole
         beyond the network's reach), a CF flag variable named in the variable's

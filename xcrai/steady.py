@@ -22,7 +22,8 @@ def check_steady_mask(steady_mask: Any, da: xr.DataArray, grid: Grid) -> xr.Data
     ----------
     steady_mask : DataArray
         True (or 1) where a point is never valid, False (or 0) elsewhere; its dimensions
-        are the data's latitude and longitude, with the data's coordinates.
+        are the data's latitude and longitude, with the data's coordinates (in any
+        order: it is aligned by its labels).
     da : DataArray
         The data it belongs to.
     grid : Grid
@@ -59,7 +60,8 @@ def check_steady_mask(steady_mask: Any, da: xr.DataArray, grid: Grid) -> xr.Data
         )
     steady_mask = aligned(
         steady_mask, da, "steady_mask: its latitude or longitude coordinates differ from the "
-        "data's; give it the data's (steady_mask.assign_coords(...)), in the data's order",
+        "data's (a mask is aligned by its labels); put it on the data's grid, e.g. "
+        "steady_mask.reindex_like(data, method='nearest')",
     )  # fmt: skip
     values = np.asarray(steady_mask.transpose(*spatial).values)
     if values.dtype != bool:
