@@ -370,7 +370,9 @@ class CraiDataArrayAccessor:
         augment : bool or "auto", default "auto"
             Roll each training field by a random number of longitudes and mirror
             half of them north-south (the coverage masks stay as they are); "auto"
-            does so on global grids. Helps most when training fields are few.
+            does so on global grids. Mirroring needs latitudes symmetric about the
+            equator (within 0.001 degrees): on other grids (say 77 S to 90 N) the
+            fields are only rolled. Helps most when training fields are few.
         mix : float, default 1.0
             The share of training samples ``a`` blended with another training sample
             ``b``: ``c + cos θ (a - c) + sin θ (b - c)``, θ uniform in [0, 2π) and
