@@ -103,8 +103,7 @@ class CraiDataArrayAccessor:
             ``(0, None)`` for precipitation; overrides the model's (``fit`` stores
             them), ``(None, None)`` removes them. As CRAI's ``--min-bounds`` and
             ``--max-bounds``: a sigmoid maps the network's output into a closed
-            interval, an exponential onto a half-line. ``history`` counts the
-            infilled points the network put outside them (eager input).
+            interval, an exponential onto a half-line. ``history`` names them.
         sigma : bool
             Return a Dataset with ``<name>_sigma`` too: the standard deviation of
             each infilled value that a model trained with ``fit(...,
