@@ -507,3 +507,52 @@ def test_a_field_without_any_value_is_named(train, masks):
         holed.crai.fit(masks, iterations=2, progress=False)
     with pytest.raises(ValueError, match=r"data: the fields at time index \[3\] have no value"):
         holed.chunk(time=5).crai.fit(masks, iterations=2, progress=False)  # lazy, the same
+
+
+def _batches_of(fields, masks, mirror, iterations=6):
+    """The truths of a few augmented batches (rolled, and mirrored where ``mirror``)."""
+    from xcrai.train.loop import TrainConfig, TrainingData, _Batches
+    from xcrai.train.losses import LossWeights
+
+    config = TrainConfig(iterations=iterations, batch_size=4, lr=1e-3, finetune_iterations=0,
+                         lr_finetune=1e-4, loss=LossWeights(), padding="global",
+                         time_context=(0, 0), mean=0.0, std=1.0, seed=0, log_every=1,
+                         augment=True, mirror=mirror)  # fmt: skip
+    data = TrainingData(fields[None], masks, np.ones(fields.shape[-2:], bool))
+    batches = _Batches(data, config, None)
+    return [batches[i][2][:, 0].numpy() for i in range(iterations)]
+
+
+def _mirrored_samples(truths, fields):
+    """How many truths are mirrored (a north-south flipped roll of a training field)."""
+    flipped = 0
+    for gt in truths:
+        for sample in gt:
+            rolls = [np.roll(f, k, axis=-1) for f in fields for k in range(f.shape[-1])]
+            plain = any(np.array_equal(sample, r) for r in rolls)
+            mirrored = any(np.array_equal(sample, r[::-1]) for r in rolls)
+            assert plain or mirrored
+            flipped += mirrored and not plain
+    return flipped
+
+
+def test_augment_mirrors_only_where_latitudes_are_symmetric(train, masks):
+    """On a grid from 77.5 S to 90 N a mirrored field would put the Arctic on the Southern
+    Ocean: augment rolls it in longitude only (and the model says so); fitbench's -90..90
+    grid is still mirrored."""
+    from xcrai.fit import symmetric_latitudes
+    from xcrai.grid import find_grid
+
+    south = train.sel(lat=slice(-77.5, None))
+    assert float(south.lat[0]) == -77.5 and float(south.lat[-1]) == 90.0
+    assert symmetric_latitudes(train, find_grid(train))
+    assert not symmetric_latitudes(south, find_grid(south))
+    fields, observed = south.values[:4], masks.sel(lat=slice(-77.5, None)).values.astype(bool)
+    assert _mirrored_samples(_batches_of(fields, observed, mirror=False), fields) == 0
+    full = train.values[:4]
+    assert _mirrored_samples(_batches_of(full, masks.values.astype(bool), mirror=True), full) > 0
+    options = dict(iterations=2, batch_size=4, architecture=SMALL, progress=False, **SAME)
+    model = south.crai.fit(masks.sel(lat=slice(-77.5, None)), **options)
+    recorded = model.config.provenance["train_config"]
+    assert recorded["augment"] is True and recorded["mirror"] is False
+    assert "mirror" not in train.crai.fit(masks, **options).config.provenance["train_config"]

@@ -104,8 +104,7 @@ class CraiDataArrayAccessor:
             ``(0, None)`` for precipitation; overrides the model's (``fit`` stores
             them), ``(None, None)`` removes them. As CRAI's ``--min-bounds`` and
             ``--max-bounds``: a sigmoid maps the network's output into a closed
-            interval, an exponential onto a half-line. ``history`` counts the
-            infilled points the network put outside them (eager input).
+            interval, an exponential onto a half-line. ``history`` names them.
         sigma : bool
             Return a Dataset with ``<name>_sigma`` too: the standard deviation of
             each infilled value that a model trained with ``fit(...,
@@ -371,7 +370,9 @@ class CraiDataArrayAccessor:
         augment : bool or "auto", default "auto"
             Roll each training field by a random number of longitudes and mirror
             half of them north-south (the coverage masks stay as they are); "auto"
-            does so on global grids. Helps most when training fields are few.
+            does so on global grids. Mirroring needs latitudes symmetric about the
+            equator (within 0.001 degrees): on other grids (say 77 S to 90 N) the
+            fields are only rolled. Helps most when training fields are few.
         mix : float, default 1.0
             The share of training samples ``a`` blended with another training sample
             ``b``: ``c + cos θ (a - c) + sin θ (b - c)``, θ uniform in [0, 2π) and

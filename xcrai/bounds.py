@@ -75,17 +75,6 @@ def constrain(out: torch.Tensor, bounds: Bounds) -> torch.Tensor:
     return out
 
 
-def outside(out: torch.Tensor, bounds: Bounds) -> torch.Tensor:
-    """Where ``out`` (before :func:`constrain`) lies outside ``bounds``, as bool."""
-    lower, upper = bounds
-    beyond = torch.zeros_like(out, dtype=torch.bool)
-    if lower is not None:
-        beyond |= out < lower
-    if upper is not None:
-        beyond |= out > upper
-    return beyond
-
-
 def describe(bounds: Bounds) -> str:
     """``[0, inf)``-style text for history lines and model cards."""
     lower, upper = bounds

@@ -22,7 +22,7 @@ from typing import TypeVar, cast
 import numpy as np
 import torch
 
-from xcrai.bounds import Bounds, constrain, normalised, outside
+from xcrai.bounds import Bounds, constrain, normalised
 from xcrai.model import CraiModel
 from xcrai.nn import CraiNetConfig, UNetConfig
 from xcrai.nn.pconv import PADDINGS
@@ -139,7 +139,6 @@ def predict(
     compile: bool = False,
     threads: int | None = None,
     report: Callable[[int], object] | None = None,
-    beyond: np.ndarray | None = None,
     sigma: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the network on every field of ``fields[:, core[0]:core[1]]``.
@@ -173,9 +172,6 @@ def predict(
         Intra-op CPU threads of the forward passes (the caller's setting by default).
     report : callable, optional
         Called with the number of fields of each batch once it is done (progress bars).
-    beyond : ndarray of bool (S, stop - start, H, W), optional
-        Filled, for a model with output bounds (``model.config.bounds``), with where the
-        network's output lay outside them before the bounds' transform.
     sigma : ndarray float32 (S, stop - start, H, W), optional
         Filled, for a model with a σ channel (``fit(..., uncertainty=True)``), with the
         network's standard deviation of its output, in the data's units.
@@ -252,12 +248,10 @@ def predict(
             shape = max(shape, min(size, 2))
 
         def write(
-            out: np.ndarray, hit: np.ndarray, out_of_bounds: np.ndarray | None,
-            spread: np.ndarray | None, series=series, times=times,
+            out: np.ndarray, hit: np.ndarray, spread: np.ndarray | None,
+            series=series, times=times,
         ) -> None:  # fmt: skip
             output[series, times], reach[series, times] = out, hit
-            if beyond is not None and out_of_bounds is not None:
-                beyond[series, times] = out_of_bounds
             if sigma is not None and spread is not None:
                 sigma[series, times] = spread
 
@@ -344,8 +338,8 @@ class _Pass:
         write: Callable[..., None],
     ) -> None:  # fmt: skip
         """Run ``batch`` (whole, or tile by tile over ``regions``) and hand ``write`` the
-        output and reach, (N, H, W) arrays, then where the output lay outside the bounds
-        and the network's σ in data units (each None without bounds, or σ channel)."""
+        output and reach, (N, H, W) arrays, then the network's σ in data units (None
+        without a σ channel)."""
 
         def run() -> None:
             threads = cpu_threads(self.threads) if self.threads else nullcontext()
@@ -356,9 +350,8 @@ class _Pass:
                 else:
                     channels, hit = self._tiled(x, m, regions)
                 out = channels[:, 0]
-                beyond = sigma = None
+                sigma = None
                 if self.bounds is not None:
-                    beyond = outside(out[: batch.n], self.bounds).cpu().numpy()
                     out = constrain(out, self.bounds)
                 if self.norm is not None:
                     out = out * self.norm[1] + self.norm[0]
@@ -366,7 +359,7 @@ class _Pass:
                     scale = self.sigma_scale * (1.0 if self.norm is None else self.norm[1])
                     sigma = torch.exp(0.5 * log_variance(channels[: batch.n, 1])) * scale
                 host = self._to_host(out[: batch.n], hit[: batch.n], sigma)
-                write(host[0], host[1], beyond, host[2])
+                write(host[0], host[1], host[2])
 
         on_device(self.device, run)
 

@@ -243,6 +243,21 @@ def _augment(augment: bool | str, grid: Any) -> bool:
     return bool(augment)
 
 
+#: how far (degrees) a latitude may lie from the mirror image of another for the grid to
+#: count as symmetric about the equator
+SYMMETRY_TOLERANCE = 1e-3
+
+
+def symmetric_latitudes(da: xr.DataArray, grid: Any) -> bool:
+    """Whether ``da``'s latitudes are symmetric about the equator (within
+    :data:`SYMMETRY_TOLERANCE` degrees), so that a field mirrored north-south lies on the
+    same grid; False without a latitude coordinate (nothing says where the equator is)."""
+    if grid.lat not in da.coords:
+        return False
+    lat = np.asarray(da[grid.lat].values, np.float64)
+    return bool(np.allclose(lat, -lat[::-1], rtol=0, atol=SYMMETRY_TOLERANCE))
+
+
 def _check_early_stopping(o: FitOptions, validation: Any) -> None:
     """``early_stopping`` watches the validation loss: refused without validation fields,
     before any pass over the data."""
@@ -316,7 +331,11 @@ def _check_batch(fields: Any, batch_size: int) -> None:
         )
 
 
-def _train_config(o: FitOptions, setup: _Setup, grid: Any, mean: float, std: float) -> TrainConfig:
+def _train_config(
+    o: FitOptions, setup: _Setup, grid: Any, mean: float, std: float, symmetric: bool
+) -> TrainConfig:
+    """The run's settings; ``symmetric``: whether the latitudes are symmetric about the
+    equator (``augment`` mirrors north-south only then)."""
     iterations = o.iterations
     return TrainConfig(
         iterations=iterations, batch_size=o.batch_size, lr=float(o.lr),
@@ -332,6 +351,7 @@ def _train_config(o: FitOptions, setup: _Setup, grid: Any, mean: float, std: flo
         uncertainty=o.uncertainty,
         lr_schedule=o.lr_schedule,
         mix=float(o.mix),
+        mirror=symmetric,
     )  # fmt: skip
 
 
@@ -569,7 +589,7 @@ def fit(
     if explicit is not None:  # absent otherwise, as in checkpoints from before steady masks
         fingerprint["steady_mask"] = _digest(explicit)
 
-    config = _train_config(o, setup, grid, mean, std)
+    config = _train_config(o, setup, grid, mean, std, symmetric_latitudes(da, grid))
     data = TrainingData(fields, observed, target, val_fields, centre=centre)
     trained, history, done, config, sigma_scale = _run(o, setup, config, fingerprint, data)
     model_config = ModelConfig(
@@ -897,6 +917,7 @@ def fit_dataset(
             [d[:, n_train:] for d in digests],
         )
     _check_batch(fields, o.batch_size)
+    output = arrays[out]
     stats = [
         _statistics(fields[:, v], valid[v]) if o.normalize else (0.0, 1.0)
         for v in range(len(names))
@@ -917,11 +938,10 @@ def fit_dataset(
     if explicit is not None:
         fingerprint["steady_mask"] = _digest(explicit)
 
-    config = _train_config(o, setup, grid, *norms[out])
+    config = _train_config(o, setup, grid, *norms[out], symmetric_latitudes(output, grid))
     several = SeveralVariables(observed, np.stack(valid), out, norms)
     data = TrainingData(fields, observed[0], valid[out], val_fields, several, centre)
     trained, history, done, config, sigma_scale = _run(o, setup, config, fingerprint, data)
-    output = arrays[out]
     model_config = ModelConfig(
         bounds=o.bounds,
         sigma_scale=sigma_scale,

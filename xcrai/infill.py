@@ -253,8 +253,7 @@ def _block(
     """Infill one block shaped (*extra, time + 2 halo, lat, lon), or (*extra, inputs, time +
     2 halo, lat, lon) for a model of several input variables; returns (2, *extra, time,
     ...) (with an inputs axis of length 1) holding the network output and its coverage:
-    0 where the network did not reach valid data, 1 where it did, 2 where it did and the
-    output lay beyond the model's bounds before their transform; then, for a model with a
+    0 where the network did not reach valid data, 1 where it did; then, for a model with a
     σ channel, the network's σ.
 
     Warns of nothing: a warning here would come once per dask block, from a worker, and
@@ -269,15 +268,11 @@ def _block(
     inner = (fields.shape[-4],) if stacked else ()
     flat = fields.reshape(-1, *inner, length, height, width)
     flat_valid = valid.reshape(-1, *inner, length, height, width)
-    beyond = None
-    if model.config.bounds is not None:
-        beyond = np.zeros((len(flat), core[1] - core[0], height, width), dtype=bool)
     sigma = None
     if model.config.uncertainty:
         sigma = np.empty((len(flat), core[1] - core[0], height, width), dtype=np.float32)
     output, reach = predict(
-        model, flat, flat_valid, core=core, report=_report, beyond=beyond, sigma=sigma,
-        **engine,
+        model, flat, flat_valid, core=core, report=_report, sigma=sigma, **engine,
     )  # fmt: skip
     # fields without any valid point (of any input variable) come out NaN
     if stacked:
@@ -298,10 +293,7 @@ def _block(
         holes = int(unseen.sum()) - int(empty.sum()) * points
         _tally(variable, holes, int(empty.sum()))
     shape = (*extra, *((1,) if stacked else ()), core[1] - core[0], height, width)
-    coverage = reach.astype(np.float32)  # 1 reached, and 2 where beyond the bounds too
-    if beyond is not None:
-        coverage += beyond & reach
-    layers = [output, coverage] + ([] if sigma is None else [sigma])
+    layers = [output, reach.astype(np.float32)] + ([] if sigma is None else [sigma])
     return np.stack([layer.reshape(shape) for layer in layers])
 
 
@@ -442,13 +434,11 @@ def history_line(model: CraiModel, padding: str, fraction: float | None, name: A
     )
 
 
-def bounds_note(bounds: Any, count: int | None) -> str:
-    """What the history line says of output bounds: the interval, and how many infilled
-    points the network put outside it before the bounds' transform (None: lazy input)."""
-    text = f"output bounds {describe_bounds(bounds)}"
-    if count is None:
-        return f"{text} (points beyond them not counted: lazy input)"
-    return f"{text} ({count} infilled point(s) beyond them before their transform)"
+def bounds_note(bounds: Any) -> str:
+    """What the history line says of output bounds: the interval. The transform keeps every
+    infilled value inside it; the network's output before the transform is a logit (both
+    bounds) or a logarithm (one), not a value of the variable, so nothing there is counted."""
+    return f"output bounds {describe_bounds(bounds)}"
 
 
 def fraction_note(fraction: float) -> str:
@@ -786,7 +776,7 @@ def _infill(
         return layer.transpose(*da.dims)
 
     output = back(result[0].astype(da.dtype))
-    reach, beyond = back(result[1] > 0), back(result[1] > 1)
+    reach = back(result[1] > 0)
     attrs = dict(da.attrs) if keep_attrs() else {}
     infilled = da.where(seen, output)
     if steady is not None:  # never valid: NaN, whatever the input held there
@@ -799,8 +789,7 @@ def _infill(
     fraction = None if lazy else float(holes.values.mean())
     line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
     if plan.model.config.bounds is not None:
-        count = None if lazy else int((beyond & ~seen).sum())
-        line += f", {bounds_note(plan.model.config.bounds, count)}"
+        line += f", {bounds_note(plan.model.config.bounds)}"
     line = line if stored_as is None else f"{line}, {stored_as}"
     flag = xr.where(valid, FLAG_OBSERVED, xr.where(reach, FLAG_INFILLED, FLAG_UNREACHABLE))
     if steady is not None:

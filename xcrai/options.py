@@ -514,8 +514,8 @@ class FitOptions:
     augment: bool | str = field(
         default="auto",
         metadata=meta(
-            "roll training fields in longitude and mirror half of them north-south; auto: "
-            "on global grids",
+            "roll training fields in longitude and mirror half of them north-south (where "
+            "the latitudes are symmetric about the equator); auto: on global grids",
             parse=parse_augment,
             metavar="{auto,yes,no}",
         ),

@@ -128,6 +128,10 @@ class TrainConfig:
     lr_schedule: str = "constant"
     #: the share of training samples mixed with another one (:func:`mix`)
     mix: float = 0.0
+    #: with ``augment``: mirror half of the samples north-south too (False where the
+    #: latitudes are not symmetric about the equator: a mirrored field would not fit the
+    #: grid); the rolls in longitude stay
+    mirror: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -142,6 +146,8 @@ class TrainConfig:
             del d["lr_schedule"]
         if not self.mix:  # likewise
             del d["mix"]
+        if self.mirror or not self.augment:  # likewise: augment mirrored wherever it rolled
+            del d["mirror"]
         return d
 
 
@@ -182,8 +188,9 @@ class _Batches(Dataset):
             ])  # fmt: skip
         width = self.data.fields.shape[-1]
         shifts, flips = np.zeros(size, int), np.zeros(size, bool)
-        if self.config.augment:
+        if self.config.augment:  # the flips are drawn either way: the same stream
             shifts, flips = rng.integers(0, width, size), rng.random(size) < 0.5
+            flips &= self.config.mirror
         mixing = None
         if self.config.mix:
             chosen = rng.random(size) < self.config.mix
@@ -192,7 +199,7 @@ class _Batches(Dataset):
             mixing = Mixing(np.where(chosen, partners, -1), angles, self.data.centre)
             if self.config.augment:
                 mixing = replace(mixing, shifts=rng.integers(0, width, size),
-                                 flips=rng.random(size) < 0.5)  # fmt: skip
+                                 flips=(rng.random(size) < 0.5) & self.config.mirror)  # fmt: skip
         if self.world is not None:
             local = size // self.world.size
             part = slice(self.world.rank * local, (self.world.rank + 1) * local)
