@@ -102,8 +102,8 @@ def test_weights_that_do_not_fit_the_network_name_the_file(tmp_path, demo_model)
 @pytest.mark.parametrize(
     ("key", "value", "said"),
     [
-        ("mean", float("nan"), "its normalisation mean is nan"),
-        ("std", 0.0, "its normalisation std is 0.0"),
+        ("mean", float("nan"), "its mean: expected a finite number, got nan"),
+        ("std", 0.0, "its std: expected a finite number > 0, got 0.0"),
         ("padding", "bogus", "its padding: expected one of"),
     ],
 )

@@ -951,3 +951,155 @@ def test_a_mask_on_another_grid_is_refused_with_advice_that_keeps_its_points(
     with pytest.raises(ValueError, match=rf"^{argument}: .*differ.*reindex_like") as error:
         hadcrut.tas.crai.infill(demo_model, **{argument: shifted})
     assert "assign_coords" not in str(error.value)
+
+
+def _edited(payload: dict, field: str, value) -> dict:
+    """A deep copy of a model file's payload with ``field`` (dotted, with list indices as
+    numbers: ``config.architecture.encoder.0.kernel_size``) set to ``value``."""
+    import copy
+
+    payload = copy.deepcopy(payload)
+    *parents, last = field.split(".")
+    node = payload
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    node[int(last) if isinstance(node, list) else last] = value
+    return payload
+
+
+@pytest.fixture(scope="module")
+def saved_payload(tmp_path_factory) -> dict:
+    """A real saved model's payload, with every optional field filled as fit fills them."""
+    path = xcrai.load_model(MODEL).save(tmp_path_factory.mktemp("saved") / "m.pth")
+    payload = torch.load(path, weights_only=True)
+    steady = np.zeros((72, 72), bool)
+    steady[:3] = True
+    payload["config"].update(
+        mean=280.0, std=10.0, variable="tas", units="K", bounds=[0.0, None],
+        grid={"shape": [72, 72], "lat": [-88.75, 88.75], "lon": [1.25, 358.75],
+              "periodic": True, "lat_ascending": True},
+        steady_mask=xcrai.model.pack_mask(steady),
+    )  # fmt: skip
+    return payload
+
+
+# (field, corrupt value, what the message says after "its ")
+CORRUPT_FIELDS = [
+    ("sigma_scale", float("nan"), "sigma_scale: expected a finite number > 0, got nan"),
+    ("sigma_scale", float("inf"), "sigma_scale: expected a finite number > 0, got inf"),
+    ("sigma_scale", 0.0, "sigma_scale: expected a finite number > 0, got 0.0"),
+    ("sigma_scale", -1.0, "sigma_scale: expected a finite number > 0, got -1.0"),
+    ("sigma_scale", "2", "sigma_scale: expected a finite number > 0, got '2'"),
+    ("grid.shape", [72], "grid.shape: expected a list of 2, got [72]"),
+    ("grid.shape", [72, 0], "grid.shape[1]: expected an integer >= 1, got 0"),
+    ("grid.lat", [-95.0, 90.0], "grid.lat[0]: expected a finite number in [-90, 90]"),
+    ("grid.periodic", "yes", "grid.periodic: expected True or False, got 'yes'"),
+    ("grid.lat_ascending", 1, "grid.lat_ascending: expected True or False, got 1"),
+    ("grid", [72, 72], "grid: expected a dict, got [72, 72]"),
+    ("architecture", "unet", "architecture: expected a dict, got 'unet'"),
+    ("architecture.kind", "resnet", "architecture.kind: expected 'crainet', or no kind"),
+    ("architecture.encoder", [], "architecture.encoder: expected a list of at least 1"),
+    (
+        "architecture.encoder.0.kernel_size",
+        4,
+        "architecture.encoder[0].kernel_size: expected an odd integer >= 1, got 4",
+    ),
+    (
+        "architecture.decoder.1.in_channels",
+        2.5,
+        "architecture.decoder[1].in_channels: expected an integer >= 1, got 2.5",
+    ),
+    (
+        "architecture.encoder.0.batch_norm",
+        "no",
+        "architecture.encoder[0].batch_norm: expected True or False, got 'no'",
+    ),
+    ("architecture.normalization", "bogus", "architecture.normalization: expected one of"),
+    ("time_context", [1], "time_context: expected a list of 2, got [1]"),
+    ("time_context", [0, -1], "time_context[1]: expected an integer >= 0, got -1"),
+    ("time_context", [2, 2], "time_context: the model reads 1 time step(s)"),
+    ("mean", "280", "mean: expected a finite number, got '280'"),
+    ("std", -1.0, "std: expected a finite number > 0, got -1.0"),
+    ("variable", 5, "variable: expected a string, got 5"),
+    ("units", ["K"], "units: expected a string, got ['K']"),
+    ("inputs", ["tas", "tas"], "inputs: expected distinct items, got ['tas', 'tas']"),
+    ("inputs", [], "inputs: expected a list of at least 1, got []"),
+    ("target", 3, "target: expected a string, got 3"),
+    ("stats", [[280.0, 0.0]], "stats[0][1]: expected a finite number > 0, got 0.0"),
+    ("bounds", [1.0, 0.0], "bounds: the lower bound 1 is not below the upper bound 0"),
+    ("steady_mask.bits", "00", "steady_mask.bits: expected 648 bytes (a 72x72 mask)"),
+    ("steady_mask.shape", [36, 144], "steady_mask: expected the grid's shape [72, 72]"),
+    ("steady_mask", "land", "steady_mask: expected a dict, got 'land'"),
+    ("provenance", "CRAI", "provenance: expected a dict, got 'CRAI'"),
+    ("provenance.history", 5, "provenance.history: expected a list, got 5"),
+    ("provenance.seed", -3, "provenance.seed: expected an integer >= 0, got -3"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "said"), CORRUPT_FIELDS,
+                         ids=[f"{f}={v!r}" for f, v, _ in CORRUPT_FIELDS])  # fmt: skip
+def test_a_corrupt_configuration_field_is_refused_naming_the_file_and_the_field(
+    tmp_path, saved_payload, field, value, said
+):
+    torch.save(saved_payload, tmp_path / "good.pth")
+    xcrai.load_model(tmp_path / "good.pth")  # the payload itself is sound
+    torch.save(_edited(saved_payload, f"config.{field}", value), tmp_path / "bad.pth")
+    with pytest.raises(ValueError) as error:
+        xcrai.load_model(tmp_path / "bad.pth")
+    message = str(error.value)
+    assert message.startswith(f"model: {str(tmp_path / 'bad.pth')!r} has a configuration")
+    assert f"its {said}" in message, message
+
+
+def test_every_configuration_field_has_a_check():
+    from dataclasses import fields
+
+    from xcrai.schema import CONFIG_FIELDS
+
+    assert set(CONFIG_FIELDS) == {f.name for f in fields(xcrai.model.ModelConfig)}
+
+
+def test_a_corrupt_grid_shape_is_a_one_line_error_from_the_command_line(
+    sample, tmp_path, saved_payload
+):
+    torch.save(_edited(saved_payload, "config.grid.shape", [72]), tmp_path / "bad.pth")
+    with unchanged(tmp_path):
+        result = _run("infill", sample, "-m", tmp_path / "bad.pth", "-o", tmp_path / "o.nc")
+    _one_line_error(result, "bad.pth", "its grid.shape: expected a list of 2, got [72]")
+
+
+@pytest.mark.parametrize("version", ["1", 1.0, True, 0, None])
+def test_a_format_version_that_is_not_a_whole_number_names_the_file(
+    tmp_path, saved_payload, version
+):
+    torch.save({**saved_payload, "xcrai_format": version}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"^model: '.*bad\.pth' is not a readable xcrai model "
+                       r"file: its xcrai_format: expected an integer >= 1, got "):  # fmt: skip
+        xcrai.load_model(tmp_path / "bad.pth")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("ensemble", ["a"], "its ensemble: expected a dict, got ['a']"),
+        ("ensemble.labels", ["a"], "its ensemble.labels: expected one label per member (2)"),
+        ("ensemble.labels", ["a", "a"], "its ensemble.labels: expected distinct items"),
+        ("ensemble.labels", ["a", 2], "its ensemble.labels[1]: expected a string, got 2"),
+        ("ensemble.members", {}, "its ensemble.members: expected a list of at least 1"),
+        ("ensemble.members.1", "weights", "its ensemble.members[1]: expected a dict"),
+        ("ensemble.members.1.config.sigma_scale", float("nan"),
+         "(ensemble member 1, 'b') has a configuration xcrai cannot read (ValueError: its "
+         "sigma_scale: expected a finite number > 0, got nan)"),
+    ],
+)  # fmt: skip
+def test_a_corrupt_ensemble_file_is_refused_naming_the_file_and_the_field(
+    tmp_path, field, value, said
+):
+    model = xcrai.load_model(MODEL)
+    path = xcrai.Ensemble((model, model), ("a", "b")).save(tmp_path / "ens.pth")
+    payload = torch.load(path, weights_only=True)
+    torch.save(_edited(payload, field, value), tmp_path / "bad.pth")
+    with pytest.raises(ValueError) as error:
+        xcrai.load_model(tmp_path / "bad.pth", label="all")
+    assert str(error.value).startswith(f"model: {str(tmp_path / 'bad.pth')!r}")
+    assert said in str(error.value), str(error.value)

@@ -8,7 +8,6 @@ checkpoints trained with ``--normalize-data`` hold in ``train_stats``.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import re
 import warnings
@@ -23,6 +22,7 @@ from xcrai.callsite import user_stacklevel
 from xcrai.files import atomic_path, check_writable, first_line, write_error
 from xcrai.model import CraiModel, Ensemble, ModelConfig, check_padding, check_time_context
 from xcrai.nn import CraiNetConfig, LayerConfig, UNetConfig
+from xcrai.schema import check_config, check_ensemble, check_format
 from xcrai.zoo import REGISTRY
 
 FORMAT_KEY = "xcrai_format"
@@ -173,7 +173,8 @@ def load_model(
                     "inputs: an xcrai model file records its variables; inputs= and target= "
                     "are for CRAI checkpoints"
                 )
-            if isinstance(checkpoint.get(ENSEMBLE_KEY), dict):
+            _check_format(checkpoint, path)
+            if ENSEMBLE_KEY in checkpoint:
                 ensemble = _ensemble_from_native(checkpoint, path, sha)
                 if label == "all":
                     return Ensemble(
@@ -237,37 +238,74 @@ def _every_label(checkpoint: Any, path: Path) -> list[str]:
     return labels
 
 
-def _from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> CraiModel:
+def _check_format(checkpoint: dict[str, Any], path: Path) -> None:
+    """A ValueError naming the file when its ``xcrai_format`` is not a version this xcrai
+    reads (an integer from 1 to ``FORMAT_VERSION``)."""
+    try:
+        check_format(checkpoint[FORMAT_KEY])
+    except ValueError as error:
+        raise ValueError(
+            f"model: {str(path)!r} is not a readable xcrai model file: {error} (the version "
+            "of xcrai's file format); the file is corrupt or was not written by xcrai"
+        ) from None
     if checkpoint[FORMAT_KEY] > FORMAT_VERSION:
         raise ValueError(
             f"model: {str(path)!r} was written by a newer xcrai (format "
             f"{checkpoint[FORMAT_KEY]}); upgrade xcrai to read it"
         )
+
+
+def _from_native(
+    checkpoint: dict[str, Any], path: Path, sha: str, member: str = ""
+) -> CraiModel:
+    """The model of an xcrai model file (``member``: which of an ensemble file's, for
+    messages)."""
+    what = f"{str(path)!r}{member}"
     missing = [key for key in ("config", "state_dict") if not isinstance(checkpoint.get(key), dict)]
     if missing:
         absent = " or ".join(map(repr, missing))
         raise ValueError(
-            f"model: {str(path)!r} is an xcrai model file without {absent} "
+            f"model: {what} is an xcrai model file without {absent} "
             f"(it has {sorted(map(str, checkpoint))}); it is incomplete or was not written by "
             "CraiModel.save"
         )
-    provenance = {**(checkpoint["config"].get("provenance") or {}), "file": path.name}
     try:
+        check_config(checkpoint["config"])
+        provenance = {**(checkpoint["config"].get("provenance") or {}), "file": path.name}
         config = ModelConfig.from_dict({**checkpoint["config"], "provenance": provenance})
-        check_padding(config.padding, "its padding")
-        for name in ("mean", "std"):  # NaN would leave every hole NaN; std 0, divide by it
-            value = getattr(config, name)
-            if value is not None and not (math.isfinite(value) and (name == "mean" or value > 0)):
-                raise ValueError(f"its normalisation {name} is {value!r}")
+        _check_consistent(config)
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
-            f"model: {str(path)!r} has a configuration xcrai cannot read "
+            f"model: {what} has a configuration xcrai cannot read "
             f"({type(error).__name__}: {error}); the file is incomplete or corrupt"
         ) from None
     if isinstance(config.architecture, UNetConfig):
         check_channels(config.architecture)
     warn_non_finite(checkpoint["state_dict"], path)
     return _built(config, checkpoint["state_dict"], path, sha)
+
+
+def _check_consistent(config: ModelConfig) -> None:
+    """A ValueError naming the field of a configuration whose fields are each valid but do
+    not fit together: the time context and the network's input channels, the steady mask
+    and the grid."""
+    arch, n_inputs = config.architecture, config.n_inputs
+    if arch.in_channels % n_inputs:
+        raise ValueError(
+            f"its inputs: {n_inputs} variables cannot share the network's "
+            f"{arch.in_channels} input channels"
+        )
+    if config.time_context is not None:
+        try:
+            check_time_context(config.time_context, arch.in_channels // n_inputs)
+        except ValueError as error:
+            raise ValueError(f"its {error}") from None
+    shape = (config.grid or {}).get("shape")
+    if config.steady_mask is not None and shape and list(config.steady_mask.shape) != list(shape):
+        raise ValueError(
+            f"its steady_mask: expected the grid's shape {list(shape)}, got "
+            f"{list(config.steady_mask.shape)}"
+        )
 
 
 def _crai_state_dict(checkpoint: Any, path: Path, label: str | None) -> tuple[dict, dict]:
@@ -546,15 +584,18 @@ def _native_payload(model: CraiModel) -> dict[str, Any]:
 def _ensemble_from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> Ensemble:
     """The Ensemble that :func:`save_model` wrote."""
     entry = checkpoint[ENSEMBLE_KEY]
-    members = entry.get("members")
-    labels = entry.get("labels")
-    if not isinstance(members, list) or not isinstance(labels, list) or not members:
-        raise ValueError(f"model: {str(path)!r} is an xcrai ensemble file without members")
+    try:
+        check_ensemble(entry)
+    except (KeyError, ValueError) as error:
+        raise ValueError(
+            f"model: {str(path)!r} is an xcrai ensemble file xcrai cannot read "
+            f"({type(error).__name__}: {error}); the file is incomplete or corrupt"
+        ) from None
     models = [
-        _from_native({FORMAT_KEY: checkpoint[FORMAT_KEY], **member}, path, sha)
-        for member in members
+        _from_native(member, path, sha, f" (ensemble member {i}, {label!r})")
+        for i, (member, label) in enumerate(zip(entry["members"], entry["labels"], strict=True))
     ]
-    return Ensemble(tuple(models), tuple(map(str, labels)))
+    return Ensemble(tuple(models), tuple(entry["labels"]))
 
 
 def load_any(source: Any, **kwargs: Any) -> CraiModel | Ensemble:
