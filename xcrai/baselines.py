@@ -266,9 +266,11 @@ def climatology_fill(da: xr.DataArray, training: xr.DataArray) -> xr.DataArray:
     >>> filled = climatology_fill(test.zg, train.zg)  # doctest: +SKIP
     """
     grid, samples, months = _check_pair(da, training)
-    means = climatology(samples, months)
+    targets = None
     if grid.time is not None and grid.time in da.coords:
         targets = calendar_months(da[grid.time].values)
+    means = climatology(samples, None if targets is None else months)  # months on both sides
+    if grid.time is not None:
         guess = climatology_guess(means, targets, da.sizes[grid.time])
         dims: tuple[Any, ...] = (grid.time, grid.lat, grid.lon)
     else:
