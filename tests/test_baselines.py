@@ -1,4 +1,5 @@
-"""xcrai.baselines.poisson_fill against a relaxation written here, on real HadCRUT4 holes."""
+"""xcrai.baselines: poisson_fill against a relaxation written here, on real HadCRUT4 holes;
+climatology_fill and eof_fill against records whose answer is known, made from fitbench."""
 
 from __future__ import annotations
 
@@ -106,3 +107,88 @@ def test_bad_input_is_refused(tas):
         poisson_fill(tas.fillna(0).astype(int))
     with pytest.raises(ValueError, match="da: no latitude"):
         poisson_fill(xr.DataArray(np.zeros((3, 4)), dims=("a", "b")))
+
+
+@pytest.fixture(scope="module")
+def fitbench():
+    """fitbench's 500 hPa height anomalies (18 fields, m) and its HadCRUT4 masks."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fitbench_data import open_zg
+
+    return open_zg("zg_train.nc"), open_zg("zg_masks.nc")
+
+
+def _hidden(record: xr.DataArray, masks: xr.DataArray) -> xr.DataArray:
+    """``record`` with field t hidden outside mask ``t % len(masks)`` (NaN)."""
+    keep = masks.values[np.arange(record.sizes["time"]) % masks.sizes["time"]] == 1
+    return record.where(xr.DataArray(keep, dims=record.dims))
+
+
+def test_climatology_fill_reproduces_a_monthly_cycle(fitbench):
+    """A record that is exactly a monthly cycle (fitbench's first 12 fields as the 12
+    months, three years) is reproduced exactly at every hidden point of the next year."""
+    from xcrai.baselines import climatology_fill
+
+    zg, masks = fitbench
+    cycle = zg.isel(time=slice(0, 12)).values.astype(np.float64)
+    times = xr.date_range("1990-01-01", periods=48, freq="MS")
+    record = xr.DataArray(np.concatenate([cycle] * 4), dims=zg.dims,
+                          coords={"time": times, "lat": zg.lat, "lon": zg.lon})  # fmt: skip
+    training, later = record.isel(time=slice(0, 36)), record.isel(time=slice(36, None))
+    test = _hidden(later, masks)
+    filled = climatology_fill(test, training)
+    holes = np.isnan(test.values)
+    assert holes.sum() > 50_000
+    np.testing.assert_allclose(filled.values[holes], later.values[holes], rtol=1e-12)
+    np.testing.assert_array_equal(filled.values[~holes], test.values[~holes])
+    assert "by calendar month" in filled.attrs["history"]
+    # without dates (or months) to go by: the mean of every training field
+    plain = climatology_fill(test.drop_vars("time"), training.drop_vars("time"))
+    expected = np.broadcast_to(cycle.mean(axis=0), test.shape)
+    np.testing.assert_allclose(plain.values[holes], expected[holes], rtol=1e-12)
+    assert "the mean of every field" in plain.attrs["history"]
+
+
+def test_climatology_fill_falls_back_where_a_month_was_never_observed(fitbench):
+    """A point never observed in January takes its mean over every training field."""
+    from xcrai.baselines import climatology_fill
+
+    zg, _ = fitbench
+    times = xr.date_range("1990-01-01", periods=24, freq="MS")
+    training = zg.isel(time=np.arange(24) % 18).assign_coords(time=times).copy()
+    training[{"time": [0, 12], "lat": 5, "lon": 7}] = np.nan
+    test = training.isel(time=[0]).copy()
+    test[{"lat": 5, "lon": 7}] = np.nan
+    filled = climatology_fill(test, training)
+    expected = float(training.isel(lat=5, lon=7).mean(skipna=True))
+    assert float(filled.isel(time=0, lat=5, lon=7)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_eof_fill_reconstructs_fields_of_two_eofs_from_their_observed_points(fitbench):
+    """Fields that are exactly a mean plus a sum of 2 patterns (two fitbench anomalies)
+    are reconstructed at every hidden point from about a quarter of their points, and the
+    cross-validation chooses k = 2."""
+    from xcrai.baselines import Eofs, choose_eof_count, eof_fill
+
+    zg, masks = fitbench
+    mean, a, b = (zg.values[i].astype(np.float64) for i in (0, 1, 2))
+    weights = np.random.default_rng(0).normal(size=(20, 2)) * [3.0, 1.0]
+    fields = mean + weights[:, :1, None] * a + weights[:, 1:, None] * b
+    record = xr.DataArray(fields, dims=zg.dims, coords={"lat": zg.lat, "lon": zg.lon})
+    training, later = record.isel(time=slice(0, 16)), record.isel(time=slice(16, None))
+    test = _hidden(later, masks)
+    holes = np.isnan(test.values)
+    flat = training.values.reshape(16, -1)
+    observed = masks.values.reshape(len(masks), -1) == 1
+    k, errors = choose_eof_count(flat, observed)
+    assert k == 2 and len(Eofs.of(flat).patterns) == 2
+    assert errors[2] < 1e-12 * errors[0]
+    filled = eof_fill(test, training, masks)
+    np.testing.assert_allclose(filled.values[holes], later.values[holes], rtol=1e-8, atol=1e-6)
+    np.testing.assert_array_equal(filled.values[~holes], test.values[~holes])
+    assert "2 EOF(s)" in filled.attrs["history"]
+    one = eof_fill(test, training, masks, k=1)  # one pattern cannot do it
+    assert np.abs(one.values[holes] - later.values[holes]).max() > 1.0

@@ -263,9 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the registered models, or show one model's card",
         description="List the models that -m/--model and xcrai.load_model accept by name, "
         "or show the card of model NAME (variable, units, grid, training data, licence, "
-        "citation, sha256, skill). Nothing is downloaded.",
+        "citation, sha256, skill), or of the model file FILE (with the hole RMSEs of the "
+        "model and of classical fills on fit's validation fields). Nothing is downloaded.",
     )
-    models.add_argument("name", nargs="?", metavar="NAME", help="show this model's card")
+    models.add_argument(
+        "name", nargs="?", metavar="NAME|FILE", help="show this model's (or file's) card"
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -883,6 +886,10 @@ def _run(args: argparse.Namespace) -> None:
             print(format_table(REGISTRY.entries()))
         elif args.name in REGISTRY:
             print(REGISTRY[args.name].describe())
+        elif Path(args.name).is_file():
+            from xcrai.checkpoint import load_any
+
+            print(load_any(args.name).card)
         else:
             raise ValueError(
                 f"NAME: no registered model {args.name!r}; registered: {REGISTRY.names()}"

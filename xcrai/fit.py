@@ -18,6 +18,7 @@ import torch
 import xarray as xr
 
 from xcrai import __version__
+from xcrai.baselines import calendar_months
 from xcrai.bounds import normalised
 from xcrai.callsite import user_stacklevel
 from xcrai.engine import resolve_device
@@ -28,6 +29,7 @@ from xcrai.model import CraiModel, Ensemble, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
 from xcrai.numerics import choose_threads, cpu_threads
 from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
+from xcrai.skill import PROVENANCE_KEY, Holdout, report, validation_table
 from xcrai.steady import check_steady_mask
 from xcrai.train.loop import (
     CHECKPOINT_KEY,
@@ -361,10 +363,11 @@ def _run(
     config: TrainConfig,
     fingerprint: dict[str, Any],
     data: TrainingData,
-) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, float]:
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, float, float | None]:
     """Resume (when asked), build the network from the seed, and train it; returns the
-    weights, the loss history, the iterations run, the run's configuration and the scale
-    that calibrates a σ channel on the validation fields (1 without either). The
+    weights, the loss history, the iterations run, the run's configuration, the scale
+    that calibrates a σ channel on the validation fields (1 without either), and the
+    returned weights' hole RMSE on the validation fields (None without them). The
     ``checkpoint_dir`` is held for the whole run (:func:`hold_checkpoint_dir`)."""
     checkpoint_path = None
     if o.checkpoint_dir is not None:  # refusals that leave the folder as it is
@@ -392,7 +395,7 @@ def _train(
     fingerprint: dict[str, Any],
     data: TrainingData,
     checkpoint_path: Path | None,
-) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, float]:
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, float, float | None]:
     """The body of :func:`_run`, with the checkpoint folder checked and held."""
     threads = o.threads
     state = None
@@ -414,11 +417,13 @@ def _train(
         net, data, config, device=setup.dev, checkpoint_dir=checkpoint_path, resume=state,
         progress=o.progress, world=setup.world, fingerprint=fingerprint, threads=threads,
     )  # fmt: skip
-    sigma_scale = 1.0
-    if config.uncertainty and data.val_fields is not None:  # calibrated on unseen fields
+    sigma_scale, hole_rmse = 1.0, None
+    if data.val_fields is not None:  # the weights returned, on unseen fields
         net.load_state_dict(trained)
         with cpu_threads(choose_threads(threads)):
             scale = validate(cast(PartialConvUNet, net), data, config, setup.dev)
+        hole_rmse = scale["val_hole_rmse"]
+    if config.uncertainty and data.val_fields is not None:  # calibrated on unseen fields
         if "val_sigma_scale" in scale:
             sigma_scale = scale["val_sigma_scale"]
         else:
@@ -429,7 +434,27 @@ def _train(
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
-    return trained, history, done, config, sigma_scale
+    return trained, history, done, config, sigma_scale, hole_rmse
+
+
+def _standing(holdout: Holdout | None, hole_rmse: float | None, units: Any) -> dict[str, Any]:
+    """``{"validation_skill": table}`` for the provenance, reported (:mod:`xcrai.skill`);
+    empty without validation fields, or when their masks hide no learnt point."""
+    if holdout is None or hole_rmse is None:
+        return {}
+    table = validation_table(holdout, hole_rmse, units)
+    if table is None:
+        return {}
+    report(table)
+    return {PROVENANCE_KEY: table}
+
+
+def _months(da: Any, argument: str) -> np.ndarray | None:
+    """Calendar months of the time steps of ``da`` (None where not datetime-like)."""
+    time_dim = find_grid(da, argument).time
+    if time_dim is None or time_dim not in da.coords:
+        return None
+    return calendar_months(da[time_dim].values)
 
 
 def resume_file(resume: Any) -> Path:
@@ -591,7 +616,21 @@ def fit(
 
     config = _train_config(o, setup, grid, mean, std, symmetric_latitudes(da, grid))
     data = TrainingData(fields, observed, target, val_fields, centre=centre)
-    trained, history, done, config, sigma_scale = _run(o, setup, config, fingerprint, data)
+    trained, history, done, config, sigma_scale, hole_rmse = _run(
+        o, setup, config, fingerprint, data
+    )
+    holdout = None
+    if val_fields is not None:
+        months = _months(da, "data")
+        n_train = fields.shape[1]
+        holdout = Holdout(
+            fields, val_fields,
+            None if months is None else months[:n_train],
+            _months(validation, "validation") if isinstance(validation, xr.DataArray)
+            else None if months is None else months[n_train:],
+            observed, target, grid.periodic,
+        )  # fmt: skip
+    standing = _standing(holdout, hole_rmse, da.attrs.get("units"))
     model_config = ModelConfig(
         bounds=o.bounds,
         sigma_scale=sigma_scale,
@@ -615,6 +654,7 @@ def fit(
             "seed": o.seed,
             "train_config": config.to_dict(),
             "history": history,
+            **standing,
         },
         # fields are trained in the data's own order, so this is the training orientation
         steady_mask=None if target.all() else ~target,
@@ -941,7 +981,21 @@ def fit_dataset(
     config = _train_config(o, setup, grid, *norms[out], symmetric_latitudes(output, grid))
     several = SeveralVariables(observed, np.stack(valid), out, norms)
     data = TrainingData(fields, observed[0], valid[out], val_fields, several, centre)
-    trained, history, done, config, sigma_scale = _run(o, setup, config, fingerprint, data)
+    trained, history, done, config, sigma_scale, hole_rmse = _run(
+        o, setup, config, fingerprint, data
+    )
+    holdout = None
+    if val_fields is not None and target is None:  # an input infilled; a target is never shown
+        months = _months(output, "data")
+        n_train = fields.shape[2]
+        holdout = Holdout(
+            fields[:, out], val_fields[:, out],
+            None if months is None else months[:n_train],
+            _months(validation[names[out]], "validation") if isinstance(validation, xr.Dataset)
+            else None if months is None else months[n_train:],
+            observed[out], valid[out], grid.periodic,
+        )  # fmt: skip
+    standing = _standing(holdout, hole_rmse, output.attrs.get("units"))
     model_config = ModelConfig(
         bounds=o.bounds,
         sigma_scale=sigma_scale,
@@ -963,6 +1017,7 @@ def fit_dataset(
             "seed": o.seed,
             "train_config": {**config.to_dict(), "stats": [list(n) for n in norms]},
             "history": history,
+            **standing,
         },
         steady_mask=None if valid[out].all() else ~valid[out],
         inputs=tuple(inputs),

@@ -18,6 +18,8 @@ import torch
 from xcrai.bounds import check_bounds
 from xcrai.bounds import describe as describe_bounds
 from xcrai.nn import CraiNet, CraiNetConfig, PartialConvUNet, UNetConfig
+from xcrai.skill import PROVENANCE_KEY, summary
+from xcrai.skill import describe as describe_skill
 
 #: a network's architecture: the U-Net, or CRAI's recurrent and attention networks
 Architecture = UNetConfig | CraiNetConfig
@@ -432,7 +434,25 @@ class CraiModel:
                 else f", inputs={list(self.config.inputs)}, target={self.config.target!r}"
             )
             + ("" if self.config.bounds is None else f", bounds={self.config.bounds}")
+            + ("" if self.standing is None else f", {summary(self.standing)}")
             + ")"
+        )
+
+    @property
+    def standing(self) -> dict[str, Any] | None:
+        """The table ``fit`` stored of hole RMSEs on its validation fields: the model's and
+        the classical fills' (:mod:`xcrai.skill`); None for other models, and for a fit
+        without validation fields."""
+        table = self.config.provenance.get(PROVENANCE_KEY)
+        return table if isinstance(table, dict) else None
+
+    @property
+    def card(self) -> str:
+        """The model card as text, one ``label: text`` per line (``xcrai models FILE``):
+        what the model is, was trained on, and how well it did, against classical fills
+        too where ``fit`` scored them."""
+        return f"CraiModel {self.name!r}\n" + "\n".join(
+            f"{label:>18}: {text}" for label, text in self._card_rows()
         )
 
     def _card_rows(self) -> list[tuple[str, str]]:
@@ -484,6 +504,9 @@ class CraiModel:
             for key in ("source", "file", "xcrai_version", "seed")
             if key in prov
         )
+        standing = [] if self.standing is None else [
+            ("validation skill", f"{summary(self.standing)} ({describe_skill(self.standing)})")
+        ]  # fmt: skip
         return [
             ("architecture", f"partial-convolution U-Net{_extras(arch)}, encoder channels "
              f"{[layer.out_channels for layer in arch.encoder]}, kernels "
@@ -504,6 +527,7 @@ class CraiModel:
             ("normalisation", normalisation),
             ("provenance", f"{source or 'not recorded'}; sha256 {str(sha)[:12] if sha else '-'}"),
             ("skill", skill),
+            *standing,
         ]  # fmt: skip
 
     def _repr_html_(self) -> str:
@@ -580,6 +604,13 @@ class Ensemble:
     def __repr__(self) -> str:
         return f"Ensemble({len(self)} members: {list(self.labels)})"
 
+    @property
+    def card(self) -> str:
+        """Every member's card (:attr:`CraiModel.card`), under its label."""
+        return "\n\n".join(
+            f"member {label}: {m.card}" for label, m in zip(self.labels, self.members, strict=True)
+        )
+
     def _repr_html_(self) -> str:
         """For Jupyter: what the members share (the first member's card) and, per member,
         its label, file and provenance."""
@@ -592,7 +623,8 @@ class Ensemble:
         rows = "".join(
             f"<tr><th style='text-align:left;padding-right:1em'>member {html.escape(label)}</th>"
             f"<td style='text-align:left'>{html.escape(dict(m._card_rows())['provenance'])}"
-            f"{', with sigma' if m.config.uncertainty else ''}</td></tr>"
+            f"{', with sigma' if m.config.uncertainty else ''}"
+            f"{'' if m.standing is None else html.escape('; ' + summary(m.standing))}</td></tr>"
             for label, m in zip(self.labels, self.members, strict=True)
         )
         title = html.escape(f"Ensemble of {len(self)} models")
