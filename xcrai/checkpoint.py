@@ -255,9 +255,7 @@ def _check_format(checkpoint: dict[str, Any], path: Path) -> None:
         )
 
 
-def _from_native(
-    checkpoint: dict[str, Any], path: Path, sha: str, member: str = ""
-) -> CraiModel:
+def _from_native(checkpoint: dict[str, Any], path: Path, sha: str, member: str = "") -> CraiModel:
     """The model of an xcrai model file (``member``: which of an ensemble file's, for
     messages)."""
     what = f"{str(path)!r}{member}"
