@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from xcrai.bounds import normalised
 from xcrai.callsite import user_stacklevel
 from xcrai.engine import resolve_device
 from xcrai.files import check_writable, hold_folder, make_folder
+from xcrai.firstguess import FirstGuess, build, residual_statistics
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble, ModelConfig
@@ -44,6 +47,8 @@ from xcrai.train.weights import initialize
 
 #: the file in ``checkpoint_dir`` that training writes and ``resume`` reads
 CHECKPOINT_FILE = "checkpoint.pth"
+
+logger = logging.getLogger("xcrai")
 
 
 def _fields(da: xr.DataArray, argument: str) -> tuple[Any, Any]:
@@ -346,7 +351,7 @@ def _train_config(
         std=std, seed=o.seed,
         log_every=o.log_every or max(1, (iterations + o.finetune_iterations) // 100),
         early_stopping=o.early_stopping, checkpoint_every=o.checkpoint_every,
-        augment=_augment(o.augment, grid), precision=o.precision,
+        augment=_augment(o.augment, grid) and o.first_guess != "eof", precision=o.precision,
         vgg_weights=None if o.vgg_weights is None else str(o.vgg_weights),
         deterministic=o.deterministic,
         bounds=None if o.bounds is None else normalised(o.bounds, (mean, std)),
@@ -354,6 +359,7 @@ def _train_config(
         lr_schedule=o.lr_schedule,
         mix=float(o.mix),
         mirror=symmetric,
+        first_guess=o.first_guess,
     )  # fmt: skip
 
 
@@ -603,6 +609,17 @@ def fit(
         (mean, std), centre, digests, val_digests
     )
     mean, std = float(mean), float(std) or 1.0
+    guess, months, val_months = None, _months(da, "data"), None
+    if months is not None:
+        months, val_months = months[: fields.shape[1]], months[fields.shape[1] :]
+    if isinstance(validation, xr.DataArray):
+        val_months = _months(validation, "validation")
+    if o.first_guess is not None:  # the network learns departures from it
+        guess, departures = _first_guess(o.first_guess, fields, months, observed, target)
+        mean, std = residual_statistics(guess, *departures) if o.normalize else (0.0, 1.0)
+        if centre is not None:  # mixing turns departures about their own mean
+            flat, flat_months = departures[:2]
+            centre = np.where(target, flat - guess.bases(flat_months, len(flat)), 0).mean(0)
     if centre is not None:  # in the network's units
         centre = ((centre - mean) / std).astype(np.float32)
     fingerprint = {
@@ -613,23 +630,20 @@ def fit(
     }
     if explicit is not None:  # absent otherwise, as in checkpoints from before steady masks
         fingerprint["steady_mask"] = _digest(explicit)
+    if guess is not None:  # absent otherwise, as in checkpoints from before first guesses
+        fingerprint["first_guess"] = _digest(np.frombuffer(
+            json.dumps(guess.to_dict(), sort_keys=True).encode(), np.uint8
+        ))  # fmt: skip
 
     config = _train_config(o, setup, grid, mean, std, symmetric_latitudes(da, grid))
-    data = TrainingData(fields, observed, target, val_fields, centre=centre)
+    data = TrainingData(fields, observed, target, val_fields, centre=centre, guess=guess,
+                        months=months, val_months=val_months)  # fmt: skip
     trained, history, done, config, sigma_scale, hole_rmse = _run(
         o, setup, config, fingerprint, data
     )
     holdout = None
     if val_fields is not None:
-        months = _months(da, "data")
-        n_train = fields.shape[1]
-        holdout = Holdout(
-            fields, val_fields,
-            None if months is None else months[:n_train],
-            _months(validation, "validation") if isinstance(validation, xr.DataArray)
-            else None if months is None else months[n_train:],
-            observed, target, grid.periodic,
-        )  # fmt: skip
+        holdout = Holdout(fields, val_fields, months, val_months, observed, target, grid.periodic)
     standing = _standing(holdout, hole_rmse, da.attrs.get("units"))
     model_config = ModelConfig(
         bounds=o.bounds,
@@ -658,8 +672,23 @@ def fit(
         },
         # fields are trained in the data's own order, so this is the training orientation
         steady_mask=None if target.all() else ~target,
+        first_guess=guess,
     )
     return CraiModel(model_config, trained)
+
+
+def _first_guess(
+    kind: str, fields: Any, months: np.ndarray | None, observed: np.ndarray, target: np.ndarray
+) -> tuple[FirstGuess, tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]:
+    """The first guess of ``kind`` from the training fields (S, T, H, W), and the arguments
+    of :func:`residual_statistics` (every training field in turn, with its month)."""
+    flat = np.asarray(dask.compute(fields)[0] if isinstance(fields, dsa.Array) else fields)
+    series, length = flat.shape[:2]
+    flat = flat.reshape(series * length, *flat.shape[2:])
+    flat_months = None if months is None else np.tile(months, series)
+    guess = build(kind, flat, flat_months, observed, target)
+    logger.info("first guess: %s", guess.describe())
+    return guess, (flat, flat_months, observed, target)
 
 
 def _split_validation(fields: Any, validation: Any) -> tuple[Any, Any]:
@@ -890,6 +919,12 @@ def fit_dataset(
             else validation
         )
         return fit(ds[inputs[0]], masks_list[0], o, validation=one, steady_mask=steady_mask)
+    if o.first_guess is not None:
+        raise ValueError(
+            f"first_guess: a model of several variables ({inputs}"
+            f"{'' if target is None else f', target {target!r}'}) takes no first guess yet; "
+            "fit one variable with it"
+        )
     names = [*inputs, *([target] if target else [])]
     out = len(inputs) if target else 0
     arrays = [missing_as_nan(ds[v], f"data {v!r}") for v in names]

@@ -23,6 +23,7 @@ from xcrai.callsite import user_stacklevel
 from xcrai.checkpoint import load_any, load_model
 from xcrai.encoding import float_encoding
 from xcrai.engine import predict, resolve_device
+from xcrai.firstguess import FirstGuess
 from xcrai.grid import Grid, Orientation, aligned, find_grid, orientation, resolve_padding
 from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble, check_padding, check_time_context
@@ -695,6 +696,45 @@ def _check_options(options: Any) -> InfillOptions:
     return options
 
 
+def first_guess_of(work: xr.DataArray, valid: xr.DataArray, plan: Plan) -> xr.DataArray:
+    """The first guess of every field of ``work`` (in the working layout and orientation)
+    from its ``valid`` points, as the model was trained with (:mod:`xcrai.firstguess`):
+    lazy where ``work`` is, field by field (so chunking-invariant)."""
+    from xcrai.baselines import calendar_months  # baselines imports this module
+
+    guess = cast(FirstGuess, plan.model.config.first_guess)
+    lat, lon = plan.grid.lat, plan.grid.lon
+    if (work.sizes[lat], work.sizes[lon]) != guess.shape:
+        raise ValueError(
+            f"data: the model's first guess is on a {guess.shape[0]}x{guess.shape[1]} grid, "
+            f"the data's {work.sizes[lat]}x{work.sizes[lon]}"
+        )
+    time = plan.grid.time
+    months = None
+    if not plan.added_time and time is not None and time in work.coords:
+        months = calendar_months(work[time].values)
+    if guess.monthly and months is None:
+        guess.bases(None, 0)  # the error: a monthly climatology needs datetimes
+    month = xr.DataArray(
+        np.zeros(work.sizes[plan.order[-3]], np.int64) if months is None else months,
+        dims=(plan.order[-3],),
+    )
+
+    def fields(values: np.ndarray, seen: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        shape = values.shape
+        steps = np.broadcast_to(steps, shape[:-2]).reshape(-1)
+        flat = guess.guess(
+            values.reshape(-1, *shape[-2:]), seen.reshape(-1, *shape[-2:]),
+            None if months is None else steps,
+        )  # fmt: skip
+        return flat.reshape(shape).astype(values.dtype)
+
+    return xr.apply_ufunc(
+        fields, work, valid, month, input_core_dims=[[lat, lon], [lat, lon], []],
+        output_core_dims=[[lat, lon]], dask="parallelized", output_dtypes=[work.dtype],
+    ).transpose(*work.dims)  # fmt: skip
+
+
 def _infill(
     da: xr.DataArray,
     model: Any,
@@ -755,6 +795,10 @@ def _infill(
     # ways), the split of _run's stacked (output, reach) and the attrs stay ours either way
     work, work_valid = work.transpose(*plan.order), work_valid.transpose(*plan.order)
     work, work_valid = plan.orientation.apply(work), plan.orientation.apply(work_valid)
+    guess = None
+    if plan.model.config.first_guess is not None:  # the network corrects a first guess
+        guess = first_guess_of(work, work_valid, plan)
+        work = work - guess
     eager = not isinstance(work.data, dsa.Array)  # lazy input runs later, in dask's threads
     fields = work.size // (work.sizes[plan.grid.lat] * work.sizes[plan.grid.lon])
     fields //= work.sizes.get(INPUTS_DIM, 1)
@@ -775,7 +819,7 @@ def _infill(
             layer = layer.isel(__xcrai_time__=0)
         return layer.transpose(*da.dims)
 
-    output = back(result[0].astype(da.dtype))
+    output = back((result[0] if guess is None else result[0] + guess.data).astype(da.dtype))
     reach = back(result[1] > 0)
     attrs = dict(da.attrs) if keep_attrs() else {}
     infilled = da.where(seen, output)

@@ -17,6 +17,7 @@ import torch
 
 from xcrai.bounds import check_bounds
 from xcrai.bounds import describe as describe_bounds
+from xcrai.firstguess import FirstGuess
 from xcrai.nn import CraiNet, CraiNetConfig, PartialConvUNet, UNetConfig
 from xcrai.skill import PROVENANCE_KEY, summary
 from xcrai.skill import describe as describe_skill
@@ -137,6 +138,10 @@ class ModelConfig:
         For a model with a σ channel: the factor its σ is multiplied by, which ``fit``
         sets so that σ is calibrated on the validation fields (which it never trained
         on): ``sqrt(mean(error² / σ²))`` at their hidden points; 1 without them.
+    first_guess : FirstGuess or None
+        The classical first guess the network corrects (``fit(first_guess=...)``,
+        :mod:`xcrai.firstguess`): the network reads and writes departures from it, and
+        ``mean`` and ``std`` are theirs; None for none.
     """
 
     architecture: Architecture
@@ -154,6 +159,7 @@ class ModelConfig:
     stats: tuple[tuple[float, float], ...] | None = None
     bounds: tuple[float | None, float | None] | None = None
     sigma_scale: float = 1.0
+    first_guess: FirstGuess | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bounds", check_bounds(self.bounds))
@@ -206,6 +212,7 @@ class ModelConfig:
             "stats": None if self.stats is None else [list(pair) for pair in self.stats],
             "bounds": None if self.bounds is None else list(self.bounds),
             "sigma_scale": self.sigma_scale,
+            **({} if self.first_guess is None else {"first_guess": self.first_guess.to_dict()}),
         }
 
     @classmethod
@@ -227,6 +234,9 @@ class ModelConfig:
             stats=None if d.get("stats") is None else tuple(map(tuple, d["stats"])),
             bounds=None if d.get("bounds") is None else tuple(d["bounds"]),
             sigma_scale=float(d.get("sigma_scale", 1.0)),
+            first_guess=(
+                None if d.get("first_guess") is None else FirstGuess.from_dict(d["first_guess"])
+            ),
         )
 
     @property

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from xcrai.bounds import check_bounds
+from xcrai.firstguess import KINDS as FIRST_GUESS_KINDS
 from xcrai.model import PADDING_CHOICES, check_int, check_padding, check_time_context
 from xcrai.nn import UNetConfig
 from xcrai.nn.pconv import NORMALIZATIONS
@@ -118,6 +119,15 @@ def parse_augment(text: str) -> bool | str:
     if text not in values:
         raise argparse.ArgumentTypeError(f"expected one of auto, yes, no; got {text!r}")
     return values[text]
+
+
+def parse_first_guess(text: str) -> str | None:
+    """``"none"`` or one of :data:`xcrai.firstguess.KINDS` -> None or that kind."""
+    if text != "none" and text not in FIRST_GUESS_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"expected one of none, {', '.join(FIRST_GUESS_KINDS)}; got {text!r}"
+        )
+    return None if text == "none" else text
 
 
 def meta(
@@ -529,6 +539,17 @@ class FitOptions:
             metavar="SHARE",
         ),
     )
+    first_guess: str | None = field(
+        default=None,
+        metadata=meta(
+            "a classical fill that the network corrects: climatology (by calendar month "
+            "where the time axis allows) or eof (the training fields' EOFs fitted to the "
+            "observed points); stored in the model, which infill adds back",
+            parse=parse_first_guess,
+            metavar="{none,climatology,eof}",
+            default_text="none",
+        ),
+    )
     precision: str = field(
         default="fp32",
         metadata=meta(
@@ -612,6 +633,21 @@ class FitOptions:
             or not (0 <= self.mix <= 1)
         ):
             raise ValueError(f"mix: expected a share from 0 to 1, got {self.mix!r}")
+        if self.first_guess is not None and self.first_guess not in FIRST_GUESS_KINDS:
+            raise ValueError(
+                f"first_guess: expected None or one of {FIRST_GUESS_KINDS}, got "
+                f"{self.first_guess!r}"
+            )
+        if self.first_guess is not None and self.bounds is not None:
+            raise ValueError(
+                "first_guess: not with bounds (the network corrects a first guess, and the "
+                "bounds would apply to its correction); give one of them"
+            )
+        if self.first_guess == "eof" and self.augment is True:
+            raise ValueError(
+                "augment: the EOFs of first_guess='eof' are fitted where the data lies on "
+                "the globe, which rolled fields would not; leave augment 'auto' (off then)"
+            )
         _set(self, "precision", check_precision(self.precision, TRAINING_PRECISIONS))
         _set(self, "threads", check_threads(self.threads))
 

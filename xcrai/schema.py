@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from xcrai.bounds import check_bounds
+from xcrai.firstguess import KINDS as FIRST_GUESS_KINDS
 from xcrai.model import PADDING_CHOICES
 from xcrai.nn.pconv import NORMALIZATIONS
 
@@ -221,6 +222,26 @@ GRID = record(
     others=True,
 )  # fmt: skip
 NAMES = sequence(text, least=1, distinct=True)
+FIRST_GUESS = record(
+    {"kind": choice(FIRST_GUESS_KINDS), "shape": SHAPE, "months": integer(1),
+     "eofs": integer(0), "base": hex_text, "patterns": hex_text},
+    required=("kind", "shape", "months", "eofs", "base", "patterns"),
+)  # fmt: skip
+
+
+def first_guess(value: Any, where: str) -> None:
+    """:meth:`xcrai.firstguess.FirstGuess.to_dict`'s record: a base of 1 or 12 fields and
+    as many EOFs as it says, every array of the size its shape gives."""
+    FIRST_GUESS(value, where)
+    if value["months"] not in (1, 12):
+        raise _fail(f"{where}.months", "1 or 12", value["months"])
+    height, width = value["shape"]
+    for name, count in (("base", value["months"]), ("patterns", value["eofs"])):
+        if len(value[name]) != 8 * count * height * width:
+            raise ValueError(
+                f"its {where}.{name}: expected {count} float32 field(s) of {height}x{width}, "
+                f"got {len(value[name]) // 2} bytes"
+            )
 PROVENANCE = record(
     {"source": text, "file": text, "sha256": optional(text), "xcrai_version": text,
      "label": optional(text), "n_iter": optional(integer(0)), "iterations": optional(integer(0)),
@@ -246,6 +267,7 @@ CONFIG_FIELDS: dict[str, Check] = {
     "stats": optional(sequence(stats_pair, least=1)),
     "bounds": optional(bounds),
     "sigma_scale": number(positive=True),
+    "first_guess": optional(first_guess),
 }
 #: an xcrai model file's configuration: every field checked; keys xcrai does not know
 #: (from a later xcrai of the same format) are left alone, as ``from_dict`` leaves them

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from xcrai.bounds import constrain
 from xcrai.checkpoint import write_torch
 from xcrai.engine import window_indices
+from xcrai.firstguess import FirstGuess
 from xcrai.nn import PartialConvUNet
 from xcrai.numerics import Numerics, cpu_threads, scoped
 from xcrai.train.distributed import World, average
@@ -59,6 +60,12 @@ class TrainingData:
     #: or (V, 1, H, W) with ``several``: what :func:`mix` turns the fields about (needed
     #: with ``TrainConfig.mix``)
     centre: np.ndarray | None = None
+    #: the first guess the network corrects (``fields`` and ``val_fields`` stay the data
+    #: itself: batches turn them into departures from it), with the calendar months of
+    #: the training and validation fields' time steps (None: not datetime-like)
+    guess: FirstGuess | None = None
+    months: np.ndarray | None = None
+    val_months: np.ndarray | None = None
 
     @property
     def n_series(self) -> int:
@@ -132,6 +139,8 @@ class TrainConfig:
     #: latitudes are not symmetric about the equator: a mirrored field would not fit the
     #: grid); the rolls in longitude stay
     mirror: bool = True
+    #: the kind of first guess the network corrects (:mod:`xcrai.firstguess`), or None
+    first_guess: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -148,6 +157,8 @@ class TrainConfig:
             del d["mix"]
         if self.mirror or not self.augment:  # likewise: augment mirrored wherever it rolled
             del d["mirror"]
+        if self.first_guess is None:  # likewise
+            del d["first_guess"]
         return d
 
 
@@ -211,7 +222,8 @@ class _Batches(Dataset):
             return make_several_batch(self.data.fields, several, samples, mask_index,
                                       self.config, shifts, flips, mixing)  # fmt: skip
         return make_batch(self.data.fields, self.data.masks, self.data.target, samples,
-                          mask_index, self.config, shifts, flips, mixing)  # fmt: skip
+                          mask_index, self.config, shifts, flips, mixing, self.data.guess,
+                          self.data.months)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -314,19 +326,29 @@ def make_batch(
     shifts: np.ndarray | None = None,
     flips: np.ndarray | None = None,
     mixing: Mixing | None = None,
+    guess: FirstGuess | None = None,
+    months: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Network input, mask, truth and target weights for samples ``s * T + t``.
 
     ``mixing`` blends samples with others (:func:`mix`); then ``shifts`` rolls each
     sample's fields (and their NaN points) in longitude, and ``flips`` mirrors them
-    north-south. The coverage masks are applied as they are.
+    north-south. The coverage masks are applied as they are. With a first ``guess``
+    (``months``: the calendar month of each of the T time steps), every value is its
+    departure from the guess made from the sample's observed points, as ``infill`` gives
+    the network (:mod:`xcrai.firstguess`).
     """
     past, future = config.time_context
     mask_windows = window_indices(len(masks), past, future, 0, len(masks))[mask_index]
+    length = fields.shape[-3]
 
     def read(numbers: np.ndarray) -> np.ndarray:  # (N, C, H, W), normalised
-        x = read_windows(fields, numbers, config.time_context)
-        return (x.astype(np.float32) - np.float32(config.mean)) / np.float32(config.std)
+        x = read_windows(fields, numbers, config.time_context).astype(np.float32)
+        if guess is not None:  # the base (a climatology): departures before any mixing
+            steps = window_indices(length, past, future, 0, length)[numbers % length]
+            picked = None if months is None else months[steps]
+            x = x - guess.bases(picked, steps.size).reshape(x.shape)
+        return (x - np.float32(config.mean)) / np.float32(config.std)
 
     x = read(samples)
     if mixing is not None:
@@ -337,6 +359,13 @@ def make_batch(
     if flips is not None and flips.any():
         x, targets = mirror_each(x, flips), mirror_each(targets, flips)
     m = masks[mask_windows] & targets
+    if guess is not None and len(guess.patterns):  # EOFs fitted to what is observed
+        height, width = x.shape[-2:]
+        departures = (x * np.float32(config.std) + np.float32(config.mean)).reshape(
+            -1, height, width
+        )
+        fitted = guess.correction(departures, m.reshape(-1, height, width))
+        x = x - fitted.reshape(x.shape) / np.float32(config.std)
     gt = x[:, past : past + 1]
     x = np.where(m, x, np.float32(0))
     gt = np.where(targets, gt, np.float32(0))
@@ -496,7 +525,8 @@ def validate(
         samples = np.arange(first, min(n, first + 64))
         if data.several is None:
             mask_index = samples % len(data.masks)
-            batch = make_batch(val, data.masks, data.target, samples, mask_index, config)
+            batch = make_batch(val, data.masks, data.target, samples, mask_index, config,
+                               guess=data.guess, months=data.val_months)  # fmt: skip
         else:
             mask_index = np.stack([samples % len(masks) for masks in data.several.masks])
             batch = make_several_batch(val, data.several, samples, mask_index, config)

@@ -1,0 +1,194 @@
+"""fit(first_guess=...): the network corrects a classical fill that the model stores.
+
+On fitbench (18 monthly fields, HadCRUT4 masks): the guesses equal the classical fills
+of :mod:`xcrai.baselines`, what the network is given at ``infill`` is what it trained on
+(the infill of the validation fields scores the validation table's hole RMSE), the infill
+keeps every observed value, is chunking-invariant and survives save and load, and the
+combinations it cannot serve are refused naming the argument.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from fitbench_data import open_zg
+
+import xcrai
+from xcrai.baselines import Eofs, choose_eof_count, climatology, eof_samples
+from xcrai.firstguess import build
+from xcrai.skill import ClassicalFillWarning
+
+SMALL = {"n_filters": 6, "depth": 3}
+QUICK = dict(batch_size=4, architecture=SMALL, progress=False, threads=1)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::xcrai.UnreachableWarning"),
+    pytest.mark.filterwarnings("ignore::xcrai.skill.ClassicalFillWarning"),
+]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return open_zg("zg_train.nc"), open_zg("zg_masks.nc")
+
+
+@pytest.fixture(scope="module", params=["climatology", "eof"])
+def fitted(request, bench):
+    train, masks = bench
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClassicalFillWarning)
+        model = train.crai.fit(masks, iterations=20, first_guess=request.param, **QUICK)
+    return request.param, model
+
+
+def test_the_climatology_is_the_training_fields_monthly_mean(bench):
+    train, masks = bench
+    months = train.time.dt.month.values
+    target = np.ones(train.shape[1:], bool)
+    guess = build("climatology", train.values, months, masks.values == 1, target)
+    assert guess.monthly and len(guess.patterns) == 0
+    np.testing.assert_allclose(guess.base, climatology(train.values, months), rtol=1e-6)
+    # each field's guess is its month's mean, whatever is observed
+    observed = masks.values[:3] == 1
+    out = guess.guess(train.values[:3], observed, months[:3])
+    np.testing.assert_array_equal(out, guess.base[months[:3] - 1])
+
+
+def test_the_eof_guess_is_the_eof_reconstruction_of_the_observed_points(bench):
+    train, masks = bench
+    fields, seen = train.values[:16], masks.values == 1
+    target = np.ones(fields.shape[1:], bool)
+    guess = build("eof", fields, None, seen, target)
+    samples, _ = eof_samples(fields)
+    k, _ = choose_eof_count(samples, seen.reshape(len(seen), -1))
+    assert len(guess.patterns) == k > 0
+    eofs = Eofs.of(samples)
+    for index in (16, 17):  # fields it was not made from
+        observed = seen[index]
+        want = eofs.fill(train.values[index].ravel().astype(np.float64), observed.ravel(), k)
+        got = guess.guess(train.values[index][None], observed[None], None)[0]
+        scale = float(np.abs(want).max())
+        np.testing.assert_allclose(got[~observed], want.reshape(observed.shape)[~observed],
+                                   atol=1e-3 * scale)  # fmt: skip
+
+
+def test_infill_gives_the_network_what_it_trained_on(fitted, bench):
+    """The validation table scores the trained network on the validation fields under
+    masks k % M as training batches give them; infill of the same fields must score the
+    same: a guess made differently at infill would not."""
+    kind, model = fitted
+    train, masks = bench
+    assert model.config.first_guess.kind == kind
+    assert model.config.provenance["train_config"]["first_guess"] == kind
+    val = train.isel(time=slice(16, None))
+    seen = masks.values[np.arange(2) % len(masks)] == 1
+    filled = val.where(seen).crai.infill(model, progress=False)
+    hidden = ~seen
+    rmse = float(np.sqrt(np.mean((filled.values[hidden] - val.values[hidden]) ** 2)))
+    table = model.config.provenance["validation_skill"]["rmse"]
+    assert rmse == pytest.approx(table["model"], rel=1e-4)
+
+
+def test_observed_values_kept_and_chunking_invariant(fitted, bench):
+    _, model = fitted
+    train, masks = bench
+    data = train.where(masks.values[:18] == 1)
+    eager = data.crai.infill(model, progress=False)
+    lazy = data.chunk(time=5).crai.infill(model, progress=False)
+    assert lazy.chunks is not None
+    np.testing.assert_array_equal(lazy.values, eager.values)
+    observed = masks.values[:18] == 1
+    np.testing.assert_array_equal(eager.values[observed], train.values[observed])
+
+
+def test_the_first_guess_survives_save_and_load(fitted, bench, tmp_path):
+    _, model = fitted
+    train, masks = bench
+    again = xcrai.load_model(model.save(tmp_path / "m.pth"))
+    assert again.config.first_guess.to_dict() == model.config.first_guess.to_dict()
+    assert (again.config.mean, again.config.std) == (model.config.mean, model.config.std)
+    np.testing.assert_array_equal(again.config.first_guess.base, model.config.first_guess.base)
+    data = train.isel(time=slice(0, 4)).where(masks.values[:4] == 1)
+    np.testing.assert_array_equal(
+        data.crai.infill(again, progress=False).values,
+        data.crai.infill(model, progress=False).values,
+    )
+
+
+def test_a_model_without_a_first_guess_writes_none(bench, tmp_path):
+    train, masks = bench
+    model = train.crai.fit(masks, iterations=2, **QUICK)
+    assert model.config.first_guess is None
+    payload = torch.load(model.save(tmp_path / "m.pth"), weights_only=True)
+    assert "first_guess" not in payload["config"]
+    assert "first_guess" not in payload["config"]["provenance"]["train_config"]
+
+
+def test_a_corrupt_first_guess_is_refused_naming_the_file(fitted, tmp_path):
+    _, model = fitted
+    payload = torch.load(model.save(tmp_path / "m.pth"), weights_only=True)
+    payload["config"]["first_guess"]["base"] = payload["config"]["first_guess"]["base"][:-8]
+    torch.save(payload, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"bad\.pth.*its first_guess\.base: expected"):
+        xcrai.load_model(tmp_path / "bad.pth")
+
+
+def test_a_monthly_guess_needs_dates(bench):
+    train, masks = bench
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClassicalFillWarning)
+        model = train.crai.fit(masks, iterations=2, first_guess="climatology", **QUICK)
+    assert model.config.first_guess.monthly
+    undated = train.isel(time=slice(0, 2)).assign_coords(time=[0, 1])
+    with pytest.raises(ValueError, match=r"^data: the model's first guess is a climatology by"):
+        undated.crai.infill(model, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"first_guess": "kriging"}, "^first_guess: expected None or one of"),
+        ({"first_guess": "eof", "bounds": (0, None)}, "^first_guess: not with bounds"),
+        ({"first_guess": "eof", "augment": True}, "^augment: the EOFs of first_guess='eof'"),
+    ],
+)
+def test_what_a_first_guess_cannot_serve_is_refused(bench, options, said):
+    train, masks = bench
+    with pytest.raises(ValueError, match=said):
+        train.crai.fit(masks, iterations=2, **{**QUICK, **options})
+
+
+def test_several_variables_take_no_first_guess(bench):
+    train, masks = bench
+    ds = xr.Dataset({"zg": train, "half": train / 2})
+    with pytest.raises(ValueError, match=r"^first_guess: a model of several variables"):
+        ds.crai.fit(masks, inputs=["zg", "half"], iterations=2, first_guess="eof", **QUICK)
+
+
+def test_the_command_line_takes_first_guess():
+    result = subprocess.run(
+        [sys.executable, "-m", "xcrai.cli", "fit", "--help"], capture_output=True, text=True
+    )
+    assert "--first-guess {none,climatology,eof}" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "xcrai.cli", "fit", "d.nc", "-m", "m.nc", "-o", "o.pth",
+         "--first-guess", "kriging"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--first-guess: expected one of none, climatology, eof; got 'kriging'" in result.stderr
+
+
+def test_a_run_resumes_only_with_the_same_first_guess(bench, tmp_path):
+    train, masks = bench
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClassicalFillWarning)
+        train.crai.fit(masks, iterations=2, checkpoint_dir=tmp_path / "ck", **QUICK)
+        with pytest.raises(ValueError, match="first_guess") as error:
+            train.crai.fit(masks, iterations=4, first_guess="climatology",
+                           resume=tmp_path / "ck", **QUICK)  # fmt: skip
+    assert str(error.value).startswith("resume:"), str(error.value)
