@@ -85,3 +85,10 @@ def write_results(records: list[dict], json_path: Path | None, markdown_path: Pa
         json_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     if markdown_path:
         markdown_path.write_text(table)
+
+
+def first_guesses(text: str) -> list[str | None]:
+    """``--first-guess none,eof`` -> [None, "eof"]: the ``first_guess`` of each xcrai run."""
+    from xcrai.options import parse_first_guess
+
+    return [parse_first_guess(part) for part in text.split(",")]

@@ -106,6 +106,22 @@ def test_observed_values_kept_and_chunking_invariant(fitted, bench):
     np.testing.assert_array_equal(eager.values[observed], train.values[observed])
 
 
+def test_the_card_and_the_history_name_the_first_guess(fitted, bench):
+    kind, model = fitted
+    train, masks = bench
+    words = model.config.first_guess.describe()
+    assert words == (
+        "climatology by calendar month"
+        if kind == "climatology"
+        else f"the training mean and {len(model.config.first_guess.patterns)} EOFs"
+    )
+    assert f"first guess: {words}, which the network corrects" in model.card
+    assert "normalisation: (x - first guess - " in model.card
+    data = train.isel(time=slice(0, 2)).where(masks.values[:2] == 1)
+    history = data.crai.infill(model, progress=False).attrs["history"]
+    assert f"correcting a first guess ({words})" in history
+
+
 def test_the_first_guess_survives_save_and_load(fitted, bench, tmp_path):
     _, model = fitted
     train, masks = bench

@@ -834,6 +834,8 @@ def _infill(
     line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
     if plan.model.config.bounds is not None:
         line += f", {bounds_note(plan.model.config.bounds)}"
+    if plan.model.config.first_guess is not None:
+        line += f", correcting a first guess ({plan.model.config.first_guess.describe()})"
     line = line if stored_as is None else f"{line}, {stored_as}"
     flag = xr.where(valid, FLAG_OBSERVED, xr.where(reach, FLAG_INFILLED, FLAG_UNREACHABLE))
     if steady is not None:

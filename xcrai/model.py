@@ -500,6 +500,11 @@ class CraiModel:
             normalisation = "none"
         else:
             normalisation = f"(x - {config.mean:g}) / {config.std:g}"
+        guess = [] if config.first_guess is None else [
+            ("first guess", f"{config.first_guess.describe()}, which the network corrects")
+        ]  # fmt: skip
+        if config.first_guess is not None and config.mean is not None:
+            normalisation = normalisation.replace("(x - ", "(x - first guess - ", 1)
         skill = "not measured"
         history = prov.get("history") or []
         if history and "val_loss" in history[-1]:
@@ -535,6 +540,7 @@ class CraiModel:
             ("time context", "not recorded" if config.time_context is None
              else f"{config.time_context[0]} past, {config.time_context[1]} future"),
             ("normalisation", normalisation),
+            *guess,
             ("provenance", f"{source or 'not recorded'}; sha256 {str(sha)[:12] if sha else '-'}"),
             ("skill", skill),
             *standing,

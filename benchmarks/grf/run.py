@@ -23,6 +23,7 @@ method; ``--json``, ``--markdown`` and ``--plot`` (the learning curve, PNG) writ
 
 Usage: python benchmarks/grf/run.py [--len-scales 8,20] [--train-sizes 20,200,2000]
            [--test-fields 200] [--iterations 2285] [--kriging-fields 20] [--sigma]
+           [--first-guess none,eof]
            [--methods optimum,xcrai,kriging,poisson,eof] [--json F] [--markdown F] [--plot F]
 """
 
@@ -42,7 +43,15 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "fitbench"))
 
-from common import TEST_MASKS, as_dataarray, load_masks, machine, scores, write_results  # noqa: E402
+from common import (  # noqa: E402
+    TEST_MASKS,
+    as_dataarray,
+    first_guesses,
+    load_masks,
+    machine,
+    scores,
+    write_results,
+)  # fmt: skip
 from grf import Sphere  # noqa: E402
 
 NU = 1.5
@@ -98,13 +107,14 @@ def run_scale(len_scale: float, args: argparse.Namespace, masks: xr.DataArray) -
             start = time.perf_counter()
             filled = eof_fill(test, train, masks=train_masks).values
             record(f"eof-{size}", time.perf_counter() - start, filled, train_fields=size)
-        if "xcrai" in methods:
+        for guess in args.first_guess if "xcrai" in methods else ():
             start = time.perf_counter()
             model = train.crai.fit(train_masks, iterations=args.iterations, seed=args.seed,
-                                   progress=False)  # fmt: skip
+                                   first_guess=guess, progress=False)  # fmt: skip
             fitted = time.perf_counter() - start
             filled = test.crai.infill(model, progress=False).values
-            record(f"xcrai-{size}", time.perf_counter() - start, filled, train_fields=size,
+            name = "xcrai" if guess is None else f"xcrai+{guess}"
+            record(f"{name}-{size}", time.perf_counter() - start, filled, train_fields=size,
                    iterations=args.iterations, fit_s=round(fitted, 1))  # fmt: skip
     if args.sigma and "xcrai" in methods:
         size = sorted(args.train_sizes)[len(args.train_sizes) // 2]
@@ -181,6 +191,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--kriging-fields", type=int, default=20)
     parser.add_argument("--sigma", action="store_true")
     parser.add_argument("--methods", type=lambda t: t.split(","), default=list(METHODS))
+    parser.add_argument("--first-guess", type=first_guesses, default=[None],
+                        help="xcrai's first guesses to train with: none,climatology,eof")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)

@@ -19,11 +19,13 @@ random fields on the sphere), so each record is the same on every machine:
 Methods: ``climatology`` (:func:`xcrai.baselines.climatology_fill`: the training fields'
 monthly means), ``eof`` (:func:`xcrai.baselines.eof_fill`, k by cross-validation),
 ``poisson`` (:func:`xcrai.baselines.poisson_fill`), ``xcrai`` (the defaults, trained on the
-record's training fields for ``--iterations``). Scores: hole RMSE (unweighted and
+record's training fields for ``--iterations``; ``--first-guess`` trains one model per
+first guess, ``xcrai+climatology`` and ``xcrai+eof``). Scores: hole RMSE (unweighted and
 area-weighted, cos latitude) on the hidden points that are not continent.
 
 Usage: python benchmarks/records/run.py [--records seasonal,span] [--iterations 2285]
-           [--methods climatology,eof,poisson,xcrai] [--json F] [--markdown F]
+           [--methods climatology,eof,poisson,xcrai] [--first-guess none,climatology,eof]
+           [--json F] [--markdown F]
 """
 
 from __future__ import annotations
@@ -41,7 +43,15 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "grf"))
 
-from common import TEST_MASKS, as_dataarray, load_masks, machine, scores, write_results  # noqa: E402
+from common import (  # noqa: E402
+    TEST_MASKS,
+    as_dataarray,
+    first_guesses,
+    load_masks,
+    machine,
+    scores,
+    write_results,
+)  # fmt: skip
 from grf import Sphere  # noqa: E402
 
 METHODS = ("climatology", "eof", "poisson", "xcrai")
@@ -120,14 +130,15 @@ def run_record(name: str, args: argparse.Namespace, masks: xr.DataArray) -> list
     if "poisson" in methods:
         start = time.perf_counter()
         record("poisson", time.perf_counter() - start, poisson_fill(test).values)
-    if "xcrai" in methods:
+    for guess in args.first_guess if "xcrai" in methods else ():
         start = time.perf_counter()
         model = train.crai.fit(train_masks, iterations=args.iterations, seed=args.seed,
-                               progress=False)  # fmt: skip
+                               first_guess=guess, progress=False)  # fmt: skip
         filled = test.crai.infill(model, progress=False).values
-        record("xcrai", time.perf_counter() - start, filled, iterations=args.iterations)
-    best = min((r for r in records if r["method"] != "xcrai"), key=lambda r: r["rmse"],
-               default=None)  # fmt: skip
+        name = "xcrai" if guess is None else f"xcrai+{guess}"
+        record(name, time.perf_counter() - start, filled, iterations=args.iterations)
+    best = min((r for r in records if not r["method"].startswith("xcrai")),
+               key=lambda r: r["rmse"], default=None)  # fmt: skip
     for entry in records:
         if best is not None:
             entry["against_best_classical"] = round(entry["rmse"] / best["rmse"], 4)
@@ -151,6 +162,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--records", type=lambda t: t.split(","), default=list(RECORDS))
     parser.add_argument("--methods", type=lambda t: t.split(","), default=list(METHODS))
     parser.add_argument("--iterations", type=int, default=2285)
+    parser.add_argument("--first-guess", type=first_guesses, default=[None],
+                        help="xcrai's first guesses to train with: none,climatology,eof")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
