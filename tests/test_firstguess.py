@@ -190,13 +190,14 @@ def test_the_command_line_takes_first_guess():
     result = subprocess.run(
         [sys.executable, "-m", "xcrai.cli", "fit", "--help"], capture_output=True, text=True
     )
-    assert "--first-guess {none,climatology,eof}" in result.stdout
+    assert "--first-guess {none,climatology,eof,auto}" in result.stdout
     result = subprocess.run(
         [sys.executable, "-m", "xcrai.cli", "fit", "d.nc", "-m", "m.nc", "-o", "o.pth",
          "--first-guess", "kriging"], capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "--first-guess: expected one of none, climatology, eof; got 'kriging'" in result.stderr
+    said = "--first-guess: expected one of none, climatology, eof, auto; got 'kriging'"
+    assert said in result.stderr
 
 
 def test_a_run_resumes_only_with_the_same_first_guess(bench, tmp_path):
@@ -208,3 +209,34 @@ def test_a_run_resumes_only_with_the_same_first_guess(bench, tmp_path):
             train.crai.fit(masks, iterations=4, first_guess="climatology",
                            resume=tmp_path / "ck", **QUICK)  # fmt: skip
     assert str(error.value).startswith("resume:"), str(error.value)
+
+
+def _auto(train, masks, **options):
+    model = train.crai.fit(masks, iterations=2, first_guess="auto", **QUICK, **options)
+    rmse = model.config.provenance["validation_skill"]["rmse"]
+    best = min(("climatology", "EOF"), key=lambda name: rmse[name])
+    return model, best.lower() if rmse[best] < rmse["Poisson"] else None
+
+
+def test_auto_takes_no_guess_where_poisson_beats_the_guesses(bench):
+    train, masks = bench  # 18 unrelated fields: the climatology and the EOFs do poorly
+    model, expected = _auto(train, masks)
+    assert expected is None
+    assert model.config.first_guess is None
+    assert "first_guess" not in model.config.provenance["train_config"]
+
+
+def test_auto_takes_the_best_guess_where_it_beats_poisson(bench):
+    train, masks = bench
+    months = train.time.dt.month  # a fixed pattern (field 0) that waxes and wanes each year
+    seasonal = 3 * np.cos(2 * np.pi * months / 12) * train.isel(time=0, drop=True) + train / 10
+    model, expected = _auto(seasonal, masks)
+    assert expected is not None
+    assert model.config.first_guess.kind == expected
+    assert model.config.provenance["train_config"]["first_guess"] == expected
+
+
+def test_auto_needs_validation_fields(bench):
+    train, masks = bench
+    with pytest.raises(ValueError, match=r"^first_guess: 'auto' chooses on the validation"):
+        train.crai.fit(masks, iterations=2, first_guess="auto", validation=None, **QUICK)

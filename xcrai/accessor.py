@@ -383,15 +383,16 @@ class CraiDataArrayAccessor:
             supply of new patterns, so that long runs do not learn the few fields by
             heart (every sample, the default, did best on fitbench's 18 fields); 0
             trains on the fields as they are.
-        first_guess : {None, "climatology", "eof"}, default None
+        first_guess : {None, "climatology", "eof", "auto"}, default None
             A classical fill made from the training fields that the network corrects
             (:mod:`xcrai.firstguess`): it reads each field's departures from the first
             guess at the observed points and learns the departures in the holes;
             ``infill`` adds the first guess back. "climatology": the training fields'
             mean at each point by calendar month (their mean where the time axis is not
             datetime-like); "eof": their mean and leading EOFs fitted to each field's
-            observed points (k by cross-validation), which leaves ``augment`` off. Not
-            with ``bounds``. Stored in the model.
+            observed points (k by cross-validation), which leaves ``augment`` off;
+            "auto": the one whose classical fill scores best on the validation fields,
+            where it beats Poisson's, else none. Not with ``bounds``. Stored in the model.
         precision : {"fp32", "tf32", "bf16"}, default "fp32"
             "fp32" is IEEE float32 on every device; "tf32" lets CUDA use TF32;
             "bf16" runs forward and backward passes under bfloat16 autocast (faster

@@ -32,7 +32,7 @@ from xcrai.model import CraiModel, Ensemble, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
 from xcrai.numerics import choose_threads, cpu_threads
 from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
-from xcrai.skill import PROVENANCE_KEY, Holdout, report, validation_table
+from xcrai.skill import PROVENANCE_KEY, Holdout, classical_table, report, validation_table
 from xcrai.steady import check_steady_mask
 from xcrai.train.loop import (
     CHECKPOINT_KEY,
@@ -443,12 +443,16 @@ def _train(
     return trained, history, done, config, sigma_scale, hole_rmse
 
 
-def _standing(holdout: Holdout | None, hole_rmse: float | None, units: Any) -> dict[str, Any]:
+def _standing(
+    holdout: Holdout | None, hole_rmse: float | None, units: Any,
+    classical: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """``{"validation_skill": table}`` for the provenance, reported (:mod:`xcrai.skill`);
-    empty without validation fields, or when their masks hide no learnt point."""
+    empty without validation fields, or when their masks hide no learnt point
+    (``classical``: the classical fills' scores, when already made)."""
     if holdout is None or hole_rmse is None:
         return {}
-    table = validation_table(holdout, hole_rmse, units)
+    table = validation_table(holdout, hole_rmse, units, classical)
     if table is None:
         return {}
     report(table)
@@ -614,6 +618,12 @@ def fit(
         months, val_months = months[: fields.shape[1]], months[fields.shape[1] :]
     if isinstance(validation, xr.DataArray):
         val_months = _months(validation, "validation")
+    holdout, classical = None, None
+    if val_fields is not None:
+        holdout = Holdout(fields, val_fields, months, val_months, observed, target, grid.periodic)
+        classical = classical_table(holdout, da.attrs.get("units"))
+    if o.first_guess == "auto":
+        o = replace(o, first_guess=choose_first_guess(classical))
     if o.first_guess is not None:  # the network learns departures from it
         guess, departures = _first_guess(o.first_guess, fields, months, observed, target)
         mean, std = residual_statistics(guess, *departures) if o.normalize else (0.0, 1.0)
@@ -641,10 +651,7 @@ def fit(
     trained, history, done, config, sigma_scale, hole_rmse = _run(
         o, setup, config, fingerprint, data
     )
-    holdout = None
-    if val_fields is not None:
-        holdout = Holdout(fields, val_fields, months, val_months, observed, target, grid.periodic)
-    standing = _standing(holdout, hole_rmse, da.attrs.get("units"))
+    standing = _standing(holdout, hole_rmse, da.attrs.get("units"), classical)
     model_config = ModelConfig(
         bounds=o.bounds,
         sigma_scale=sigma_scale,
@@ -675,6 +682,29 @@ def fit(
         first_guess=guess,
     )
     return CraiModel(model_config, trained)
+
+
+def choose_first_guess(classical: dict[str, Any] | None) -> str | None:
+    """``first_guess="auto"``: the first guess whose classical fill does best on the
+    validation fields, climatology or EOF, where it beats Poisson's (a fill from the
+    observed points alone, which the network without a guess already beats); else None.
+
+    ``classical`` is :func:`xcrai.skill.classical_table`'s (None: no validation fields, or
+    none of their points hidden, which is refused: "auto" chooses on them).
+    """
+    if classical is None:
+        raise ValueError(
+            "first_guess: 'auto' chooses on the validation fields, and there are none whose "
+            "points the masks hide; give validation= (a fraction or fields), or a first guess"
+        )
+    rmse = classical["rmse"]
+    best = min(("climatology", "EOF"), key=lambda name: rmse[name])
+    chosen = best.lower() if rmse[best] < rmse["Poisson"] else None
+    logger.info(
+        "first_guess='auto': %s (validation hole RMSE: %s)", chosen or "none",
+        ", ".join(f"{name} {value:.4g}" for name, value in rmse.items()),
+    )  # fmt: skip
+    return chosen
 
 
 def _first_guess(

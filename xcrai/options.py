@@ -44,6 +44,9 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {"n_filters": 18, "depth": 3, "normalizat
 ARCHITECTURE_CHOICES: dict[str, tuple[str, ...]] = {"normalization": NORMALIZATIONS}
 
 
+#: what ``first_guess`` accepts besides None: a kind, or "auto" (chosen by ``fit``)
+FIRST_GUESS_CHOICES = (*FIRST_GUESS_KINDS, "auto")
+
 # How options are written on a command line: text -> value, errors for argparse to print.
 
 
@@ -122,10 +125,10 @@ def parse_augment(text: str) -> bool | str:
 
 
 def parse_first_guess(text: str) -> str | None:
-    """``"none"`` or one of :data:`xcrai.firstguess.KINDS` -> None or that kind."""
-    if text != "none" and text not in FIRST_GUESS_KINDS:
+    """``"none"`` or one of :data:`FIRST_GUESS_CHOICES` -> None or that choice."""
+    if text != "none" and text not in FIRST_GUESS_CHOICES:
         raise argparse.ArgumentTypeError(
-            f"expected one of none, {', '.join(FIRST_GUESS_KINDS)}; got {text!r}"
+            f"expected one of none, {', '.join(FIRST_GUESS_CHOICES)}; got {text!r}"
         )
     return None if text == "none" else text
 
@@ -544,9 +547,11 @@ class FitOptions:
         metadata=meta(
             "a classical fill that the network corrects: climatology (by calendar month "
             "where the time axis allows) or eof (the training fields' EOFs fitted to the "
-            "observed points); stored in the model, which infill adds back",
+            "observed points); auto: the one whose classical fill does best on the "
+            "validation fields where it beats Poisson's, else none; stored in the model, "
+            "which infill adds back",
             parse=parse_first_guess,
-            metavar="{none,climatology,eof}",
+            metavar="{none,climatology,eof,auto}",
             default_text="none",
         ),
     )
@@ -633,9 +638,9 @@ class FitOptions:
             or not (0 <= self.mix <= 1)
         ):
             raise ValueError(f"mix: expected a share from 0 to 1, got {self.mix!r}")
-        if self.first_guess is not None and self.first_guess not in FIRST_GUESS_KINDS:
+        if self.first_guess is not None and self.first_guess not in FIRST_GUESS_CHOICES:
             raise ValueError(
-                f"first_guess: expected None or one of {FIRST_GUESS_KINDS}, got "
+                f"first_guess: expected None or one of {FIRST_GUESS_CHOICES}, got "
                 f"{self.first_guess!r}"
             )
         if self.first_guess is not None and self.bounds is not None:

@@ -64,10 +64,21 @@ class Holdout:
 
 
 def validation_table(
-    holdout: Holdout, model_rmse: float, units: str | None
-) -> dict[str, Any] | None:
+    holdout: Holdout, model_rmse: float, units: str | None,
+    classical: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:  # fmt: skip
     """The table of hole RMSEs (plain data, for the provenance), or None when the masks
-    hide no point of the validation fields that the model learns."""
+    hide no point of the validation fields that the model learns; ``classical``: the
+    :func:`classical_table` of ``holdout`` when it is already made."""
+    table = classical_table(holdout, units) if classical is None else classical
+    if table is None:
+        return None
+    return {**table, "rmse": {"model": float(model_rmse), **table["rmse"]}}
+
+
+def classical_table(holdout: Holdout, units: str | None) -> dict[str, Any] | None:
+    """:func:`validation_table` without the model: the classical fills' hole RMSEs on the
+    validation fields (``fit(first_guess="auto")`` chooses by them before training)."""
     from xcrai.baselines import fill_field  # here: model cards import this module
 
     start = time.perf_counter()
@@ -89,7 +100,7 @@ def validation_table(
     )
     fills["climatology"], notes["climatology"] = _climatology(holdout, series, len(val))
     fills["EOF"], notes["EOF"] = _eof(holdout, val, seen)
-    rmse = {"model": float(model_rmse)}
+    rmse = {}
     for name, filled in fills.items():
         rmse[name] = float(np.sqrt(np.mean((filled[hidden] - val[hidden]) ** 2)))
     best = min((name for name in fills), key=lambda name: rmse[name])

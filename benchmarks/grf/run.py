@@ -113,8 +113,8 @@ def run_scale(len_scale: float, args: argparse.Namespace, masks: xr.DataArray) -
                                    first_guess=guess, progress=False)  # fmt: skip
             fitted = time.perf_counter() - start
             filled = test.crai.infill(model, progress=False).values
-            name = "xcrai" if guess is None else f"xcrai+{guess}"
-            record(f"{name}-{size}", time.perf_counter() - start, filled, train_fields=size,
+            label = "xcrai" if guess is None else f"xcrai+{guess}"
+            record(f"{label}-{size}", time.perf_counter() - start, filled, train_fields=size,
                    iterations=args.iterations, fit_s=round(fitted, 1))  # fmt: skip
     if args.sigma and "xcrai" in methods:
         size = sorted(args.train_sizes)[len(args.train_sizes) // 2]

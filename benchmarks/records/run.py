@@ -135,8 +135,8 @@ def run_record(name: str, args: argparse.Namespace, masks: xr.DataArray) -> list
         model = train.crai.fit(train_masks, iterations=args.iterations, seed=args.seed,
                                first_guess=guess, progress=False)  # fmt: skip
         filled = test.crai.infill(model, progress=False).values
-        name = "xcrai" if guess is None else f"xcrai+{guess}"
-        record(name, time.perf_counter() - start, filled, iterations=args.iterations)
+        label = "xcrai" if guess is None else f"xcrai+{guess}"
+        record(label, time.perf_counter() - start, filled, iterations=args.iterations)
     best = min((r for r in records if not r["method"].startswith("xcrai")),
                key=lambda r: r["rmse"], default=None)  # fmt: skip
     for entry in records:
