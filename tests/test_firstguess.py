@@ -240,3 +240,15 @@ def test_auto_needs_validation_fields(bench):
     train, masks = bench
     with pytest.raises(ValueError, match=r"^first_guess: 'auto' chooses on the validation"):
         train.crai.fit(masks, iterations=2, first_guess="auto", validation=None, **QUICK)
+
+
+@pytest.mark.parametrize("kind", ["climatology", "eof"])
+def test_dask_backed_training_fields_train_as_numpy_ones(bench, kind):
+    train, masks = bench
+    eager = train.crai.fit(masks, iterations=3, first_guess=kind, **QUICK)
+    lazy = train.chunk(time=4).crai.fit(masks, iterations=3, first_guess=kind, **QUICK)
+    assert lazy.config.first_guess.to_dict() == eager.config.first_guess.to_dict()
+    assert (lazy.config.mean, lazy.config.std) == (eager.config.mean, eager.config.std)
+    lazy_weights = lazy.net.state_dict()
+    for name, weights in eager.net.state_dict().items():
+        torch.testing.assert_close(lazy_weights[name], weights, rtol=0, atol=0)

@@ -627,9 +627,13 @@ def fit(
     if o.first_guess is not None:  # the network learns departures from it
         guess, departures = _first_guess(o.first_guess, fields, months, observed, target)
         mean, std = residual_statistics(guess, *departures) if o.normalize else (0.0, 1.0)
-        if centre is not None:  # mixing turns departures about their own mean
-            flat, flat_months = departures[:2]
-            centre = np.where(target, flat - guess.bases(flat_months, len(flat)), 0).mean(0)
+        if centre is not None:  # mixing turns departures from the base about their mean
+            flat_months = departures[1]
+            base = guess.base[0]
+            if guess.monthly:  # the mean of each field's month's base
+                counts = np.bincount(np.asarray(flat_months) - 1, minlength=12)
+                base = np.tensordot(counts / counts.sum(), guess.base, 1)
+            centre = np.where(target, centre - base, 0)
     if centre is not None:  # in the network's units
         centre = ((centre - mean) / std).astype(np.float32)
     fingerprint = {
@@ -711,10 +715,10 @@ def _first_guess(
     kind: str, fields: Any, months: np.ndarray | None, observed: np.ndarray, target: np.ndarray
 ) -> tuple[FirstGuess, tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]]:
     """The first guess of ``kind`` from the training fields (S, T, H, W), and the arguments
-    of :func:`residual_statistics` (every training field in turn, with its month)."""
-    flat = np.asarray(dask.compute(fields)[0] if isinstance(fields, dsa.Array) else fields)
-    series, length = flat.shape[:2]
-    flat = flat.reshape(series * length, *flat.shape[2:])
+    of :func:`residual_statistics` (every training field in turn, with its month; lazy
+    where ``fields`` is: the guess reads a sample of them, or means by month)."""
+    series, length = fields.shape[:2]
+    flat = fields.reshape(series * length, *fields.shape[2:])
     flat_months = None if months is None else np.tile(months, series)
     guess = build(kind, flat, flat_months, observed, target)
     logger.info("first guess: %s", guess.describe())
