@@ -1103,3 +1103,117 @@ def test_a_corrupt_ensemble_file_is_refused_naming_the_file_and_the_field(
         xcrai.load_model(tmp_path / "bad.pth", label="all")
     assert str(error.value).startswith(f"model: {str(tmp_path / 'bad.pth')!r}")
     assert said in str(error.value), str(error.value)
+
+
+# --- unclear errors (the second fault matrix, item 6) --------------------------------------
+
+
+@pytest.mark.parametrize(("seed", "ensemble"), [(2**64, 1), (2**70, 1), (2**64 - 1, 2)])
+def test_a_seed_beyond_64_bits_is_refused_naming_the_range(fit_files, tmp_path, seed, ensemble):
+    data, masks = fit_files
+    args = ["fit", data, "--masks", masks, "-o", tmp_path / "m.pth", "--iterations", "1",
+            "--seed", str(seed), "--ensemble", str(ensemble)]  # fmt: skip
+    with unchanged(tmp_path):
+        result = _run(*args)
+    _one_line_error(result, "seed: expected an integer from 0 to 2**64 - 1", str(seed))
+    with pytest.raises(ValueError, match=r"^seed: expected an integer from 0 to 2\*\*64 - 1"):
+        xcrai.options.FitOptions(seed=seed, ensemble=ensemble)
+    assert xcrai.options.FitOptions(seed=2**64 - ensemble).seed == 2**64 - ensemble
+
+
+@pytest.mark.parametrize("latitudes", ["doubled", "radians_as_degrees", "nan"])
+def test_latitudes_outside_minus_90_to_90_are_refused(hadcrut, tmp_path, latitudes):
+    lat = hadcrut.lat.values.astype(float)
+    bad = {
+        "doubled": lat * 2,
+        "radians_as_degrees": lat + 90,
+        "nan": np.where(lat > 80, np.nan, lat),
+    }
+    ds = hadcrut.assign_coords(lat=("lat", bad[latitudes], hadcrut.lat.attrs))
+    with pytest.raises(ValueError, match=r"^data: latitude 'lat' holds \d+ value\(s\) outside"):
+        ds.tas.crai.infill(MODEL)
+    path = tmp_path / "bad.nc"
+    ds.to_netcdf(path)
+    with unchanged(tmp_path):
+        result = _run("infill", path, "-m", MODEL, "-o", tmp_path / "o.nc")
+    _one_line_error(result, "latitude 'lat' holds", "outside [-90, 90] degrees")
+    with (
+        xr.open_dataset(FITBENCH / "zg_train.nc") as a,
+        xr.open_dataset(FITBENCH / "zg_masks.nc") as b,
+    ):
+        train, masks = a.zg.load(), b.zg.load()
+    shifted = train.assign_coords(lat=train.lat + 100)
+    with pytest.raises(ValueError, match=r"latitude 'lat' holds \d+ value\(s\) outside"):
+        shifted.crai.fit(masks.assign_coords(lat=masks.lat + 100), iterations=1, progress=False)
+
+
+def test_an_input_held_open_by_its_writer_says_it_may_be_incomplete_or_locked(tmp_path):
+    """A real writer process holds the netCDF-4 file open (HDF5 locks it)."""
+    held = tmp_path / "held.nc"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", f"""
+import time, netCDF4, numpy as np
+d = netCDF4.Dataset({str(held)!r}, "w")
+d.createDimension("time", None); d.createDimension("lat", 36); d.createDimension("lon", 72)
+d.createVariable("tas", "f4", ("time", "lat", "lon"))[0] = np.zeros((36, 72))
+d.sync()
+print("ready", flush=True)
+time.sleep(60)
+"""],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        before = held.read_bytes()
+        with unchanged(tmp_path):
+            result = _run("infill", held, "-m", MODEL, "-o", tmp_path / "o.nc")
+        _one_line_error(result, f"input: could not read {str(held)!r} as netCDF",
+                        "may be incomplete, still being written, or locked")  # fmt: skip
+        assert held.read_bytes() == before
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_data_in_a_netcdf_group_is_named_and_read_with_group(sample, tmp_path):
+    grouped = tmp_path / "grouped.nc"
+    with xr.open_dataset(sample) as ds:
+        ds.load().to_netcdf(grouped, group="obs/monthly")
+    with unchanged(tmp_path):
+        result = _run("infill", grouped, "-m", MODEL, "-o", tmp_path / "o.nc")
+        _one_line_error(result, "has no variables in its root",
+                        "netCDF group(s) ['obs/monthly']", "pass --group NAME")  # fmt: skip
+        result = _run("infill", grouped, "-m", MODEL, "-o", tmp_path / "o.nc", "--group", "obs")
+        _one_line_error(result, "has no variables in group 'obs'", "['obs/monthly']")
+        result = _run("infill", grouped, "-m", MODEL, "-o", tmp_path / "o.nc", "--group", "nope")
+        _one_line_error(result, "--group: ", "has no group 'nope'", "['obs/monthly']")
+    out = tmp_path / "from-group.nc"
+    assert _run("infill", grouped, "-m", MODEL, "-o", out, "--group", "obs/monthly").returncode == 0
+    root = tmp_path / "from-root.nc"
+    assert _run("infill", sample, "-m", MODEL, "-o", root).returncode == 0
+    with xr.open_dataset(out) as a, xr.open_dataset(root) as b:
+        xr.testing.assert_equal(a.tas, b.tas)
+
+
+def test_masks_in_a_netcdf_group_are_named_with_advice(fit_files, tmp_path):
+    data, masks = fit_files
+    grouped = tmp_path / "grouped-masks.nc"
+    with xr.open_dataset(masks) as m:
+        m.load().to_netcdf(grouped, group="coverage")
+    with unchanged(tmp_path):
+        result = _run("fit", data, "--masks", grouped, "-o", tmp_path / "m.pth")
+    _one_line_error(result, "masks: ", "group(s) ['coverage']",
+                    "xr.open_dataset(FILE, group=NAME).to_netcdf(NEW)")  # fmt: skip
+
+
+def test_a_foreign_networks_weights_are_named_as_such(tmp_path):
+    path = tmp_path / "resnet.pth"
+    foreign = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    torch.save({"model": foreign.state_dict()}, path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError) as error:
+        xcrai.load_model(path)
+    said = str(error.value)
+    assert said.startswith(f"model: {str(path)!r} holds weights of a network xcrai does not")
+    assert "'0.weight'" in said and "recurrent memory, attention or channel fusion?" not in said
+    assert path.read_bytes() == before

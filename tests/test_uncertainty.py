@@ -119,6 +119,20 @@ def test_ensembles_save_load_and_give_a_member_dimension(ensemble, test_fields, 
     np.testing.assert_array_equal(lazy.values, filled.values)
 
 
+def test_sigma_of_an_ensemble_whose_members_are_kept_advises_their_mean(
+    ensemble, test_fields, tmp_path
+):
+    """The members have no sigma of their own; their mean has their spread for one."""
+    path = ensemble.save(tmp_path / "ensemble.pth")
+    for model in (path, ensemble, list(ensemble)):
+        with pytest.raises(ValueError, match=r"^sigma: .* pass members='mean'") as error:
+            test_fields.crai.infill(model, sigma=True)
+        assert "xcrai infill --members mean" in str(error.value)
+    followed = test_fields.crai.infill(path, sigma=True, members="mean")  # the advice works
+    sigma = followed.zg_sigma.values[np.isnan(test_fields.values)]
+    assert np.isfinite(sigma).mean() > 0.5 and (sigma[np.isfinite(sigma)] > 0).all()
+
+
 def test_ensembles_and_crai_labels_share_the_member_layout(ensemble, hadcrut, tmp_path):
     """An ensemble from fit and a multi-label CRAI checkpoint: the same dims, coordinates
     and attributes, only the labels differ."""

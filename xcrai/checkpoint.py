@@ -330,8 +330,9 @@ def _crai_state_dict(checkpoint: Any, path: Path, label: str | None) -> tuple[di
     return state, {"label": chosen, "n_iter": entry.get("n_iter")}
 
 
-def infer_architecture(state: dict[str, torch.Tensor]) -> UNetConfig:
-    """Build the U-Net configuration from CRAI state-dict keys and shapes."""
+def infer_architecture(state: dict[str, torch.Tensor], path: Path | None = None) -> UNetConfig:
+    """Build the U-Net configuration from CRAI state-dict keys and shapes (``path``: the
+    file they came from, for errors)."""
     layers: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
     unknown = []
     for key, tensor in state.items():
@@ -341,9 +342,12 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> UNetConfig:
             continue
         layers.setdefault((match[1], int(match[2])), {})[match[3]] = tensor
     if unknown:
+        source = "the checkpoint" if path is None else repr(str(path))
         raise ValueError(
-            "model: the checkpoint uses CRAI features xcrai does not support "
-            f"(recurrent memory, attention or channel fusion?): keys {unknown[:4]}"
+            f"model: {source} holds weights of a network xcrai does not support: keys "
+            f"{unknown[:4]} are neither CRAI's partial-convolution U-Net layers "
+            "(encoder.N.partial_conv.*, decoder.N.partial_conv.*) nor its recurrent or "
+            "attention modules; xcrai reads CRAI's checkpoints and its own model files"
         )
 
     def build(part: str) -> tuple[LayerConfig, ...]:
@@ -486,7 +490,7 @@ def _from_crai(
     if any(_CRAINET_KEY.match(key) for key in state):
         architecture = _crainet(state, n_inputs, time_context)
     else:
-        architecture = infer_architecture(state)
+        architecture = infer_architecture(state, path)
     if architecture.in_channels % n_inputs:
         raise ValueError(
             f"inputs: the model takes {architecture.in_channels} input channel(s), which "

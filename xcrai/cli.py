@@ -33,6 +33,7 @@ ARCHITECTURE_OPTIONS = ("n_filters", "depth", "normalization")
 CLI_ONLY: dict[str, tuple[str, ...]] = {
     "infill": (
         "input",
+        "group",
         "output",
         # how a CRAI checkpoint is read: xcrai.load_model's arguments in the Python API
         "label",
@@ -46,6 +47,7 @@ CLI_ONLY: dict[str, tuple[str, ...]] = {
     ),
     "fit": (
         "data",
+        "group",
         "var",
         "mask_var",
         "steady_mask_var",
@@ -173,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a CRAI checkpoint's target variable (its --n-target-data 1), predicted from "
         "--inputs",
     )  # fmt: skip
+    _add_group(infill, "INPUT")
     infill.add_argument("-o", "--output", required=True, type=Path, help="netCDF file to write")
     infill.add_argument(
         "--var", action="append", dest="variables", metavar="NAME",
@@ -210,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`.crai.infill` use without further options.",
     )
     fit.add_argument("data", type=Path, help="netCDF file with complete training fields")
+    _add_group(fit, "DATA")
     fit.add_argument(
         "--var", default=None,
         help="variable of DATA, for a model of one (default: the only gridded one)",
@@ -298,6 +302,15 @@ def _version() -> str:
         return "xcrai (version unknown)"
 
 
+def _add_group(parser: argparse.ArgumentParser, file: str) -> None:
+    """``--group NAME``: the netCDF group of the command's data file."""
+    parser.add_argument(
+        "--group", default=None, metavar="NAME",
+        help=f"netCDF group of {file} that holds the variables, e.g. obs or obs/monthly "
+        "(default: the file's root)",
+    )  # fmt: skip
+
+
 def _add_steady_mask(parser: argparse.ArgumentParser, effect: str) -> None:
     """``--steady-mask FILE`` and ``--steady-mask-var NAME`` of ``infill`` and ``fit``."""
     parser.add_argument(
@@ -328,6 +341,7 @@ def infill_file(
     label: str | None = None,
     inputs: Sequence[str] | None = None,
     target: str | None = None,
+    group: str | None = None,
 ) -> Path:
     """Infill a netCDF file into another, streaming through dask (the ``xcrai infill`` command).
 
@@ -369,6 +383,9 @@ def infill_file(
         Replace an existing output; show a progress bar.
     label, inputs, target
         How a CRAI checkpoint is read: as :func:`xcrai.load_model` takes them.
+    group : str, optional
+        The netCDF group of ``input`` holding the variables (default: its root); the
+        output holds them at its root.
 
     Returns
     -------
@@ -420,11 +437,11 @@ def infill_file(
         )
     else:
         model_obj = loaded
-    with _open_netcdf(input, "input", chunks={}) as probe:
+    with _open_netcdf(input, "input", group=group, chunks={}) as probe:
         chunks = _chunks(probe, variables, time_chunk)
     steady = None if steady_mask is None else read_steady_mask(Path(steady_mask), steady_mask_var)
     masks, mask_da = (None, None) if mask is None else _read_mask(Path(mask), mask_var)
-    ds = _open_netcdf(input, "input", chunks=chunks)
+    ds = _open_netcdf(input, "input", group=group, chunks=chunks)
     try:
         # --flags writes the flags only: the raw output would double the file
         flags = options.return_output
@@ -529,17 +546,69 @@ def _check_output(output: Path, overwrite: bool) -> None:
         raise FileExistsError(f"output: {str(output)!r} exists; pass --overwrite to replace it")
 
 
-def _open_netcdf(path: Path, argument: str, **kwargs: Any) -> Any:
-    """``xr.open_dataset(path)``, with an error that names the file when it is not netCDF."""
+def _open_netcdf(path: Path, argument: str, group: str | None = None, **kwargs: Any) -> Any:
+    """``xr.open_dataset(path, group=group)``, with an error that names the file when it is
+    not netCDF, may be incomplete or locked, or keeps its variables in groups (named, with
+    ``--group`` advice where the file takes one)."""
     import xarray as xr
 
     from xcrai.files import first_line
 
+    option = "--group" if argument in ("input", "data") else None
     try:
-        return xr.open_dataset(path, **kwargs)
+        ds = xr.open_dataset(path, group=group, **kwargs)
     except (ValueError, OSError) as error:
         reason = first_line(error)
+        if group is not None and "group not found" in reason:
+            raise ValueError(
+                f"--group: {str(path)!r} has no group {group!r} (groups: {netcdf_groups(path)})"
+            ) from None
+        if "HDF error" in reason:
+            reason += (
+                " (the file may be incomplete, still being written, or locked by a program "
+                "that holds it open: wait until it is closed; a complete file on a file "
+                "system without locks reads with HDF5_USE_FILE_LOCKING=FALSE)"
+            )
         raise ValueError(f"{argument}: could not read {str(path)!r} as netCDF: {reason}") from None
+    if not ds.data_vars:
+        groups = netcdf_groups(path, group)
+        if groups:
+            ds.close()
+            where = "its root" if group is None else f"group {group!r}"
+            advice = (
+                f"pass {option} NAME"
+                if option is not None
+                else "write its variables at the root, e.g. "
+                "xr.open_dataset(FILE, group=NAME).to_netcdf(NEW)"
+            )
+            raise ValueError(
+                f"{argument}: {str(path)!r} has no variables in {where}; they are in netCDF "
+                f"group(s) {groups}: {advice}"
+            )
+    return ds
+
+
+def netcdf_groups(path: Path, under: str | None = None) -> list[str]:
+    """The paths of the netCDF groups in ``path`` below ``under`` (the root by default)
+    that hold variables, e.g. ``['obs', 'obs/monthly']``; [] where it cannot tell."""
+    import netCDF4
+
+    found: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for name, child in node.groups.items():
+            path_name = f"{prefix}{name}"
+            if child.variables:
+                found.append(path_name)
+            walk(child, path_name + "/")
+
+    try:
+        with netCDF4.Dataset(path) as root:
+            node = root if under is None else root[under.strip("/")]
+            walk(node, "" if under is None else under.strip("/") + "/")
+    except (OSError, IndexError, KeyError, RuntimeError):
+        return []
+    return found
 
 
 def _close_quietly(path: Path) -> None:
@@ -660,7 +729,7 @@ def fit_file(args: argparse.Namespace) -> Path:
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{name}: no file at {str(path)!r}")
     with (
-        _open_netcdf(args.data, "data") as data_file,
+        _open_netcdf(args.data, "data", group=args.group) as data_file,
         _open_netcdf(args.masks, "masks") as mask_file,
     ):
         if args.inputs is None and args.target is None:
@@ -874,7 +943,7 @@ def _run(args: argparse.Namespace) -> None:
             variables=args.variables, mask=args.mask, mask_var=args.mask_var,
             steady_mask=args.steady_mask, steady_mask_var=args.steady_mask_var,
             time_chunk=args.time_chunk, memory=args.memory, overwrite=args.overwrite,
-            label=args.label, inputs=args.inputs, target=args.target,
+            label=args.label, inputs=args.inputs, target=args.target, group=args.group,
         )  # fmt: skip
         print(f"wrote {path}")
     elif args.command == "fit":

@@ -30,7 +30,7 @@ from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble, ModelConfig
 from xcrai.nn import PartialConvUNet, UNetConfig
-from xcrai.numerics import choose_threads, cpu_threads
+from xcrai.numerics import Numerics, choose_threads, cpu_threads, scoped
 from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
 from xcrai.skill import PROVENANCE_KEY, Holdout, classical_table, report, validation_table
 from xcrai.steady import check_steady_mask
@@ -426,7 +426,8 @@ def _train(
     sigma_scale, hole_rmse = 1.0, None
     if data.val_fields is not None:  # the weights returned, on unseen fields
         net.load_state_dict(trained)
-        with cpu_threads(choose_threads(threads)):
+        numerics = Numerics.training(config.precision, config.deterministic, setup.dev)
+        with cpu_threads(choose_threads(threads)), scoped(numerics):
             scale = validate(cast(PartialConvUNet, net), data, config, setup.dev)
         hole_rmse = scale["val_hole_rmse"]
     if config.uncertainty and data.val_fields is not None:  # calibrated on unseen fields

@@ -128,6 +128,18 @@ def _angular(coord: xr.DataArray) -> bool:
     return units is None or str(units).lower().startswith("degree")
 
 
+def _check_latitudes(values: np.ndarray, name: str, argument: str) -> None:
+    """Latitudes in degrees lie in [-90, 90]: others are a mislabelled coordinate (a
+    colatitude, radians, a projected y) that would put the data elsewhere on the globe."""
+    bad = ~np.isfinite(values) | (np.abs(values) > 90 + 1e-6)
+    if bad.any():
+        raise ValueError(
+            f"{argument}: latitude {name!r} holds {int(bad.sum())} value(s) outside "
+            f"[-90, 90] degrees (e.g. {float(values[bad][0])!r}); give latitudes in degrees "
+            "north, or name the right coordinate"
+        )
+
+
 def find_grid(da: xr.DataArray, argument: str = "data") -> Grid:
     """Locate latitude, longitude and time in ``da``.
 
@@ -149,6 +161,8 @@ def find_grid(da: xr.DataArray, argument: str = "data") -> Grid:
     uniform, span = (False, None)
     if lon in da.coords and _angular(da[lon]):
         uniform, span = _uniform_span(np.asarray(da[lon].values))
+    if lat in da.coords and np.issubdtype(da[lat].dtype, np.number) and _angular(da[lat]):
+        _check_latitudes(np.asarray(da[lat].values, dtype=np.float64), lat, argument)
     ascending = None
     if lat in da.coords and da.sizes[lat] > 1:
         lat_values = np.asarray(da[lat].values, dtype=np.float64)

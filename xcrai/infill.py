@@ -528,6 +528,13 @@ def wants_sigma(model: CraiModel | Ensemble, options: InfillOptions) -> bool:
     )
     if options.sigma and not has:
         lacking = next(m for m in members if not m.config.uncertainty)
+        if isinstance(model, Ensemble) or len(members) > 1:
+            raise ValueError(
+                f"sigma: {lacking.name} has no uncertainty output of its own, and members "
+                f"{options.members!r} keeps each member's: pass members='mean' (xcrai "
+                "infill --members mean) for the members' mean with their spread as sigma, "
+                "or train members with fit(..., uncertainty=True)"
+            )
         raise ValueError(
             f"sigma: {lacking.name} has no uncertainty output; train one with "
             "fit(..., uncertainty=True) (xcrai fit --uncertainty)"

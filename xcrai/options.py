@@ -44,6 +44,8 @@ DEFAULT_ARCHITECTURE: dict[str, Any] = {"n_filters": 18, "depth": 3, "normalizat
 ARCHITECTURE_CHOICES: dict[str, tuple[str, ...]] = {"normalization": NORMALIZATIONS}
 
 
+#: the largest seed: torch's random generators are seeded with 64 bits
+MAX_SEED = 2**64 - 1
 #: what ``first_guess`` accepts besides None: a kind, or "auto" (chosen by ``fit``)
 FIRST_GUESS_CHOICES = (*FIRST_GUESS_KINDS, "auto")
 
@@ -594,6 +596,11 @@ class FitOptions:
             _set(self, name, check_int(getattr(self, name), name))
         for name in ("finetune_iterations", "seed"):
             _set(self, name, check_int(getattr(self, name), name, allow_zero=True))
+        if self.seed + self.ensemble - 1 > MAX_SEED:  # torch's generators take 64 bits
+            last = "" if self.ensemble == 1 else f" - {self.ensemble - 1} (ensemble seeds)"
+            raise ValueError(
+                f"seed: expected an integer from 0 to 2**64 - 1{last}, got {self.seed}"
+            )
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"lr_schedule: expected one of {LR_SCHEDULES}, got {self.lr_schedule!r}"

@@ -242,6 +242,8 @@ def first_guess(value: Any, where: str) -> None:
                 f"its {where}.{name}: expected {count} float32 field(s) of {height}x{width}, "
                 f"got {len(value[name]) // 2} bytes"
             )
+
+
 PROVENANCE = record(
     {"source": text, "file": text, "sha256": optional(text), "xcrai_version": text,
      "label": optional(text), "n_iter": optional(integer(0)), "iterations": optional(integer(0)),
