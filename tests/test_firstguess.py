@@ -236,10 +236,38 @@ def test_auto_takes_the_best_guess_where_it_beats_poisson(bench):
     assert model.config.provenance["train_config"]["first_guess"] == expected
 
 
-def test_auto_needs_validation_fields(bench):
+def test_auto_is_the_default_and_abstains_where_no_guess_can_serve(bench):
+    """Without validation fields to choose on, or with bounds, "auto" takes no guess: the
+    model is the one first_guess=None trains, bit for bit."""
+    import inspect
+
+    from xcrai.options import FitOptions
+
+    assert FitOptions().first_guess == "auto"
+    assert inspect.signature(xr.DataArray.crai.fit).parameters["first_guess"].default == "auto"
     train, masks = bench
-    with pytest.raises(ValueError, match=r"^first_guess: 'auto' chooses on the validation"):
-        train.crai.fit(masks, iterations=2, first_guess="auto", validation=None, **QUICK)
+    for options in ({"validation": None}, {"bounds": (None, 1e6)}):
+        by_default = train.crai.fit(masks, iterations=2, **QUICK, **options)
+        assert by_default.config.first_guess is None
+        none = train.crai.fit(masks, iterations=2, first_guess=None, **QUICK, **options)
+        assert _same_weights(by_default, none)
+    with pytest.raises(ValueError, match=r"^first_guess: not with bounds"):
+        train.crai.fit(masks, iterations=2, first_guess="eof", bounds=(None, 1e6), **QUICK)
+
+
+def test_auto_with_augment_chooses_among_the_guesses_augment_allows(bench):
+    train, masks = bench
+    months = train.time.dt.month
+    seasonal = 3 * np.cos(2 * np.pi * months / 12) * train.isel(time=0, drop=True) + train / 10
+    model = seasonal.crai.fit(masks, iterations=2, augment=True, **QUICK)
+    rmse = model.config.provenance["validation_skill"]["rmse"]
+    assert rmse["climatology"] < rmse["Poisson"]  # so "auto" takes it, the EOFs left out
+    assert model.config.first_guess.kind == "climatology"
+
+
+def _same_weights(a, b) -> bool:
+    one, other = a.net.state_dict(), b.net.state_dict()
+    return one.keys() == other.keys() and all(torch.equal(one[k], other[k]) for k in one)
 
 
 @pytest.mark.parametrize("kind", ["climatology", "eof"])

@@ -83,7 +83,7 @@ def test_a_classical_fill_that_wins_warns_at_the_users_line():
     """A strongly seasonal record made of fitbench's fields (the first 12 as the months of
     every year, 4 years, plus a small part of another field): the climatology by calendar
     month fills it almost exactly (as do the 12 patterns' EOFs), and a model of 2
-    iterations cannot."""
+    iterations without a first guess cannot."""
     zg, masks = open_zg("zg_train.nc"), open_zg("zg_masks.nc")
     cycle = 10 * zg.values[:12]
     noise = 0.05 * zg.values[np.arange(48) % 18][::-1]
@@ -92,7 +92,7 @@ def test_a_classical_fill_that_wins_warns_at_the_users_line():
                           coords={"time": times, "lat": zg.lat, "lon": zg.lon},
                           attrs={"units": "m"})  # fmt: skip
     with pytest.warns(ClassicalFillWarning, match="a classical fill beats the model") as caught:
-        model = record.crai.fit(masks, iterations=2, **QUICK)
+        model = record.crai.fit(masks, iterations=2, first_guess=None, **QUICK)
     assert caught[0].filename == __file__
     table = model.standing
     assert table["best_classical"] in ("climatology", "EOF")

@@ -265,7 +265,7 @@ class CraiDataArrayAccessor:
         distributed: bool = False,
         augment: bool | str = "auto",
         mix: float = 1.0,
-        first_guess: str | None = None,
+        first_guess: str | None = "auto",
         precision: str = "fp32",
         vgg_weights: str | os.PathLike[str] | None = None,
         deterministic: bool = True,
@@ -383,7 +383,7 @@ class CraiDataArrayAccessor:
             supply of new patterns, so that long runs do not learn the few fields by
             heart (every sample, the default, did best on fitbench's 18 fields); 0
             trains on the fields as they are.
-        first_guess : {None, "climatology", "eof", "auto"}, default None
+        first_guess : {"auto", None, "climatology", "eof"}, default "auto"
             A classical fill made from the training fields that the network corrects
             (:mod:`xcrai.firstguess`): it reads each field's departures from the first
             guess at the observed points and learns the departures in the holes;
@@ -392,7 +392,9 @@ class CraiDataArrayAccessor:
             datetime-like); "eof": their mean and leading EOFs fitted to each field's
             observed points (k by cross-validation), which leaves ``augment`` off;
             "auto": the one whose classical fill scores best on the validation fields,
-            where it beats Poisson's, else none. Not with ``bounds``. Stored in the model.
+            where it beats Poisson's, else none (none, too, without validation fields or
+            with ``bounds``); None: no first guess, the network infills the field itself.
+            A guess is not taken with ``bounds``. Stored in the model.
         precision : {"fp32", "tf32", "bf16"}, default "fp32"
             "fp32" is IEEE float32 on every device; "tf32" lets CUDA use TF32;
             "bf16" runs forward and backward passes under bfloat16 autocast (faster
@@ -544,7 +546,7 @@ class CraiDatasetAccessor:
         distributed: bool = False,
         augment: bool | str = "auto",
         mix: float = 1.0,
-        first_guess: str | None = None,
+        first_guess: str | None = "auto",
         precision: str = "fp32",
         vgg_weights: str | os.PathLike[str] | None = None,
         deterministic: bool = True,
@@ -598,9 +600,9 @@ class CraiDatasetAccessor:
         mix, precision, vgg_weights, deterministic, threads
             As for :meth:`CraiDataArrayAccessor.fit`; ``mix`` blends every variable of
             two samples alike.
-        first_guess : None
+        first_guess : {"auto", None}, default "auto"
             A first guess (:meth:`CraiDataArrayAccessor.fit`) is for a model of one
-            variable; a model of several takes none yet.
+            variable; a model of several takes none yet ("auto" takes none).
 
         Returns
         -------

@@ -624,7 +624,7 @@ def fit(
         holdout = Holdout(fields, val_fields, months, val_months, observed, target, grid.periodic)
         classical = classical_table(holdout, da.attrs.get("units"))
     if o.first_guess == "auto":
-        o = replace(o, first_guess=choose_first_guess(classical))
+        o = replace(o, first_guess=choose_first_guess(classical, o))
     if o.first_guess is not None:  # the network learns departures from it
         guess, departures = _first_guess(o.first_guess, fields, months, observed, target)
         mean, std = residual_statistics(guess, *departures) if o.normalize else (0.0, 1.0)
@@ -689,21 +689,22 @@ def fit(
     return CraiModel(model_config, trained)
 
 
-def choose_first_guess(classical: dict[str, Any] | None) -> str | None:
-    """``first_guess="auto"``: the first guess whose classical fill does best on the
-    validation fields, climatology or EOF, where it beats Poisson's (a fill from the
+def choose_first_guess(classical: dict[str, Any] | None, o: FitOptions) -> str | None:
+    """``first_guess="auto"`` (the default): the first guess whose classical fill does best
+    on the validation fields, climatology or EOF, where it beats Poisson's (a fill from the
     observed points alone, which the network without a guess already beats); else None.
 
     ``classical`` is :func:`xcrai.skill.classical_table`'s (None: no validation fields, or
-    none of their points hidden, which is refused: "auto" chooses on them).
+    none of their points hidden). None, too, with ``bounds`` (a guess is refused with
+    them); EOF is not a candidate with ``augment=True`` (rolled fields leave the EOFs).
     """
-    if classical is None:
-        raise ValueError(
-            "first_guess: 'auto' chooses on the validation fields, and there are none whose "
-            "points the masks hide; give validation= (a fraction or fields), or a first guess"
-        )
+    if classical is None or o.bounds is not None:
+        logger.info("first_guess='auto': none (%s)", "no validation fields to choose on"
+                    if classical is None else "the run has bounds")  # fmt: skip
+        return None
     rmse = classical["rmse"]
-    best = min(("climatology", "EOF"), key=lambda name: rmse[name])
+    candidates = ("climatology",) if o.augment is True else ("climatology", "EOF")
+    best = min(candidates, key=lambda name: rmse[name])
     chosen = best.lower() if rmse[best] < rmse["Poisson"] else None
     logger.info(
         "first_guess='auto': %s (validation hole RMSE: %s)", chosen or "none",
@@ -954,6 +955,8 @@ def fit_dataset(
             else validation
         )
         return fit(ds[inputs[0]], masks_list[0], o, validation=one, steady_mask=steady_mask)
+    if o.first_guess == "auto":  # no guess for several variables yet
+        o = replace(o, first_guess=None)
     if o.first_guess is not None:
         raise ValueError(
             f"first_guess: a model of several variables ({inputs}"

@@ -545,16 +545,16 @@ class FitOptions:
         ),
     )
     first_guess: str | None = field(
-        default=None,
+        default="auto",
         metadata=meta(
             "a classical fill that the network corrects: climatology (by calendar month "
             "where the time axis allows) or eof (the training fields' EOFs fitted to the "
             "observed points); auto: the one whose classical fill does best on the "
-            "validation fields where it beats Poisson's, else none; stored in the model, "
-            "which infill adds back",
+            "validation fields where it beats Poisson's, else none (also none without "
+            "validation fields, with bounds, or for several variables); stored in the "
+            "model, which infill adds back",
             parse=parse_first_guess,
             metavar="{none,climatology,eof,auto}",
-            default_text="none",
         ),
     )
     precision: str = field(
@@ -650,7 +650,7 @@ class FitOptions:
                 f"first_guess: expected None or one of {FIRST_GUESS_CHOICES}, got "
                 f"{self.first_guess!r}"
             )
-        if self.first_guess is not None and self.bounds is not None:
+        if self.first_guess not in (None, "auto") and self.bounds is not None:
             raise ValueError(
                 "first_guess: not with bounds (the network corrects a first guess, and the "
                 "bounds would apply to its correction); give one of them"

@@ -23,7 +23,7 @@ method; ``--json``, ``--markdown`` and ``--plot`` (the learning curve, PNG) writ
 
 Usage: python benchmarks/grf/run.py [--len-scales 8,20] [--train-sizes 20,200,2000]
            [--test-fields 200] [--iterations 2285] [--kriging-fields 20] [--sigma]
-           [--first-guess none,eof]
+           [--first-guess auto,none,eof]
            [--methods optimum,xcrai,kriging,poisson,eof] [--json F] [--markdown F] [--plot F]
 """
 
@@ -113,9 +113,11 @@ def run_scale(len_scale: float, args: argparse.Namespace, masks: xr.DataArray) -
                                    first_guess=guess, progress=False)  # fmt: skip
             fitted = time.perf_counter() - start
             filled = test.crai.infill(model, progress=False).values
-            label = "xcrai" if guess is None else f"xcrai+{guess}"
+            label = "xcrai" if guess == "auto" else f"xcrai+{guess or 'none'}"
+            chosen = model.config.first_guess  # what "auto" took
+            extra = {"first_guess": None if chosen is None else chosen.kind}
             record(f"{label}-{size}", time.perf_counter() - start, filled, train_fields=size,
-                   iterations=args.iterations, fit_s=round(fitted, 1))  # fmt: skip
+                   iterations=args.iterations, fit_s=round(fitted, 1), **extra)  # fmt: skip
     if args.sigma and "xcrai" in methods:
         size = sorted(args.train_sizes)[len(args.train_sizes) // 2]
         train = as_dataarray(train_all[:size], lat, lon)
@@ -191,8 +193,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--kriging-fields", type=int, default=20)
     parser.add_argument("--sigma", action="store_true")
     parser.add_argument("--methods", type=lambda t: t.split(","), default=list(METHODS))
-    parser.add_argument("--first-guess", type=first_guesses, default=[None],
-                        help="xcrai's first guesses to train with: none,climatology,eof")
+    parser.add_argument("--first-guess", type=first_guesses, default=["auto"],
+                        help="xcrai's first guesses to train with: auto,none,climatology,eof")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)

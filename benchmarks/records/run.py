@@ -19,12 +19,14 @@ random fields on the sphere), so each record is the same on every machine:
 Methods: ``climatology`` (:func:`xcrai.baselines.climatology_fill`: the training fields'
 monthly means), ``eof`` (:func:`xcrai.baselines.eof_fill`, k by cross-validation),
 ``poisson`` (:func:`xcrai.baselines.poisson_fill`), ``xcrai`` (the defaults, trained on the
-record's training fields for ``--iterations``; ``--first-guess`` trains one model per
-first guess, ``xcrai+climatology`` and ``xcrai+eof``). Scores: hole RMSE (unweighted and
-area-weighted, cos latitude) on the hidden points that are not continent.
+record's training fields for ``--iterations``, with ``first_guess="auto"``;
+``--first-guess`` trains one model per first guess: ``xcrai`` (auto, the default; the
+record says which it took), ``xcrai+none``, ``xcrai+climatology``, ``xcrai+eof``).
+Scores: hole RMSE (unweighted and area-weighted, cos latitude) on the hidden points that
+are not continent.
 
 Usage: python benchmarks/records/run.py [--records seasonal,span] [--iterations 2285]
-           [--methods climatology,eof,poisson,xcrai] [--first-guess none,climatology,eof]
+           [--methods climatology,eof,poisson,xcrai] [--first-guess auto,none,climatology,eof]
            [--json F] [--markdown F]
 """
 
@@ -135,8 +137,11 @@ def run_record(name: str, args: argparse.Namespace, masks: xr.DataArray) -> list
         model = train.crai.fit(train_masks, iterations=args.iterations, seed=args.seed,
                                first_guess=guess, progress=False)  # fmt: skip
         filled = test.crai.infill(model, progress=False).values
-        label = "xcrai" if guess is None else f"xcrai+{guess}"
-        record(label, time.perf_counter() - start, filled, iterations=args.iterations)
+        label = "xcrai" if guess == "auto" else f"xcrai+{guess or 'none'}"
+        chosen = model.config.first_guess  # what "auto" took
+        extra = {"first_guess": None if chosen is None else chosen.kind}
+        record(label, time.perf_counter() - start, filled, iterations=args.iterations,
+               **extra)  # fmt: skip
     best = min((r for r in records if not r["method"].startswith("xcrai")),
                key=lambda r: r["rmse"], default=None)  # fmt: skip
     for entry in records:
@@ -162,8 +167,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--records", type=lambda t: t.split(","), default=list(RECORDS))
     parser.add_argument("--methods", type=lambda t: t.split(","), default=list(METHODS))
     parser.add_argument("--iterations", type=int, default=2285)
-    parser.add_argument("--first-guess", type=first_guesses, default=[None],
-                        help="xcrai's first guesses to train with: none,climatology,eof")
+    parser.add_argument("--first-guess", type=first_guesses, default=["auto"],
+                        help="xcrai's first guesses to train with: auto,none,climatology,eof")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
