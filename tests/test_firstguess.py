@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -280,3 +281,82 @@ def test_dask_backed_training_fields_train_as_numpy_ones(bench, kind):
     lazy_weights = lazy.net.state_dict()
     for name, weights in eager.net.state_dict().items():
         torch.testing.assert_close(lazy_weights[name], weights, rtol=0, atol=0)
+
+
+def _with_weight(model, weight):
+    guess = replace(model.config.first_guess, weight=weight)
+    return xcrai.CraiModel(replace(model.config, first_guess=guess), model.net.state_dict())
+
+
+@pytest.fixture(scope="module")
+def span_fitted(bench):
+    """30 fields in the span of 4 of fitbench's, plus noise: the EOF guess fills them to
+    the noise, and 20 iterations of correction help less than they cost."""
+    train, masks = bench
+    rng = np.random.default_rng(0)
+    patterns = train.values[:4] - train.values.mean(0)
+    values = np.einsum("tk,khw->thw", rng.standard_normal((30, 4)), patterns)
+    values += 0.5 * rng.standard_normal(values.shape)
+    coords = {"time": np.arange(30), "lat": train.lat, "lon": train.lon}
+    span = xr.DataArray(values, dims=train.dims, coords=coords, name="zg", attrs=train.attrs)
+    model = span.crai.fit(masks, iterations=20, first_guess="eof", **QUICK)
+    return model, span.isel(time=slice(27, None))
+
+
+@pytest.mark.parametrize("case", ["climatology", "eof", "span"])
+def test_the_correction_kept_is_the_least_squares_share_on_the_validation_fields(
+    case, fitted, span_fitted, bench
+):
+    """infill = guess + w x the network's correction in the holes, w in [0, 1] fitted on the
+    validation fields' hidden points (field k under mask k % M): no other share does
+    better there, and the validation table scores the weighted model."""
+    train, masks = bench
+    if case == "span":
+        model, val = span_fitted
+        assert 0 < model.config.first_guess.weight < 1  # a share inside, not a bound
+    elif case == fitted[0]:
+        model, val = fitted[1], train.isel(time=slice(16, None))
+    else:
+        pytest.skip("the other kind's model")
+    weight = model.config.first_guess.weight
+    seen = masks.values[np.arange(val.sizes["time"]) % len(masks)] == 1
+    hidden = ~seen
+    data = val.where(seen)
+    guess = data.crai.infill(_with_weight(model, 0.0), progress=False).values[hidden]
+    whole = data.crai.infill(_with_weight(model, 1.0), progress=False).values[hidden]
+    truth = val.values[hidden].astype(np.float64)
+    correction, error = (whole - guess).astype(np.float64), truth - guess
+    best = np.clip(correction @ error / (correction @ correction), 0, 1)
+    assert weight == pytest.approx(best, rel=1e-3, abs=1e-4)
+    filled = data.crai.infill(model, progress=False).values[hidden]
+    np.testing.assert_allclose(filled, guess + weight * correction, rtol=1e-5, atol=1e-3)
+
+    def rmse(share):
+        return float(np.sqrt(np.mean((guess + share * correction - truth) ** 2)))
+
+    others = (0.0, 1.0, 0.9 * weight, min(1.0, 1.1 * weight))
+    assert rmse(weight) <= min(rmse(share) for share in others) + 1e-9
+    table = model.config.provenance["validation_skill"]["rmse"]
+    assert table["model"] == pytest.approx(rmse(weight), rel=1e-4)
+
+
+def test_the_weight_is_saved_checked_and_left_out_when_whole(fitted, tmp_path):
+    _, model = fitted
+    half = _with_weight(model, 0.5)
+    assert "0.50 of the network's correction kept" in half.config.first_guess.describe()
+    loaded = xcrai.load_model(half.save(tmp_path / "half.pth"))
+    assert loaded.config.first_guess.weight == 0.5
+    whole = torch.load(_with_weight(model, 1.0).save(tmp_path / "whole.pth"), weights_only=True)
+    assert "weight" not in whole["config"]["first_guess"]
+    payload = torch.load(tmp_path / "half.pth", weights_only=True)
+    for bad in (1.5, -0.1, float("nan"), "1"):
+        payload["config"]["first_guess"]["weight"] = bad
+        torch.save(payload, tmp_path / "bad.pth")
+        with pytest.raises(ValueError, match=r"bad\.pth.*first_guess\.weight"):
+            xcrai.load_model(tmp_path / "bad.pth")
+
+
+def test_a_sigma_model_keeps_the_whole_correction(bench):
+    train, masks = bench
+    model = train.crai.fit(masks, iterations=4, first_guess="eof", uncertainty=True, **QUICK)
+    assert model.config.first_guess.weight == 1.0

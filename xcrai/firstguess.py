@@ -52,11 +52,18 @@ class FirstGuess:
     patterns : ndarray float32 (K, H, W)
         EOFs of the departures from the base, fitted to each field's observed points
         (K = 0: the base alone).
+    weight : float
+        The share of the network's correction that ``infill`` adds to the guess in the
+        holes, in [0, 1]: ``fit`` sets it by least squares on the validation fields'
+        hidden points, so that where the network's correction does not help there (test
+        fields the guess already fills to the noise) the model falls back towards the
+        guess; 1 keeps the whole correction.
     """
 
     kind: str
     base: np.ndarray
     patterns: np.ndarray
+    weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -70,6 +77,14 @@ class FirstGuess:
                 f"first_guess: expected EOFs shaped (K, {base.shape[1]}, {base.shape[2]}), got "
                 f"{patterns.shape}"
             )
+        weight = self.weight
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (0 <= weight <= 1)
+        ):
+            raise ValueError(f"first_guess: expected a weight from 0 to 1, got {weight!r}")
+        object.__setattr__(self, "weight", float(weight))
         for array in (base, patterns):
             array.flags.writeable = False
         object.__setattr__(self, "base", base)
@@ -87,8 +102,12 @@ class FirstGuess:
     def describe(self) -> str:
         """A few words for history lines and model cards."""
         if self.kind == "climatology":
-            return "climatology by calendar month" if self.monthly else "the training mean"
-        return f"the training mean and {len(self.patterns)} EOFs"
+            words = "climatology by calendar month" if self.monthly else "the training mean"
+        else:
+            words = f"the training mean and {len(self.patterns)} EOFs"
+        if self.weight != 1:
+            words += f"; {self.weight:.2f} of the network's correction kept"
+        return words
 
     def bases(self, months: np.ndarray | None, count: int) -> np.ndarray:
         """(count, H, W) float32: each field's base, by ``months`` (1-12) when monthly."""
@@ -141,6 +160,7 @@ class FirstGuess:
             "eofs": len(self.patterns),
             "base": self.base.astype("<f4").tobytes().hex(),
             "patterns": self.patterns.astype("<f4").tobytes().hex(),
+            **({} if self.weight == 1 else {"weight": self.weight}),
         }
 
     @classmethod
@@ -156,7 +176,8 @@ class FirstGuess:
                 )
             return np.frombuffer(data, "<f4").reshape(count, height, width)
 
-        return cls(d["kind"], unpack("base", d["months"]), unpack("patterns", d["eofs"]))
+        return cls(d["kind"], unpack("base", d["months"]), unpack("patterns", d["eofs"]),
+                   d.get("weight", 1.0))  # fmt: skip
 
 
 def build(

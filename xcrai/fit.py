@@ -363,18 +363,37 @@ def _train_config(
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What the validation fields set once the weights are trained.
+
+    Attributes
+    ----------
+    sigma_scale : float
+        The factor that calibrates a σ channel (1 without either).
+    hole_rmse : float or None
+        The model's hole RMSE on the validation fields (None without them).
+    weight : float
+        The share of the network's correction of a first guess that the model keeps
+        (1 without a first guess, validation fields, or with a σ channel).
+    """
+
+    sigma_scale: float = 1.0
+    hole_rmse: float | None = None
+    weight: float = 1.0
+
+
 def _run(
     o: FitOptions,
     setup: _Setup,
     config: TrainConfig,
     fingerprint: dict[str, Any],
     data: TrainingData,
-) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, float, float | None]:
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, Calibration]:
     """Resume (when asked), build the network from the seed, and train it; returns the
-    weights, the loss history, the iterations run, the run's configuration, the scale
-    that calibrates a σ channel on the validation fields (1 without either), and the
-    returned weights' hole RMSE on the validation fields (None without them). The
-    ``checkpoint_dir`` is held for the whole run (:func:`hold_checkpoint_dir`)."""
+    weights, the loss history, the iterations run, the run's configuration, and what the
+    validation fields set (:class:`Calibration`). The ``checkpoint_dir`` is held for the
+    whole run (:func:`hold_checkpoint_dir`)."""
     checkpoint_path = None
     if o.checkpoint_dir is not None:  # refusals that leave the folder as it is
         checkpoint_path = check_checkpoint_dir(o.checkpoint_dir, o.resume)
@@ -401,7 +420,7 @@ def _train(
     fingerprint: dict[str, Any],
     data: TrainingData,
     checkpoint_path: Path | None,
-) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, float, float | None]:
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]], int, TrainConfig, Calibration]:
     """The body of :func:`_run`, with the checkpoint folder checked and held."""
     threads = o.threads
     state = None
@@ -423,13 +442,16 @@ def _train(
         net, data, config, device=setup.dev, checkpoint_dir=checkpoint_path, resume=state,
         progress=o.progress, world=setup.world, fingerprint=fingerprint, threads=threads,
     )  # fmt: skip
-    sigma_scale, hole_rmse = 1.0, None
+    sigma_scale, hole_rmse, weight = 1.0, None, 1.0
     if data.val_fields is not None:  # the weights returned, on unseen fields
         net.load_state_dict(trained)
         numerics = Numerics.training(config.precision, config.deterministic, setup.dev)
+        # a σ channel is calibrated on the whole correction, so it keeps all of it
+        weigh = data.guess is not None and not config.uncertainty
         with cpu_threads(choose_threads(threads)), scoped(numerics):
-            scale = validate(cast(PartialConvUNet, net), data, config, setup.dev)
+            scale = validate(cast(PartialConvUNet, net), data, config, setup.dev, weigh=weigh)
         hole_rmse = scale["val_hole_rmse"]
+        weight = scale.get("val_correction_weight", 1.0)
     if config.uncertainty and data.val_fields is not None:  # calibrated on unseen fields
         if "val_sigma_scale" in scale:
             sigma_scale = scale["val_sigma_scale"]
@@ -441,7 +463,7 @@ def _train(
                 UserWarning,
                 stacklevel=user_stacklevel(),
             )
-    return trained, history, done, config, sigma_scale, hole_rmse
+    return trained, history, done, config, Calibration(sigma_scale, hole_rmse, weight)
 
 
 def _standing(
@@ -653,13 +675,13 @@ def fit(
     config = _train_config(o, setup, grid, mean, std, symmetric_latitudes(da, grid))
     data = TrainingData(fields, observed, target, val_fields, centre=centre, guess=guess,
                         months=months, val_months=val_months)  # fmt: skip
-    trained, history, done, config, sigma_scale, hole_rmse = _run(
-        o, setup, config, fingerprint, data
-    )
-    standing = _standing(holdout, hole_rmse, da.attrs.get("units"), classical)
+    trained, history, done, config, calibration = _run(o, setup, config, fingerprint, data)
+    standing = _standing(holdout, calibration.hole_rmse, da.attrs.get("units"), classical)
+    if guess is not None and calibration.weight != 1:
+        guess = replace(guess, weight=calibration.weight)
     model_config = ModelConfig(
         bounds=o.bounds,
-        sigma_scale=sigma_scale,
+        sigma_scale=calibration.sigma_scale,
         architecture=setup.arch,
         padding=setup.padding,
         time_context=setup.time_context,
@@ -1054,9 +1076,8 @@ def fit_dataset(
     config = _train_config(o, setup, grid, *norms[out], symmetric_latitudes(output, grid))
     several = SeveralVariables(observed, np.stack(valid), out, norms)
     data = TrainingData(fields, observed[0], valid[out], val_fields, several, centre)
-    trained, history, done, config, sigma_scale, hole_rmse = _run(
-        o, setup, config, fingerprint, data
-    )
+    trained, history, done, config, calibration = _run(o, setup, config, fingerprint, data)
+    sigma_scale, hole_rmse = calibration.sigma_scale, calibration.hole_rmse
     holdout = None
     if val_fields is not None and target is None:  # an input infilled; a target is never shown
         months = _months(output, "data")

@@ -826,7 +826,12 @@ def _infill(
             layer = layer.isel(__xcrai_time__=0)
         return layer.transpose(*da.dims)
 
-    output = back((result[0] if guess is None else result[0] + guess.data).astype(da.dtype))
+    if guess is None:
+        raw = result[0]
+    else:  # the guess plus the share of the network's correction the model keeps
+        weight = cast(FirstGuess, plan.model.config.first_guess).weight
+        raw = result[0] + guess.data if weight == 1 else guess.data + weight * result[0]
+    output = back(raw.astype(da.dtype))
     reach = back(result[1] > 0)
     attrs = dict(da.attrs) if keep_attrs() else {}
     infilled = da.where(seen, output)

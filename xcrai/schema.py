@@ -224,7 +224,8 @@ GRID = record(
 NAMES = sequence(text, least=1, distinct=True)
 FIRST_GUESS = record(
     {"kind": choice(FIRST_GUESS_KINDS), "shape": SHAPE, "months": integer(1),
-     "eofs": integer(0), "base": hex_text, "patterns": hex_text},
+     "eofs": integer(0), "base": hex_text, "patterns": hex_text,
+     "weight": number(low=0, high=1)},
     required=("kind", "shape", "months", "eofs", "base", "patterns"),
 )  # fmt: skip
 

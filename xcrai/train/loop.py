@@ -507,12 +507,21 @@ def _set_finetune(net: PartialConvUNet) -> None:
 
 @torch.no_grad()
 def validate(
-    net: PartialConvUNet, data: TrainingData, config: TrainConfig, device: torch.device
+    net: PartialConvUNet,
+    data: TrainingData,
+    config: TrainConfig,
+    device: torch.device,
+    weigh: bool = False,
 ) -> dict[str, float]:
     """Loss terms and hole RMSE (in data units) on the fixed validation pairs; with
     ``uncertainty``, also ``val_sigma_scale``: the factor that makes the network's σ
     calibrated there, ``sqrt(mean((out - gt)² / σ²))`` over the hidden points (left out
-    when the masks hide none of them)."""
+    when the masks hide none of them).
+
+    With ``weigh`` (a first guess), also ``val_correction_weight``: the share ``w`` in
+    [0, 1] of the network's correction of the guess that fits the hidden points best by
+    least squares (the guess plus ``w`` times the correction), and ``val_hole_rmse`` is
+    that of the weighted correction; where the masks hide nothing, ``w`` is 1."""
     val = data.val_fields
     n = val.shape[0] * val.shape[-3]
     modes = {module: module.training for module in net.modules()}
@@ -521,6 +530,11 @@ def validate(
     if config.uncertainty:
         totals["nll"] = 0.0
     squared, standardised, count = 0.0, 0.0, 0.0
+    # sums over the hidden points of c·e, c², e² and c, e, 1: c the network's correction of
+    # the guess and e the guess's error, both in normalised units (the guess alone is
+    # -mean/std there)
+    products = np.zeros(3)
+    offset = config.mean / config.std
     for first in range(0, n, 64):
         samples = np.arange(first, min(n, first + 64))
         if data.several is None:
@@ -540,6 +554,10 @@ def validate(
         holes = (1 - shown) * target
         squared += float((((out - gt) * holes) ** 2).sum())
         count += float(holes.sum())
+        if weigh:
+            correction, error = (out + offset) * holes, (gt + offset) * holes
+            products += [float((correction * error).sum()), float((correction**2).sum()),
+                         float((error**2).sum())]  # fmt: skip
         if config.uncertainty:
             precision = torch.exp(-log_variance(raw[:, 1:2]))
             standardised += float(((out - gt) ** 2 * precision * holes).sum())
@@ -554,6 +572,13 @@ def validate(
         + weights.nll * result.get("val_nll", 0.0)
     )
     result["val_hole_rmse"] = math.sqrt(squared / max(count, 1.0)) * config.std
+    if weigh:
+        both, corrections, errors = products
+        weight = min(max(both / corrections, 0.0), 1.0) if corrections > 0 else 1.0
+        result["val_correction_weight"] = weight
+        if count > 0:  # sum of (w c - e)², expanded
+            left = weight**2 * corrections - 2 * weight * both + errors
+            result["val_hole_rmse"] = math.sqrt(max(left, 0.0) / count) * config.std
     if config.uncertainty and count > 0:
         result["val_sigma_scale"] = math.sqrt(standardised / count)
     return result
