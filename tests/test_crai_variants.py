@@ -53,7 +53,7 @@ def test_several_variables_reproduce_crai(variant):
     if target is not None:  # CRAI's evaluation reads the target, but only as truth
         ds = ds.drop_vars(target)
     with pytest.warns(xcrai.UnreachableWarning):  # a few cells near the poles
-        out = ds.crai.infill(model, padding="zeros", return_output=True)
+        out = ds.crai.infill(model, padding="zeros", return_output=True, unreachable="crai")
     name = target or inputs[0]
     expected = crai_output(variant, name)
     got = out[f"{name}_output"].sel(time=expected.time)
@@ -142,7 +142,8 @@ def test_command_line_reads_inputs_and_target(tmp_path, capsys):
     open_inputs("target-channel-memory").drop_vars("vas").to_netcdf(data)
     out = tmp_path / "vas.nc"
     model = str(EXT / "target-channel-memory" / "model.pth")
-    args = ["infill", str(data), "-m", model, "--time-context", "2,2", "--padding", "zeros"]
+    args = ["infill", str(data), "-m", model, "--time-context", "2,2", "--padding", "zeros",
+            "--unreachable", "crai"]
     assert main([*args, "--inputs", "tas,uas", "--target", "vas", "-o", str(out)]) == 0
     with xr.open_dataset(out) as written:
         expected = crai_output("target-channel-memory", "vas")

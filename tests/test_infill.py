@@ -31,16 +31,16 @@ def _oracle(path, fields: np.ndarray, global_padding: bool) -> np.ndarray:
 def test_minimum_model_reproduces_crai_output(hadcrut, minimum_model):
     with xr.open_dataset(DATA / "minimum-1_infilled.nc") as ref:
         expected = ref.tas.values
-    got = hadcrut.tas.crai.infill(minimum_model, padding="zeros")
+    got = hadcrut.tas.crai.infill(minimum_model, padding="zeros", unreachable="crai")
     assert np.abs(got.values - expected).max() < 1e-5
 
 
 def test_demo_model_global_padding_matches_textbook(hadcrut, demo_model):
-    got = hadcrut.tas.crai.infill(demo_model)  # auto -> global on this grid
+    got = hadcrut.tas.crai.infill(demo_model, unreachable="crai")  # auto -> global here
     assert "padding global" in got.attrs["history"].splitlines()[0]
     want = _oracle(xcrai.data.demo_model(), hadcrut.tas.values, global_padding=True)
     np.testing.assert_allclose(got.values, want, atol=2e-5, rtol=0)
-    zeros = hadcrut.tas.crai.infill(demo_model, padding="zeros")
+    zeros = hadcrut.tas.crai.infill(demo_model, padding="zeros", unreachable="crai")
     assert np.abs(zeros.values - got.values).max() > 0.01
 
 
@@ -54,7 +54,7 @@ def test_demo_model_zero_padding_on_odd_regional_crop(hadcrut, demo_model):
 
 
 def test_time_context_interior_matches_textbook_windows(hadcrut_series, memory_model):
-    got = hadcrut_series.crai.infill(memory_model, padding="zeros")
+    got = hadcrut_series.crai.infill(memory_model, padding="zeros", unreachable="crai")
     values = hadcrut_series.values
     steps = np.arange(3, 11)  # interior: t-3 .. t+1 inside the series
     windows = np.stack([values[t - 3 : t + 2] for t in steps])
@@ -66,7 +66,7 @@ def test_time_context_interior_matches_textbook_windows(hadcrut_series, memory_m
 
 
 def test_time_context_edges_use_clamped_windows(hadcrut_series, memory_model):
-    got = hadcrut_series.crai.infill(memory_model, padding="zeros")
+    got = hadcrut_series.crai.infill(memory_model, padding="zeros", unreachable="crai")
     values = hadcrut_series.values
     window = values[[0, 0, 0, 0, 1]][None]  # t=0: steps -3..1 clamped to 0..1
     out, _ = textbook_unet(
@@ -77,7 +77,7 @@ def test_time_context_edges_use_clamped_windows(hadcrut_series, memory_model):
 
 
 def test_demo_model_on_a_series(hadcrut_series, demo_model):
-    got = hadcrut_series.crai.infill(demo_model)
+    got = hadcrut_series.crai.infill(demo_model, unreachable="crai")
     want = _oracle(xcrai.data.demo_model(), hadcrut_series.values, global_padding=True)
     np.testing.assert_allclose(got.values, want, atol=2e-5, rtol=0)
 
@@ -150,6 +150,7 @@ def test_return_output_dataset(hadcrut, demo_model):
     holes = ~valid
     np.testing.assert_array_equal(ds.tas.values[holes], ds.tas_output.values[holes])
     # a few polar cells of 1877-09 are beyond the demo network's reach: CRAI's 0, flagged
+    # (unreachable="poisson" fills them instead: tests below)
     unreachable = flags == -1
     assert 0 < unreachable.sum() < 50
     assert (ds.tas_output.values[unreachable] == 0).all()
@@ -179,6 +180,61 @@ def test_return_output_is_cf(hadcrut, demo_model):
     assert "units" not in flag
     unnamed = hadcrut.tas.rename(None).crai.infill(demo_model, return_output=True)
     assert set(unnamed.data_vars) == {"infilled", "infilled_output", "infilled_flag"}
+
+
+# -- holes beyond the network's reach -------------------------------------------------------
+
+
+def _neighbour_means(field: np.ndarray) -> np.ndarray:
+    """The mean of each point's four grid neighbours: longitude wraps, a neighbour beyond
+    the poles' rows is left out (Laplace's equation with zero flux there)."""
+    padded = np.pad(field, ((1, 1), (0, 0)), constant_values=np.nan)
+    sums = np.zeros_like(field)
+    counts = np.zeros_like(field)
+    for neighbour in (padded[:-2], padded[2:], np.roll(field, 1, 1), np.roll(field, -1, 1)):
+        sums += np.nan_to_num(neighbour)
+        counts += np.isfinite(neighbour)
+    return sums / counts
+
+
+def test_unreachable_holes_solve_laplace_from_the_values_around_them(hadcrut, demo_model):
+    """Each hole beyond the network's reach is the mean of its four neighbours (observed,
+    infilled or unreachable), which hold it up: the discrete Laplace equation, checked on
+    the result itself; unreachable="crai" leaves CRAI's fill value there instead."""
+    with pytest.warns(xcrai.UnreachableWarning, match="hold a Laplace fill of the values"):
+        ds = hadcrut.tas.crai.infill(demo_model, unreachable="poisson", return_output=True)
+    unreachable = ds.tas_flag.values == -1
+    assert unreachable.any()
+    for t in np.flatnonzero(unreachable.any(axis=(1, 2))):
+        field = ds.tas.values[t].astype(np.float64)
+        np.testing.assert_allclose(
+            field[unreachable[t]], _neighbour_means(field)[unreachable[t]], atol=1e-4
+        )
+    others = ~unreachable
+    with pytest.warns(xcrai.UnreachableWarning, match="hold CRAI's fill value"):
+        crai = hadcrut.tas.crai.infill(demo_model)  # the default
+    np.testing.assert_array_equal(crai.values[others], ds.tas.values[others])
+    np.testing.assert_array_equal(crai.values[unreachable], ds.tas_output.values[unreachable])
+    assert "filled by Laplace's equation" in ds.attrs["history"]
+    assert "Laplace's equation" not in crai.attrs["history"].splitlines()[0]
+    assert "Laplace" in ds.tas_flag.attrs["comment"]
+
+
+def test_unreachable_fill_is_lazy_and_chunking_invariant(hadcrut_series, demo_model):
+    eager = hadcrut_series.crai.infill(demo_model, unreachable="poisson", return_output=True)
+    assert (eager.tas_flag == -1).any()
+    for chunks in ({"time": 1}, {"time": 5, "lat": 36}):
+        lazy = hadcrut_series.chunk(chunks).crai.infill(
+            demo_model, unreachable="poisson", return_output=True
+        )
+        assert isinstance(lazy.tas.data, dask.array.Array)
+        assert lazy.tas.chunks == hadcrut_series.chunk(chunks).chunks
+        np.testing.assert_array_equal(lazy.tas.values, eager.tas.values)
+
+
+def test_unreachable_option_is_checked(hadcrut, demo_model):
+    with pytest.raises(ValueError, match=r"unreachable: expected one of \('crai', 'poisson'\)"):
+        hadcrut.tas.crai.infill(demo_model, unreachable="nearest")
 
 
 def test_dataset_flags_are_cf_linked(hadcrut, demo_model):

@@ -43,6 +43,7 @@ class CraiDataArrayAccessor:
         padding: str | None = None,
         time_context: tuple[int, int] | None = None,
         bounds: tuple[float | None, float | None] | None = None,
+        unreachable: str = "crai",
         sigma: bool = False,
         members: str = "keep",
         return_output: bool = False,
@@ -105,6 +106,14 @@ class CraiDataArrayAccessor:
             them), ``(None, None)`` removes them. As CRAI's ``--min-bounds`` and
             ``--max-bounds``: a sigmoid maps the network's output into a closed
             interval, an exponential onto a half-line. ``history`` names them.
+        unreachable : {"crai", "poisson"}
+            What holes beyond the network's reach hold (no window of the network saw
+            a valid point near them; flagged -1). "crai": CRAI's fill value, the
+            training mean, as CRAI leaves them (on fitbench it beats the Laplace fill
+            there: benchmarks/README.md). "poisson": Laplace's equation solved from the
+            values around them, the network's infill included (as
+            :func:`xcrai.baselines.poisson_fill`; the bounds, if any, kept); ``history``
+            says so. The raw network output keeps the fill value either way.
         sigma : bool
             Return a Dataset with ``<name>_sigma`` too: the standard deviation of
             each infilled value that a model trained with ``fit(...,
@@ -114,7 +123,7 @@ class CraiDataArrayAccessor:
             model that has it. With ``members="mean"``, the σ of an ensemble's
             mean: ``sqrt(mean(σ_i²) + var(x_i))`` over its members (their spread, and
             their own σ when they have one; NaN at holes beyond the network's reach
-            when they have none, as they all hold the fill value there).
+            when they have none, as no member infills those).
         members : {"keep", "mean"}
             For an ensemble (or a list of models): keep the members along a
             ``member`` dimension, or return their mean (observed points unchanged;
@@ -451,6 +460,7 @@ class CraiDatasetAccessor:
         padding: str | None = None,
         time_context: tuple[int, int] | None = None,
         bounds: tuple[float | None, float | None] | None = None,
+        unreachable: str = "crai",
         sigma: bool = False,
         members: str = "keep",
         return_output: bool = False,
@@ -484,7 +494,9 @@ class CraiDatasetAccessor:
             Add ``<name>_output`` (the raw network output) and ``<name>_flag`` (CF flags:
             1 observed, 0 infilled, -1 hole beyond the network's reach, named in the
             variable's ``ancillary_variables``) beside each infilled variable.
-        steady_mask, padding, time_context, bounds, sigma, members, device, batch_size
+        steady_mask, padding, time_context, bounds, unreachable, sigma, members
+            As for :meth:`CraiDataArrayAccessor.infill`.
+        device, batch_size
             As for :meth:`CraiDataArrayAccessor.infill`.
         tile_size, precision
             As for :meth:`CraiDataArrayAccessor.infill`.

@@ -472,7 +472,8 @@ def infill_file(
             masks.close()
     averaged = len(model_obj.members if hasattr(model_obj, "members") else loaded)
     _report_unreached({name: tuple(counts["unreached"].get(name, (0, 0))) for name in infilled},
-                      flags, averaged if options.members == "mean" else 1)  # fmt: skip
+                      flags, averaged if options.members == "mean" else 1,
+                      options.unreachable)  # fmt: skip
     return output
 
 
@@ -484,14 +485,16 @@ def model_inputs(model: Any, infilled: list[str]) -> list[str]:
     return list(first.config.inputs or infilled)
 
 
-def _report_unreached(counts: dict, flags: bool, averaged: int = 1) -> None:
+def _report_unreached(
+    counts: dict, flags: bool, averaged: int = 1, unreachable: str = "crai"
+) -> None:
     """One line on stderr for the holes the network did not reach, once the file is
     written (not into the progress bar), pointing at ``--flags`` where it was not given.
     The blocks count them in each member, so for the mean of ``averaged`` members the
     line says so (the written flags mark a point once)."""
     from xcrai.infill import flagged_names, unreached_message
 
-    message = unreached_message(counts)
+    message = unreached_message(counts, unreachable)
     if message and averaged > 1:
         message += f" (counted in each of the {averaged} members averaged)"
     if message:

@@ -25,6 +25,7 @@ from xcrai.encoding import float_encoding
 from xcrai.engine import predict, resolve_device
 from xcrai.firstguess import FirstGuess
 from xcrai.grid import Grid, Orientation, aligned, find_grid, orientation, resolve_padding
+from xcrai.laplace import fill_where
 from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble, check_padding, check_time_context
 from xcrai.numerics import choose_threads
@@ -33,6 +34,8 @@ from xcrai.steady import check_steady_mask
 
 logger = logging.getLogger("xcrai")
 
+#: said in ``history`` by ``unreachable="poisson"``
+UNREACHABLE_POISSON_NOTE = "holes beyond the network's reach filled by Laplace's equation"
 #: values of the ``<var>_flag`` variable that ``return_output=True`` and ``flags=True`` add
 FLAG_OBSERVED, FLAG_INFILLED, FLAG_UNREACHABLE = 1, 0, -1
 FLAG_ATTRS = {
@@ -40,7 +43,9 @@ FLAG_ATTRS = {
     "flag_values": np.array([FLAG_UNREACHABLE, FLAG_INFILLED, FLAG_OBSERVED], dtype=np.int8),
     "flag_meanings": "unreachable_hole infilled observed",
     "comment": "unreachable_hole: no window of the network saw valid data; the value there is "
-    "CRAI's fill value (0 before denormalisation), or NaN for a field without any valid point",
+    "CRAI's fill value (0 before denormalisation), or the solution of Laplace's equation from "
+    f"the values around it where history says {UNREACHABLE_POISSON_NOTE!r}; NaN for a field "
+    "without any valid point",
 }
 #: the flag of points that are never valid (the model's or the call's steady mask), left NaN
 FLAG_STEADY = -2
@@ -66,7 +71,8 @@ INPUTS_DIM = "__xcrai_input__"
 
 
 class UnreachableWarning(UserWarning):
-    """Holes that no window of the network reached; they hold CRAI's fill value."""
+    """Holes that no window of the network reached: they hold CRAI's fill value (or a Laplace
+    fill of the values around them, ``unreachable="poisson"``), not the network's infill."""
 
 
 @dataclass(frozen=True)
@@ -582,15 +588,19 @@ def count_unreached(flag: xr.DataArray, spatial: tuple[Hashable, Hashable]) -> t
     return per_field.where(~empty, 0).sum().data, empty.sum().data
 
 
-def unreached_message(counts: dict[Hashable, tuple[int, int]]) -> str | None:
-    """What :func:`count_unreached` found, one clause per variable; None when nothing."""
+def unreached_message(
+    counts: dict[Hashable, tuple[int, int]], unreachable: str = "crai"
+) -> str | None:
+    """What :func:`count_unreached` found, one clause per variable; None when nothing.
+    ``unreachable``: what those holes hold (:class:`~xcrai.options.InfillOptions`)."""
+    held = {"poisson": "a Laplace fill of the values around them", "crai": "CRAI's fill value"}
     parts = []
     for name, (holes, empty) in counts.items():
         said = []
         if holes:
             said.append(
                 f"{int(holes)} hole point(s) are beyond the network's reach (no window saw "
-                "valid data) and hold CRAI's fill value"
+                f"valid data) and hold {held[unreachable]}"
             )
         if empty:
             said.append(f"{int(empty)} field(s) have no valid point at all and stay NaN")
@@ -604,7 +614,9 @@ def flagged_names(counts: dict[Hashable, tuple[int, int]]) -> str:
     return ", ".join(repr(flag_name(name)) for name, found in counts.items() if any(found))
 
 
-def _warn_unreached(results: dict[Hashable, Infilled], hint: str) -> None:
+def _warn_unreached(
+    results: dict[Hashable, Infilled], hint: str, unreachable: str = "crai"
+) -> None:
     """One UnreachableWarning for the whole call, at the user's line; for lazy results
     (the counts are unknown until computed) a log record instead."""
     lazy = [name for name, r in results.items() if isinstance(r.flag.data, dsa.Array)]
@@ -619,7 +631,7 @@ def _warn_unreached(results: dict[Hashable, Infilled], hint: str) -> None:
         if name not in lazy:
             holes, empty = count_unreached(result.flag, result.spatial)
             counts[name] = (int(holes), int(empty))
-    message = unreached_message(counts)
+    message = unreached_message(counts, unreachable)
     if message:
         warnings.warn(
             f"{message}; {hint.format(flags=flagged_names(counts))}",
@@ -674,7 +686,7 @@ def infill_dataarray(
         "they are flagged -1 in {flags}" if options.return_output
         else "return_output=True flags them -1 in {flags}"
     )  # fmt: skip
-    _warn_unreached({name: result}, hint)
+    _warn_unreached({name: result}, hint, options.unreachable)
     if not options.return_output and not sigma:
         return result.data.assign_attrs(add_history(result.data.attrs, result.line))
     attrs = dict(result.data.attrs)
@@ -837,10 +849,12 @@ def _infill(
     infilled = da.where(seen, output)
     if steady is not None:  # never valid: NaN, whatever the input held there
         infilled = infilled.where(~steady).transpose(*da.dims)
+    holes = ~valid if steady is None else (~valid & ~steady).transpose(*da.dims)
+    if options.unreachable == "poisson":
+        infilled = fill_unreached(infilled, holes & ~reach, plan)
     infilled.attrs = attrs
     infilled.encoding, stored_as = float_encoding(da.encoding, da.name)
     infilled.name = da.name
-    holes = ~valid if steady is None else (~valid & ~steady).transpose(*da.dims)
     lazy = isinstance(holes.data, dsa.Array)
     fraction = None if lazy else float(holes.values.mean())
     line = history_line(plan.model, plan.model.config.padding, fraction, da.name)
@@ -848,6 +862,8 @@ def _infill(
         line += f", {bounds_note(plan.model.config.bounds)}"
     if plan.model.config.first_guess is not None:
         line += f", correcting a first guess ({plan.model.config.first_guess.describe()})"
+    if options.unreachable == "poisson":
+        line += f", {UNREACHABLE_POISSON_NOTE}"
     line = line if stored_as is None else f"{line}, {stored_as}"
     flag = xr.where(valid, FLAG_OBSERVED, xr.where(reach, FLAG_INFILLED, FLAG_UNREACHABLE))
     if steady is not None:
@@ -871,6 +887,26 @@ def _infill(
     return Infilled(
         infilled, output, flag, line, spatial, steady is not None, sigma, holes, blanked
     )
+
+
+def fill_unreached(infilled: xr.DataArray, unreached: xr.DataArray, plan: Plan) -> xr.DataArray:
+    """``infilled`` with the ``unreached`` holes (beyond the network's reach) filled by
+    Laplace's equation from the values around them, observed and infilled
+    (:func:`xcrai.laplace.fill_where`): field by field, so lazy input stays lazy and
+    the numbers do not depend on its chunks."""
+    spatial = [plan.grid.lat, plan.grid.lon]
+    source, where = infilled, unreached.transpose(*infilled.dims)
+    if isinstance(infilled.data, dsa.Array):  # each block must hold whole fields
+        source = infilled.chunk(dict.fromkeys(spatial, -1))
+        where = where.chunk(source.chunksizes)
+    filled = xr.apply_ufunc(
+        fill_where, source, where, kwargs={"periodic": plan.grid.periodic},
+        input_core_dims=[spatial, spatial], output_core_dims=[spatial],
+        dask="parallelized", output_dtypes=[infilled.dtype], keep_attrs=True,
+    ).transpose(*infilled.dims)  # fmt: skip
+    if isinstance(infilled.data, dsa.Array):  # back to the input's chunks
+        filled = filled.chunk(infilled.chunksizes)
+    return filled
 
 
 #: the dimension of an ensemble's members, with the auxiliary coordinate ``member_label``
@@ -944,8 +980,9 @@ def _mean_of_members(
     (for members with a σ channel) their own: ``sqrt(mean(σ_i²) + var(x_i))``. Observed
     points keep their values bitwise; the flag is the lowest of the members' (an
     unreachable hole in any member is flagged -1). Members without a σ channel give no σ
-    (NaN) at unreachable holes, where they all hold the fill value and agree; σ channels
-    learn the error of that value."""
+    (NaN) at unreachable holes, where none holds an infill of its own (CRAI's fill value,
+    on which they agree, or a Laplace fill of the infill around it), so their spread
+    measures nothing there; σ channels learn the error of what the network gives there."""
     first = results[0]
     flag = xr.concat([r.flag for r in results], dim=MEMBER_DIM).min(MEMBER_DIM)
     observed = flag == FLAG_OBSERVED
@@ -955,7 +992,7 @@ def _mean_of_members(
         variance = variance + (sigma**2).mean(MEMBER_DIM)
     spread = np.sqrt(variance).astype(first.data.dtype).where(~observed, 0)
     spread = spread.where(data.notnull().all(MEMBER_DIM))  # NaN where the values are
-    if sigma is None:  # beyond the reach, members agree on the fill value: no σ there
+    if sigma is None:  # beyond the reach, no member infilled: no σ there
         spread = spread.where(flag != FLAG_UNREACHABLE)
     spread.attrs = {
         "long_name": "standard deviation of the infilled value (the members' spread and "
@@ -1148,7 +1185,7 @@ def infill_dataset(
         if flagged
         else "return_output=True flags them -1 in {flags}"
     )
-    _warn_unreached(results, hint)
+    _warn_unreached(results, hint, _check_options(options).unreachable)
     return out
 
 

@@ -67,6 +67,8 @@ def parse_time_context(text: str) -> tuple[int, int]:
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: what infill does with an ensemble's members
 MEMBERS_CHOICES: tuple[str, ...] = ("keep", "mean")
+#: what infill puts at holes beyond the network's reach (see InfillOptions.unreachable)
+UNREACHABLE_CHOICES: tuple[str, ...] = ("crai", "poisson")
 
 
 def parse_bounds(text: str) -> tuple[float | None, float | None]:
@@ -244,6 +246,15 @@ class InfillOptions:
             default_text="the model's",
         ),
     )
+    unreachable: str = field(
+        default="crai",
+        metadata=meta(
+            "holes beyond the network's reach (flagged -1): crai leaves CRAI's fill value (the "
+            "training mean) there; poisson fills them by Laplace's equation from the values "
+            "around them",
+            choices=UNREACHABLE_CHOICES,
+        ),
+    )
     sigma: bool = field(
         default=False,
         metadata=meta(
@@ -335,6 +346,10 @@ class InfillOptions:
             _set(self, "bounds", check_bounds(self.bounds) or (None, None))
         if self.members not in MEMBERS_CHOICES:
             raise ValueError(f"members: expected one of {MEMBERS_CHOICES}, got {self.members!r}")
+        if self.unreachable not in UNREACHABLE_CHOICES:
+            raise ValueError(
+                f"unreachable: expected one of {UNREACHABLE_CHOICES}, got {self.unreachable!r}"
+            )
         for name in ("return_output", "sigma", "compile", "progress"):
             _check_bool(getattr(self, name), name)
         _check_device(self.device)

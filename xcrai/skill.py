@@ -24,6 +24,7 @@ import dask.array as dsa
 import numpy as np
 
 from xcrai.callsite import user_stacklevel
+from xcrai.laplace import fill_field
 
 logger = logging.getLogger("xcrai")
 
@@ -79,8 +80,6 @@ def validation_table(
 def classical_table(holdout: Holdout, units: str | None) -> dict[str, Any] | None:
     """:func:`validation_table` without the model: the classical fills' hole RMSEs on the
     validation fields (``fit(first_guess="auto")`` chooses by them before training)."""
-    from xcrai.baselines import fill_field  # here: model cards import this module
-
     start = time.perf_counter()
     val = np.asarray(holdout.val, np.float64)
     height, width = val.shape[-2:]
