@@ -33,8 +33,7 @@ import xarray as xr
 
 from xcrai import __version__
 from xcrai.grid import find_grid
-from xcrai.infill import add_history, keep_attrs
-from xcrai.laplace import fill_fields
+from xcrai.infill import add_history, keep_attrs, laplace_fill
 
 
 def poisson_fill(da: xr.DataArray) -> xr.DataArray:
@@ -89,15 +88,7 @@ def poisson_fill(da: xr.DataArray) -> xr.DataArray:
             "convert first, e.g. da.astype('float32')"
         )
     grid = find_grid(da, "da")
-    spatial = (grid.lat, grid.lon)
-    source = da
-    if isinstance(da.data, dsa.Array):  # every block must hold whole fields
-        source = da.chunk(dict.fromkeys(spatial, -1))
-    filled = xr.apply_ufunc(
-        fill_fields, source, kwargs={"periodic": grid.periodic},
-        input_core_dims=[list(spatial)], output_core_dims=[list(spatial)],
-        dask="parallelized", output_dtypes=[da.dtype], keep_attrs=keep_attrs(),
-    ).transpose(*da.dims)  # fmt: skip
+    filled = laplace_fill(da, ~np.isfinite(da), grid, keep_attrs=keep_attrs())
     if not keep_attrs():
         return filled
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

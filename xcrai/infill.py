@@ -889,21 +889,30 @@ def _infill(
     )
 
 
+def laplace_fill(
+    da: xr.DataArray, where: xr.DataArray, grid: Grid, keep_attrs: bool = True
+) -> xr.DataArray:
+    """``da`` with the points ``where`` is True filled by Laplace's equation from the other
+    finite points of their field (:func:`xcrai.laplace.fill_where`), field by field: lazy
+    input stays lazy (in blocks of whole fields) and the numbers do not depend on its
+    chunks."""
+    spatial = [grid.lat, grid.lon]
+    source, where = da, where.transpose(*da.dims)
+    if isinstance(da.data, dsa.Array):  # each block must hold whole fields
+        source = da.chunk(dict.fromkeys(spatial, -1))
+        where = where.chunk(source.chunksizes)
+    return xr.apply_ufunc(
+        fill_where, source, where, kwargs={"periodic": grid.periodic},
+        input_core_dims=[spatial, spatial], output_core_dims=[spatial],
+        dask="parallelized", output_dtypes=[da.dtype], keep_attrs=keep_attrs,
+    ).transpose(*da.dims)  # fmt: skip
+
+
 def fill_unreached(infilled: xr.DataArray, unreached: xr.DataArray, plan: Plan) -> xr.DataArray:
     """``infilled`` with the ``unreached`` holes (beyond the network's reach) filled by
-    Laplace's equation from the values around them, observed and infilled
-    (:func:`xcrai.laplace.fill_where`): field by field, so lazy input stays lazy and
-    the numbers do not depend on its chunks."""
-    spatial = [plan.grid.lat, plan.grid.lon]
-    source, where = infilled, unreached.transpose(*infilled.dims)
-    if isinstance(infilled.data, dsa.Array):  # each block must hold whole fields
-        source = infilled.chunk(dict.fromkeys(spatial, -1))
-        where = where.chunk(source.chunksizes)
-    filled = xr.apply_ufunc(
-        fill_where, source, where, kwargs={"periodic": plan.grid.periodic},
-        input_core_dims=[spatial, spatial], output_core_dims=[spatial],
-        dask="parallelized", output_dtypes=[infilled.dtype], keep_attrs=True,
-    ).transpose(*infilled.dims)  # fmt: skip
+    Laplace's equation from the values around them, observed and infilled, in the
+    input's chunks."""
+    filled = laplace_fill(infilled, unreached, plan.grid)
     if isinstance(infilled.data, dsa.Array):  # back to the input's chunks
         filled = filled.chunk(infilled.chunksizes)
     return filled

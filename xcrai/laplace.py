@@ -13,15 +13,6 @@ import numpy as np
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
-def fill_fields(values: np.ndarray, periodic: bool) -> np.ndarray:
-    """Fill every field of ``values`` (shaped (..., lat, lon)) on its own."""
-    fields = values.reshape(-1, *values.shape[-2:])
-    out = np.empty_like(fields)
-    for index, field in enumerate(fields):
-        out[index] = fill_field(field, periodic)
-    return out.reshape(values.shape)
-
-
 def fill_field(field: np.ndarray, periodic: bool) -> np.ndarray:
     """One (lat, lon) field with its non-finite points filled by Laplace's equation.
 
