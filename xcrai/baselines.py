@@ -88,7 +88,8 @@ def poisson_fill(da: xr.DataArray) -> xr.DataArray:
             "convert first, e.g. da.astype('float32')"
         )
     grid = find_grid(da, "da")
-    filled = laplace_fill(da, ~np.isfinite(da), grid, keep_attrs=keep_attrs())
+    holes = ~xr.apply_ufunc(np.isfinite, da, dask="allowed")
+    filled = laplace_fill(da, holes, grid, keep_attrs=keep_attrs())
     if not keep_attrs():
         return filled
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
