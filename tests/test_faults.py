@@ -337,6 +337,15 @@ def test_fit_output_onto_the_runs_checkpoints_fails_before_training(
 # --- 7. signals and temporary files --------------------------------------------------------
 
 
+def _size(path: Path) -> int:
+    """The size of ``path``, 0 once it is gone (a temporary file renamed between the glob
+    that found it and this stat)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _start_and_signal(long_input: Path, out: Path, signum: int) -> subprocess.Popen:
     """Start ``xcrai infill``, send ``signum`` once it is writing its temporary file."""
     process = subprocess.Popen(
@@ -344,7 +353,7 @@ def _start_and_signal(long_input: Path, out: Path, signum: int) -> subprocess.Po
         stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while not [p for p in out.parent.glob(f".{out.name}.*.tmp") if p.stat().st_size > 0]:
+    while not [p for p in out.parent.glob(f".{out.name}.*.tmp") if _size(p) > 0]:
         assert process.poll() is None, process.stderr.read()
         assert time.monotonic() < deadline
         time.sleep(0.01)
