@@ -13,7 +13,7 @@ import xarray as xr
 from conftest import DATA
 
 import xcrai
-from xcrai.checkpoint import infer_architecture
+from xcrai.nn.unet import infer_architecture
 
 
 def _sha(path) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -21,7 +20,7 @@ from xcrai import __version__
 from xcrai.callsite import user_stacklevel
 from xcrai.files import atomic_path, check_writable, first_line, write_error
 from xcrai.model import CraiModel, Ensemble, ModelConfig, check_padding, check_time_context
-from xcrai.nn import CraiNetConfig, LayerConfig, UNetConfig
+from xcrai.nn import architecture_from_crai, network
 from xcrai.schema import check_config, check_ensemble, check_format
 from xcrai.zoo import REGISTRY
 
@@ -30,7 +29,6 @@ FORMAT_VERSION = 1
 #: the key of an xcrai file that holds an ensemble (``{"labels": [...], "members": [...]}``)
 ENSEMBLE_KEY = "ensemble"
 
-_LAYER_KEY = re.compile(r"^(encoder|decoder)\.(\d+)\.partial_conv\.(.+)$")
 _NUMPY_SAFE: list[Any] = [np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64))]
 try:  # numpy >= 2 keeps the scalar reconstructor in numpy._core
     from numpy._core.multiarray import scalar as _np_scalar
@@ -277,8 +275,7 @@ def _from_native(checkpoint: dict[str, Any], path: Path, sha: str, member: str =
             f"model: {what} has a configuration xcrai cannot read "
             f"({type(error).__name__}: {error}); the file is incomplete or corrupt"
         ) from None
-    if isinstance(config.architecture, UNetConfig):
-        check_channels(config.architecture)
+    network(config.architecture).check(config.architecture)
     warn_non_finite(checkpoint["state_dict"], path)
     return _built(config, checkpoint["state_dict"], path, sha)
 
@@ -330,87 +327,6 @@ def _crai_state_dict(checkpoint: Any, path: Path, label: str | None) -> tuple[di
     return state, {"label": chosen, "n_iter": entry.get("n_iter")}
 
 
-def infer_architecture(state: dict[str, torch.Tensor], path: Path | None = None) -> UNetConfig:
-    """Build the U-Net configuration from CRAI state-dict keys and shapes (``path``: the
-    file they came from, for errors)."""
-    layers: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
-    unknown = []
-    for key, tensor in state.items():
-        match = _LAYER_KEY.match(key)
-        if match is None:
-            unknown.append(key)
-            continue
-        layers.setdefault((match[1], int(match[2])), {})[match[3]] = tensor
-    if unknown:
-        source = "the checkpoint" if path is None else repr(str(path))
-        raise ValueError(
-            f"model: {source} holds weights of a network xcrai does not support: keys "
-            f"{unknown[:4]} are neither CRAI's partial-convolution U-Net layers "
-            "(encoder.N.partial_conv.*, decoder.N.partial_conv.*) nor its recurrent or "
-            "attention modules; xcrai reads CRAI's checkpoints and its own model files"
-        )
-
-    def build(part: str) -> tuple[LayerConfig, ...]:
-        n = 1 + max((i for p, i in layers if p == part), default=-1)
-        out = []
-        for i in range(n):
-            params = layers.get((part, i), {})
-            weight = params.get("input_conv.weight")
-            if weight is None or weight.ndim != 4:
-                raise ValueError(f"model: {part} layer {i} has no convolution weight")
-            cout, cin, kh, kw = weight.shape
-            if kh != kw or kh % 2 == 0:
-                raise ValueError(
-                    f"model: {part} layer {i} has a {kh}x{kw} kernel (need odd square)"
-                )
-            out.append(
-                LayerConfig(
-                    int(cin),
-                    int(cout),
-                    int(kh),
-                    batch_norm="bn.weight" in params,
-                    bias="input_conv.bias" in params,
-                )
-            )
-        return tuple(out)
-
-    config = UNetConfig(build("encoder"), build("decoder"), normalization="crai")
-    check_channels(config)
-    return config
-
-
-def check_channels(config: UNetConfig) -> None:
-    """A ValueError naming the first layer whose input channels do not match what feeds it.
-
-    Encoder layer i takes encoder layer i - 1's output; decoder layer j takes the output
-    of the layer below (the last encoder layer, or decoder layer j - 1) and the skip
-    connection (encoder layer depth - 2 - j's output, or the network input for the last).
-
-    Examples
-    --------
-    >>> check_channels(UNetConfig.from_n_filters(18, 3))
-    """
-    encoder, decoder = config.encoder, config.decoder
-    for i in range(1, len(encoder)):
-        if encoder[i].in_channels != encoder[i - 1].out_channels:
-            raise ValueError(
-                f"model: encoder layer {i} takes {encoder[i].in_channels} input channels, "
-                f"but encoder layer {i - 1} gives {encoder[i - 1].out_channels}; the checkpoint "
-                "is inconsistent (corrupt, or not a partial-convolution U-Net)"
-            )
-    skips = [layer.out_channels for layer in encoder[-2::-1]] + [config.in_channels]
-    below = encoder[-1].out_channels
-    for j, (layer, skip) in enumerate(zip(decoder, skips, strict=True)):
-        if layer.in_channels != below + skip:
-            raise ValueError(
-                f"model: decoder layer {j} takes {layer.in_channels} input channels, but the "
-                f"layer below gives {below} and the skip connection {skip} ({below + skip} in "
-                "all); the checkpoint is inconsistent (corrupt, or not a partial-convolution "
-                "U-Net)"
-            )
-        below = layer.out_channels
-
-
 def warn_non_finite(state: dict[str, Any], path: Path) -> None:
     """A UserWarning naming the tensors of ``state`` that hold NaN or infinity."""
     bad = [
@@ -428,29 +344,6 @@ def warn_non_finite(state: dict[str, Any], path: Path) -> None:
             UserWarning,
             stacklevel=user_stacklevel(),
         )
-
-
-_CRAINET_KEY = re.compile(r"^(attention_module\.|(encoder|decoder)\.\d+\.recurrent_conv\.)")
-
-
-def _crainet(
-    state: dict[str, torch.Tensor], n_inputs: int, time_context: tuple[int, int] | None
-) -> CraiNetConfig:
-    """The architecture of a CRAI checkpoint with recurrent memory or attention."""
-    recurrent = any(".recurrent_conv." in key for key in state)
-    if time_context is None:
-        first = state.get("encoder.0.partial_conv.input_conv.weight")
-        if recurrent or first is None or first.shape[1] != 1:
-            raise ValueError(
-                "time_context: this CRAI checkpoint "
-                + ("has recurrent memory (CRAI's --lstm-steps or --gru-steps)" if recurrent
-                   else "reads a window of time steps (CRAI's --channel-steps)")
-                + ", whose past and future steps it does not record; pass "
-                "time_context=(P, F) as CRAI's options said, e.g. (3, 1)"
-            )  # fmt: skip
-        time_context = (0, 0)
-    check_time_context(time_context)
-    return CraiNetConfig.from_state_dict(state, variables=n_inputs, steps=time_context)
 
 
 def _crai_variables(inputs: Any, target: Any) -> tuple[tuple[str, ...], str | None] | None:
@@ -486,11 +379,9 @@ def _from_crai(
     state, entry = _crai_state_dict(checkpoint, path, label)
     inputs, target = variables if variables is not None else (None, None)
     n_inputs = 1 if inputs is None else len(inputs)
-    architecture: UNetConfig | CraiNetConfig
-    if any(_CRAINET_KEY.match(key) for key in state):
-        architecture = _crainet(state, n_inputs, time_context)
-    else:
-        architecture = infer_architecture(state, path)
+    if time_context is not None:
+        check_time_context(time_context)
+    architecture = architecture_from_crai(state, n_inputs, time_context, str(path))
     if architecture.in_channels % n_inputs:
         raise ValueError(
             f"inputs: the model takes {architecture.in_channels} input channel(s), which "
@@ -636,9 +527,7 @@ def write_torch(
 
 
 __all__ = [
-    "check_channels",
     "check_time_context",
-    "infer_architecture",
     "load_model",
     "save_model",
 ]

@@ -17,14 +17,15 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from xcrai.bounds import Bounds, constrain, normalised
 from xcrai.model import CraiModel
-from xcrai.nn import CraiNetConfig, UNetConfig
+from xcrai.nn import bytes_per_field as network_bytes
+from xcrai.nn import network
 from xcrai.nn.pconv import PADDINGS
 from xcrai.numerics import PRECISIONS, Numerics, cpu_threads, scoped
 from xcrai.tiles import Tile, receptive_halo, tiles
@@ -72,19 +73,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def bytes_per_field(model: CraiModel, shape: tuple[int, int]) -> int:
     """Rough activation memory of one field through the network, in bytes."""
-    arch = model.config.architecture
-    h, w = shape
-    total = 2 * arch.in_channels * h * w
-    size = [(h, w)]
-    for layer in arch.encoder:
-        hh, ww = size[-1]
-        size.append(((hh + 1) // 2, (ww + 1) // 2))
-        total += 3 * layer.out_channels * size[-1][0] * size[-1][1]
-    for layer, (hh, ww) in zip(arch.decoder, reversed(size[:-1]), strict=True):
-        total += 3 * (layer.in_channels + layer.out_channels) * hh * ww
-    if isinstance(arch, CraiNetConfig):  # a sequence of steps, memory and attention on top
-        total *= 3 * (arch.n_steps if arch.sequence else 1)
-    return 4 * total
+    return network_bytes(model.config.architecture, shape)
 
 
 def auto_batch_size(model: CraiModel, shape: tuple[int, int], device: torch.device) -> int:
@@ -103,7 +92,7 @@ def choose_tile(
     model: CraiModel, shape: tuple[int, int], device: torch.device, tile_size: int | None
 ) -> tuple[int, int] | None:
     """Core size of spatial tiles, or None when whole fields fit the memory budget."""
-    if isinstance(model.config.architecture, CraiNetConfig):
+    if not network(model.config.architecture).tiles:
         if tile_size is not None:
             raise ValueError(
                 f"tile_size: {model.name} is one of CRAI's recurrent or attention networks, "
@@ -210,7 +199,7 @@ def predict(
     # CRAI's recurrent and attention networks run one field at a time: their convolutions'
     # and activations' rounding changes with the batch's size (the U-Net's does not), and a
     # field must not depend on which others share its batch or dask block
-    per_field = isinstance(model.config.architecture, CraiNetConfig)
+    per_field = network(model.config.architecture).per_field
     fixed_shapes = (compile or dev.type == "cuda") and not per_field
     steps = window_indices(length, past, future, start, stop)  # (Tc, C)
     series_all = np.repeat(np.arange(n_series), stop - start)
@@ -222,8 +211,8 @@ def predict(
     if tile is None:
         size = batch_size or auto_batch_size(model, (height, width), dev)
     else:
-        arch = cast(UNetConfig, model.config.architecture)  # choose_tile: only U-Nets tile
-        regions = list(tiles((height, width), tile, arch, padding))
+        # choose_tile: only networks that tile get here
+        regions = list(tiles((height, width), tile, model.config.architecture, padding))
         largest = max(regions, key=lambda r: r.rows.size * r.cols.size)
         size = batch_size or auto_batch_size(model, (largest.rows.size, largest.cols.size), dev)
     layout = (

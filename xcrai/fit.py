@@ -29,7 +29,7 @@ from xcrai.firstguess import FirstGuess, build, residual_statistics
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble, ModelConfig
-from xcrai.nn import PartialConvUNet, UNetConfig
+from xcrai.nn import Architecture, PartialConvUNet, UNetConfig, build_network, is_architecture
 from xcrai.numerics import Numerics, choose_threads, cpu_threads, scoped
 from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
 from xcrai.skill import PROVENANCE_KEY, Holdout, classical_table, report, validation_table
@@ -232,10 +232,10 @@ def _digest(array: Any) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def _architecture(architecture: Any, in_channels: int, out_channels: int = 1) -> UNetConfig:
+def _architecture(architecture: Any, in_channels: int, out_channels: int = 1) -> Architecture:
     """The network's configuration from ``architecture`` (checked by :class:`FitOptions`);
     ``out_channels`` 2 adds the log-variance channel of ``uncertainty``."""
-    if isinstance(architecture, UNetConfig):
+    if is_architecture(architecture):
         return architecture
     chosen = {**DEFAULT_ARCHITECTURE, **(architecture or {})}
     return UNetConfig.from_n_filters(in_channels=in_channels, out_channels=out_channels, **chosen)
@@ -292,7 +292,7 @@ class _Setup:
     weights: LossWeights
     time_context: tuple[int, int]
     padding: str
-    arch: UNetConfig
+    arch: Architecture
     world: Any
     dev: torch.device
 
@@ -307,7 +307,7 @@ def _setup(o: FitOptions, grid: Any, n_inputs: int) -> _Setup:
         VGG16Features.from_file(str(o.vgg_weights))  # fail before any training, clearly
     padding = resolve_padding(o.padding, grid)
     in_channels = n_inputs * (sum(time_context) + 1)
-    if isinstance(o.architecture, UNetConfig) and o.architecture.in_channels != in_channels:
+    if is_architecture(o.architecture) and o.architecture.in_channels != in_channels:
         raise ValueError(
             f"architecture: expected {in_channels} input channels ({n_inputs} variable(s) "
             f"times a window of {sum(time_context) + 1} step(s)), got "
@@ -432,7 +432,7 @@ def _train(
     threads = choose_threads(threads)
     with torch.random.fork_rng(devices=[]):  # the user's random state stays as it was
         torch.default_generator.manual_seed(o.seed)
-        net: torch.nn.Module = PartialConvUNet(setup.arch)
+        net = build_network(setup.arch)
         initialize(net, o.init)
     if setup.world is not None:
         from xcrai.train.distributed import globalize_batch_norm

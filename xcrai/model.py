@@ -18,27 +18,9 @@ import torch
 from xcrai.bounds import check_bounds
 from xcrai.bounds import describe as describe_bounds
 from xcrai.firstguess import FirstGuess
-from xcrai.nn import CraiNet, CraiNetConfig, PartialConvUNet, UNetConfig
+from xcrai.nn import Architecture, architecture_from_dict, build_network, network
 from xcrai.skill import PROVENANCE_KEY, summary
 from xcrai.skill import describe as describe_skill
-
-#: a network's architecture: the U-Net, or CRAI's recurrent and attention networks
-Architecture = UNetConfig | CraiNetConfig
-
-
-def architecture_from_dict(d: dict[str, Any]) -> Architecture:
-    """The architecture that ``to_dict`` wrote (``"kind": "crainet"`` for a CraiNet)."""
-    if d.get("kind") == "crainet":
-        return CraiNetConfig.from_dict(d)
-    return UNetConfig.from_dict(d)
-
-
-def build_network(architecture: Architecture) -> torch.nn.Module:
-    """The network of ``architecture``, freshly initialised."""
-    if isinstance(architecture, CraiNetConfig):
-        return CraiNet(architecture)
-    return PartialConvUNet(architecture)
-
 
 PADDING_CHOICES: tuple[str, ...] = ("zeros", "global", "auto")
 
@@ -97,9 +79,10 @@ class ModelConfig:
 
     Attributes
     ----------
-    architecture : UNetConfig or CraiNetConfig
-        The U-Net, or (read from CRAI checkpoints) CRAI's networks with recurrent memory
-        (ConvLSTM, TrajGRU) or attention.
+    architecture : Architecture
+        The network's configuration: one of the kinds in :data:`xcrai.nn.NETWORKS` (the
+        U-Net, or, read from CRAI checkpoints, CRAI's networks with recurrent memory
+        (ConvLSTM, TrajGRU) or attention).
     padding : {"zeros", "global", "auto"}
         "auto": global where the data's longitude covers 360 degrees uniformly.
     time_context : (int, int) or None
@@ -522,8 +505,9 @@ class CraiModel:
         standing = [] if self.standing is None else [
             ("validation skill", f"{summary(self.standing)} ({describe_skill(self.standing)})")
         ]  # fmt: skip
+        extras = network(arch).extras(arch)
         return [
-            ("architecture", f"partial-convolution U-Net{_extras(arch)}, encoder channels "
+            ("architecture", f"partial-convolution U-Net{extras}, encoder channels "
              f"{[layer.out_channels for layer in arch.encoder]}, kernels "
              f"{[layer.kernel_size for layer in arch.encoder]}, {arch.in_channels} input "
              f"channel(s), normalization {arch.normalization}"),
@@ -555,17 +539,6 @@ class CraiModel:
         )
         title = html.escape(f"CraiModel {self.name!r}")
         return f"<table><caption style='text-align:left'><b>{title}</b></caption>{rows}</table>"
-
-
-def _extras(arch: Architecture) -> str:
-    """What a CRAI network adds to the U-Net, for model cards."""
-    if not isinstance(arch, CraiNetConfig):
-        return ""
-    parts = {"lstm": "ConvLSTM memory", "gru": "TrajGRU memory"}
-    extras = [parts[arch.recurrent]] if arch.recurrent else []
-    if arch.attention:
-        extras.append("attention")
-    return f" with {' and '.join(extras)}" if extras else ""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import torch
 from xcrai.bounds import check_bounds
 from xcrai.firstguess import KINDS as FIRST_GUESS_KINDS
 from xcrai.model import PADDING_CHOICES, check_int, check_padding, check_time_context
-from xcrai.nn import UNetConfig
+from xcrai.nn import NETWORKS, UNetConfig, is_architecture, network
 from xcrai.nn.pconv import NORMALIZATIONS
 from xcrai.numerics import PRECISIONS, TRAINING_PRECISIONS, check_precision, check_threads
 from xcrai.train.losses import LossWeights
@@ -686,7 +686,13 @@ def _check_architecture(architecture: Any, in_channels: int, out_channels: int =
     ``uncertainty``)."""
     if architecture is None:
         return
-    if isinstance(architecture, UNetConfig):
+    if is_architecture(architecture):
+        if not network(architecture).trainable:
+            raise ValueError(
+                f"architecture: fit trains {sorted(k for k, n in NETWORKS.items() if n.trainable)} "
+                f"networks, not {network(architecture).kind!r} ones; give a dict of "
+                f"{sorted(DEFAULT_ARCHITECTURE)} or a UNetConfig"
+            )
         if architecture.in_channels % in_channels or architecture.out_channels != out_channels:
             raise ValueError(
                 f"architecture: expected {in_channels} input channel(s) (time context) per "

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xcrai.nn import UNetConfig
+from xcrai.nn import Architecture
 
 
-def alignment(arch: UNetConfig) -> int:
+def alignment(arch: Architecture) -> int:
     """Tile origins must be multiples of this (the encoder's total stride)."""
     return 2**arch.depth
 
 
-def receptive_halo(arch: UNetConfig) -> int:
+def receptive_halo(arch: Architecture) -> int:
     """Halo width (points, a multiple of :func:`alignment`) covering the receptive field."""
     radius = sum((layer.kernel_size // 2) * 2**i for i, layer in enumerate(arch.encoder))
     radius += sum(
@@ -47,7 +47,7 @@ class Tile:
 
 
 def tiles(
-    shape: tuple[int, int], tile: tuple[int, int], arch: UNetConfig, padding: str
+    shape: tuple[int, int], tile: tuple[int, int], arch: Architecture, padding: str
 ) -> Iterator[Tile]:
     """Cover a field of ``shape`` with tiles whose cores are at most ``tile`` points.
 

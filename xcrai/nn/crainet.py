@@ -915,3 +915,32 @@ class CraiNet(nn.Module):
         ``m``; returns the raw output and its mask expanded to the output's channels."""
         out, new = block.partial_conv(h * m, m.sum(dim=1, keepdim=True), padding)
         return out, new.expand(-1, out.shape[1], -1, -1)
+
+
+#: a parameter that only CRAI's recurrent or attention networks have
+_CRAINET_KEY = re.compile(r"^(attention_module\.|(encoder|decoder)\.\d+\.recurrent_conv\.)")
+
+
+def holds_crainet(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a CRAI state dict holds recurrent memory or attention modules."""
+    return any(_CRAINET_KEY.match(key) for key in state)
+
+
+def from_crai(
+    state: dict[str, torch.Tensor], variables: int, steps: tuple[int, int] | None
+) -> CraiNetConfig:
+    """The architecture of a CRAI checkpoint with recurrent memory or attention; ``steps``
+    the user's ``time_context`` (already checked), which CRAI's files do not record."""
+    recurrent = any(".recurrent_conv." in key for key in state)
+    if steps is None:
+        first = state.get("encoder.0.partial_conv.input_conv.weight")
+        if recurrent or first is None or first.shape[1] != 1:
+            raise ValueError(
+                "time_context: this CRAI checkpoint "
+                + ("has recurrent memory (CRAI's --lstm-steps or --gru-steps)" if recurrent
+                   else "reads a window of time steps (CRAI's --channel-steps)")
+                + ", whose past and future steps it does not record; pass "
+                "time_context=(P, F) as CRAI's options said, e.g. (3, 1)"
+            )  # fmt: skip
+        steps = (0, 0)
+    return CraiNetConfig.from_state_dict(state, variables=variables, steps=steps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -21,6 +22,9 @@ from xcrai.nn.pconv import (
     wrap_longitude,
     write_wrapped,
 )
+
+#: a U-Net layer's parameter in a CRAI state dict: part, index, and the rest of the name
+_LAYER_KEY = re.compile(r"^(encoder|decoder)\.(\d+)\.partial_conv\.(.+)$")
 
 
 @dataclass(frozen=True)
@@ -269,3 +273,84 @@ def upsample_concat(small: torch.Tensor, skip: torch.Tensor, width: int = 0) -> 
         out[..., :width] = out[..., cols : cols + width]
         out[..., cols + width :] = out[..., width : 2 * width]
     return out
+
+
+def infer_architecture(state: dict[str, torch.Tensor], source: str | None = None) -> UNetConfig:
+    """Build the U-Net configuration from CRAI state-dict keys and shapes (``source``: the
+    file they came from, for errors)."""
+    layers: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+    unknown = []
+    for key, tensor in state.items():
+        match = _LAYER_KEY.match(key)
+        if match is None:
+            unknown.append(key)
+            continue
+        layers.setdefault((match[1], int(match[2])), {})[match[3]] = tensor
+    if unknown:
+        where = "the checkpoint" if source is None else repr(source)
+        raise ValueError(
+            f"model: {where} holds weights of a network xcrai does not support: keys "
+            f"{unknown[:4]} are neither CRAI's partial-convolution U-Net layers "
+            "(encoder.N.partial_conv.*, decoder.N.partial_conv.*) nor its recurrent or "
+            "attention modules; xcrai reads CRAI's checkpoints and its own model files"
+        )
+
+    def build(part: str) -> tuple[LayerConfig, ...]:
+        n = 1 + max((i for p, i in layers if p == part), default=-1)
+        out = []
+        for i in range(n):
+            params = layers.get((part, i), {})
+            weight = params.get("input_conv.weight")
+            if weight is None or weight.ndim != 4:
+                raise ValueError(f"model: {part} layer {i} has no convolution weight")
+            cout, cin, kh, kw = weight.shape
+            if kh != kw or kh % 2 == 0:
+                raise ValueError(
+                    f"model: {part} layer {i} has a {kh}x{kw} kernel (need odd square)"
+                )
+            out.append(
+                LayerConfig(
+                    int(cin),
+                    int(cout),
+                    int(kh),
+                    batch_norm="bn.weight" in params,
+                    bias="input_conv.bias" in params,
+                )
+            )
+        return tuple(out)
+
+    config = UNetConfig(build("encoder"), build("decoder"), normalization="crai")
+    check_channels(config)
+    return config
+
+
+def check_channels(config: UNetConfig) -> None:
+    """A ValueError naming the first layer whose input channels do not match what feeds it.
+
+    Encoder layer i takes encoder layer i - 1's output; decoder layer j takes the output
+    of the layer below (the last encoder layer, or decoder layer j - 1) and the skip
+    connection (encoder layer depth - 2 - j's output, or the network input for the last).
+
+    Examples
+    --------
+    >>> check_channels(UNetConfig.from_n_filters(18, 3))
+    """
+    encoder, decoder = config.encoder, config.decoder
+    for i in range(1, len(encoder)):
+        if encoder[i].in_channels != encoder[i - 1].out_channels:
+            raise ValueError(
+                f"model: encoder layer {i} takes {encoder[i].in_channels} input channels, "
+                f"but encoder layer {i - 1} gives {encoder[i - 1].out_channels}; the checkpoint "
+                "is inconsistent (corrupt, or not a partial-convolution U-Net)"
+            )
+    skips = [layer.out_channels for layer in encoder[-2::-1]] + [config.in_channels]
+    below = encoder[-1].out_channels
+    for j, (layer, skip) in enumerate(zip(decoder, skips, strict=True)):
+        if layer.in_channels != below + skip:
+            raise ValueError(
+                f"model: decoder layer {j} takes {layer.in_channels} input channels, but the "
+                f"layer below gives {below} and the skip connection {skip} ({below + skip} in "
+                "all); the checkpoint is inconsistent (corrupt, or not a partial-convolution "
+                "U-Net)"
+            )
+        below = layer.out_channels
