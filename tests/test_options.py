@@ -13,6 +13,7 @@ import xarray as xr
 
 from xcrai.cli import API_ONLY, CLI_ONLY, add_options, build_parser, options_from
 from xcrai.model import PADDING_CHOICES
+from xcrai.nn import DESIGNS
 from xcrai.numerics import PRECISIONS, TRAINING_PRECISIONS
 from xcrai.options import (
     ARCHITECTURE_CHOICES,
@@ -157,7 +158,11 @@ def test_choices_come_from_their_single_source():
     assert infill["padding"].choices is PADDING_CHOICES is fit["padding"].choices
     assert tuple(infill["precision"].choices) == tuple(PRECISIONS)
     assert fit["precision"].choices is TRAINING_PRECISIONS
-    assert fit["init"].choices is INITS
+    # --init takes a scheme or a model file: the schemes named in its help, from INITS
+    assert fit["init"].metavar == "{" + ",".join(INITS) + "}|MODEL"
+    assert [fit["init"].type(name) for name in INITS] == list(INITS)
+    assert fit["init"].type("tuned.pth") == Path("tuned.pth")
+    assert tuple(fit["network"].choices) == tuple(DESIGNS)
     # and no module spells a choice list out again
     text = "\n".join(path.read_text() for path in SOURCE.rglob("*.py"))
     for choices in (PADDING_CHOICES, INITS, TRAINING_PRECISIONS, tuple(PRECISIONS)):

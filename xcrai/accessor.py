@@ -14,7 +14,7 @@ import xarray as xr
 
 if TYPE_CHECKING:  # annotations only: importing these would import torch
     from xcrai.model import CraiModel, Ensemble
-    from xcrai.nn import UNetConfig
+    from xcrai.nn import Architecture
     from xcrai.train.losses import LossWeights
 
 
@@ -255,7 +255,8 @@ class CraiDataArrayAccessor:
         finetune_iterations: int = 0,
         lr_finetune: float = 5e-5,
         loss: dict[str, float] | LossWeights | None = None,
-        architecture: dict[str, Any] | UNetConfig | None = None,
+        architecture: dict[str, Any] | Architecture | None = None,
+        network: str = "unet",
         padding: str = "auto",
         time_context: tuple[int, int] | None = None,
         normalize: bool = True,
@@ -270,7 +271,7 @@ class CraiDataArrayAccessor:
         progress: bool = True,
         early_stopping: int | None = None,
         log_every: int | None = None,
-        init: str = "kaiming",
+        init: str | os.PathLike[str] | CraiModel = "kaiming",
         distributed: bool = False,
         augment: bool | str = "auto",
         mix: float = 1.0,
@@ -327,13 +328,24 @@ class CraiDataArrayAccessor:
             terms). Terms left out of a dict weigh 0, so ``{"hole": 1}`` is CRAI's
             hole-only criterion; ``"perceptual"`` and ``"style"`` need ``vgg_weights``.
             The validation loss uses the valid, hole and tv terms.
-        architecture : dict or UNetConfig, optional
-            ``{"n_filters": 18, "depth": 3, "normalization": "crai"}`` (the CRAI
-            demo architecture, the default) or a full :class:`xcrai.nn.UNetConfig`.
+        architecture : dict or a network configuration, optional
+            The sizes ``{"n_filters": 18, "depth": 3, "normalization": "crai"}`` (the
+            CRAI demo architecture, the default) of the ``network``, or a full
+            configuration (:class:`xcrai.nn.UNetConfig`, :class:`xcrai.nn.CraiNetConfig`).
+        network : {"unet", "convlstm", "trajgru", "attention"}, default "unet"
+            The network to train, built from the ``architecture`` sizes
+            (:data:`xcrai.nn.DESIGNS`): CRAI's U-Net (with several inputs, CRAI's
+            channel-infusion network); the U-Net with ConvLSTM or TrajGRU memory in
+            every block, run over the ``time_context`` steps as a sequence (CRAI's
+            ``--lstm-steps`` and ``--gru-steps``; give P + F >= 1); or the U-Net with an
+            attention encoder for the inputs after the first (CRAI's ``--attention``; a
+            Dataset of 2 or more inputs). The recurrent and attention networks run one
+            field at a time and untiled when infilling.
         padding : {"auto", "global", "zeros"}, default "auto"
             "auto": global for a uniform 360-degree longitude.
         time_context : (int, int), optional
-            (P, F): steps t-P .. t+F as input channels; default (0, 0).
+            (P, F): steps t-P .. t+F as input channels (a sequence for the ConvLSTM and
+            TrajGRU ``network``); default (0, 0).
         normalize : bool, default True
             Train on ``(x - mean) / std`` of the training data; the statistics are
             stored in the model and applied when infilling.
@@ -375,8 +387,14 @@ class CraiDataArrayAccessor:
             last weights are returned.
         log_every : int, optional
             Iterations per logging step (losses, validation); default 1 % of the run.
-        init : {"kaiming", "gaussian", "xavier", "orthogonal", "torch"}, default "kaiming"
-            Initialisation of the convolution weights (CRAI's options; biases zero).
+        init : str, CraiModel or path, default "kaiming"
+            An initialisation of the convolution weights, CRAI's "kaiming", "gaussian",
+            "xavier", "orthogonal" or PyTorch's "torch" (biases zero),
+            or a model to fine-tune: a :class:`xcrai.CraiModel` (a CRAI checkpoint of any
+            variant read with :func:`xcrai.load_model`) or an xcrai model file. Training
+            starts from its weights, in its network, time context and normalisation
+            (give the same ``time_context``; leave ``architecture``, ``network`` and
+            ``first_guess`` out); the fine-tuning phase is ``finetune_iterations``.
         augment : bool or "auto", default "auto"
             Roll each training field by a random number of longitudes and mirror
             half of them north-south (the coverage masks stay as they are); "auto"
@@ -539,7 +557,8 @@ class CraiDatasetAccessor:
         finetune_iterations: int = 0,
         lr_finetune: float = 5e-5,
         loss: dict[str, float] | LossWeights | None = None,
-        architecture: dict[str, Any] | UNetConfig | None = None,
+        architecture: dict[str, Any] | Architecture | None = None,
+        network: str = "unet",
         padding: str = "auto",
         time_context: tuple[int, int] | None = None,
         normalize: bool = True,
@@ -554,7 +573,7 @@ class CraiDatasetAccessor:
         progress: bool = True,
         early_stopping: int | None = None,
         log_every: int | None = None,
-        init: str = "kaiming",
+        init: str | os.PathLike[str] | CraiModel = "kaiming",
         distributed: bool = False,
         augment: bool | str = "auto",
         mix: float = 1.0,
@@ -597,9 +616,9 @@ class CraiDatasetAccessor:
             stored in the model with its points that are NaN in every field.
         iterations, batch_size, lr, lr_schedule, finetune_iterations, lr_finetune, loss
             As for :meth:`CraiDataArrayAccessor.fit`.
-        architecture
-            As for :meth:`CraiDataArrayAccessor.fit`; a :class:`xcrai.nn.UNetConfig`
-            reads ``len(inputs) * (P + F + 1)`` channels.
+        architecture, network
+            As for :meth:`CraiDataArrayAccessor.fit`; a full configuration reads
+            ``len(inputs) * (P + F + 1)`` channels.
         padding, time_context, normalize, ensemble, uncertainty, bounds, device, seed
             As for :meth:`CraiDataArrayAccessor.fit`.
         checkpoint_dir

@@ -709,7 +709,7 @@ def fit_file(args: argparse.Namespace) -> Path:
     from xcrai.checkpoint import save_model
     from xcrai.files import refuse_overwriting_inputs
     from xcrai.fit import checkpoint_files
-    from xcrai.options import FitOptions
+    from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
 
     output = Path(args.output)
     validation = args.validation or None  # 0: none
@@ -717,7 +717,11 @@ def fit_file(args: argparse.Namespace) -> Path:
     inputs = {"data": args.data, "masks": args.masks, "validation": validation_file,
               "steady_mask": args.steady_mask}  # fmt: skip
     refuse_overwriting_inputs(output, {**inputs, "resume": args.resume})
-    architecture = {name: getattr(args, name) for name in ARCHITECTURE_OPTIONS}
+    architecture: dict[str, Any] | None = {n: getattr(args, n) for n in ARCHITECTURE_OPTIONS}
+    if isinstance(args.init, Path) and architecture == {
+        n: DEFAULT_ARCHITECTURE[n] for n in ARCHITECTURE_OPTIONS
+    }:  # a model to start from brings its own network
+        architecture = None
     options = options_from(FitOptions, args, architecture=architecture)
     checkpoints = checkpoint_files(options)
     refuse_overwriting_inputs(output, checkpoints)  # the checkpoints the run reads or writes

@@ -29,9 +29,9 @@ from xcrai.firstguess import FirstGuess, build, residual_statistics
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble, ModelConfig
-from xcrai.nn import Architecture, PartialConvUNet, UNetConfig, build_network, is_architecture
+from xcrai.nn import DESIGNS, Architecture, build_network, is_architecture
 from xcrai.numerics import Numerics, choose_threads, cpu_threads, scoped
-from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
+from xcrai.options import DEFAULT_ARCHITECTURE, DEFAULT_NETWORK, FitOptions
 from xcrai.skill import PROVENANCE_KEY, Holdout, classical_table, report, validation_table
 from xcrai.steady import check_steady_mask
 from xcrai.train.loop import (
@@ -43,7 +43,7 @@ from xcrai.train.loop import (
     validate,
 )
 from xcrai.train.losses import LossWeights
-from xcrai.train.weights import initialize
+from xcrai.train.weights import INITS, initialize
 
 #: the file in ``checkpoint_dir`` that training writes and ``resume`` reads
 CHECKPOINT_FILE = "checkpoint.pth"
@@ -232,13 +232,93 @@ def _digest(array: Any) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def _architecture(architecture: Any, in_channels: int, out_channels: int = 1) -> Architecture:
-    """The network's configuration from ``architecture`` (checked by :class:`FitOptions`);
-    ``out_channels`` 2 adds the log-variance channel of ``uncertainty``."""
-    if is_architecture(architecture):
-        return architecture
-    chosen = {**DEFAULT_ARCHITECTURE, **(architecture or {})}
-    return UNetConfig.from_n_filters(in_channels=in_channels, out_channels=out_channels, **chosen)
+def _architecture(
+    o: FitOptions, n_inputs: int, steps: tuple[int, int], shape: tuple[int, int]
+) -> Architecture:
+    """The network's configuration: ``architecture`` when it is one (checked by
+    :class:`FitOptions`), else the ``network`` design of its sizes for ``n_inputs``
+    variables, ``steps`` of time context and fields of ``shape``; ``uncertainty`` adds the
+    log-variance channel."""
+    if is_architecture(o.architecture):
+        return o.architecture
+    chosen = {**DEFAULT_ARCHITECTURE, **cast("dict[str, Any]", o.architecture or {})}
+    return DESIGNS[o.network].build(
+        int(chosen["n_filters"]), int(chosen["depth"]), str(chosen["normalization"]),
+        n_inputs, steps, 1 + o.uncertainty, (int(shape[0]), int(shape[1])),
+    )  # fmt: skip
+
+
+def start_model(init: Any) -> CraiModel | None:
+    """The model ``init`` names (a CraiModel, or a model file read with
+    :func:`xcrai.load_model`), or None for an initialisation scheme."""
+    if isinstance(init, CraiModel):
+        return init
+    if isinstance(init, str) and init in INITS:
+        return None
+    from xcrai.checkpoint import load_model
+
+    model = load_model(init)
+    if not isinstance(model, CraiModel):
+        raise ValueError(f"init: {str(init)!r} holds several models; load one with "
+                         "xcrai.load_model(path, label=...) and pass it")  # fmt: skip
+    return model
+
+
+def _start_architecture(
+    o: FitOptions, start: CraiModel, n_inputs: int, steps: tuple[int, int]
+) -> Architecture:
+    """The network of the model training starts from, checked against the data and the
+    options: it brings its own layers, time context and outputs."""
+    if o.architecture is not None or o.network != DEFAULT_NETWORK:
+        raise ValueError(
+            "init: a model to start from brings its own network; leave architecture and "
+            "network out"
+        )
+    theirs = tuple(start.config.time_context or (0, 0))
+    if theirs != steps:
+        raise ValueError(
+            f"time_context: the init model reads the steps {theirs}; give "
+            f"time_context={theirs}"
+        )
+    arch = start.config.architecture
+    if arch.in_channels != n_inputs * (sum(steps) + 1):
+        raise ValueError(
+            f"init: the model reads {start.config.n_inputs} variable(s) "
+            f"{list(start.config.inputs or [start.config.variable])}, the data gives {n_inputs}"
+        )
+    if arch.out_channels != 1 + o.uncertainty:
+        raise ValueError(
+            f"uncertainty: the init model {'has' if arch.out_channels > 1 else 'has no'} "
+            f"sigma channel; give uncertainty={arch.out_channels > 1}"
+        )
+    if start.config.first_guess is not None:
+        raise ValueError("init: fine-tuning a model that corrects a first guess is not "
+                         "supported; start from a model without one")  # fmt: skip
+    return arch
+
+
+def _start_norms(start: CraiModel) -> tuple[tuple[float, float], ...]:
+    """The (mean, std) of every variable the model reads and writes (its inputs, then a
+    target), as it normalises them."""
+    c = start.config
+    if c.stats is not None:
+        return tuple((float(m), float(sd)) for m, sd in c.stats)
+    return ((float(c.mean or 0.0), float(c.std or 1.0)),)
+
+
+def _with_start(o: FitOptions) -> FitOptions:
+    """The options of a run that starts from a model (``init=``): its normalisation, and no
+    first guess (the model infills the fields themselves)."""
+    start = start_model(o.init)
+    if start is None:
+        return o
+    if o.first_guess not in (None, "auto"):
+        raise ValueError(
+            f"first_guess: the init model infills the fields themselves; a first guess "
+            f"({o.first_guess!r}) would change what it reads; leave first_guess out"
+        )
+    return replace(o, init=start, first_guess=None, normalize=start.config.mean is not None
+                   or start.config.stats is not None)  # fmt: skip
 
 
 def _augment(augment: bool | str, grid: Any) -> bool:
@@ -295,9 +375,11 @@ class _Setup:
     arch: Architecture
     world: Any
     dev: torch.device
+    #: the model whose weights training starts from (``init=``), else None
+    start: CraiModel | None = None
 
 
-def _setup(o: FitOptions, grid: Any, n_inputs: int) -> _Setup:
+def _setup(o: FitOptions, grid: Any, n_inputs: int, shape: tuple[int, ...]) -> _Setup:
     # FitOptions normalises these two: loss to LossWeights, a missing time context to (0, 0)
     weights = cast(LossWeights, o.loss)
     time_context = cast("tuple[int, int]", o.time_context)
@@ -313,7 +395,11 @@ def _setup(o: FitOptions, grid: Any, n_inputs: int) -> _Setup:
             f"times a window of {sum(time_context) + 1} step(s)), got "
             f"{o.architecture.in_channels}"
         )
-    arch = _architecture(o.architecture, in_channels, 1 + o.uncertainty)
+    start = start_model(o.init)
+    if start is None:
+        arch = _architecture(o, n_inputs, time_context, (shape[-2], shape[-1]))
+    else:
+        arch = _start_architecture(o, start, n_inputs, time_context)
     world = None
     if o.distributed:
         from xcrai.train.distributed import join
@@ -326,7 +412,7 @@ def _setup(o: FitOptions, grid: Any, n_inputs: int) -> _Setup:
             )
     else:
         dev = resolve_device(o.device)
-    return _Setup(weights, time_context, padding, arch, world, dev)
+    return _Setup(weights, time_context, padding, arch, world, dev, start)
 
 
 def _check_batch(fields: Any, batch_size: int) -> None:
@@ -395,6 +481,8 @@ def _run(
     validation fields set (:class:`Calibration`). The ``checkpoint_dir`` is held for the
     whole run (:func:`hold_checkpoint_dir`)."""
     checkpoint_path = None
+    if setup.start is not None:  # absent otherwise, as in checkpoints from before init models
+        fingerprint = {**fingerprint, "init": setup.start.sha256}
     if o.checkpoint_dir is not None:  # refusals that leave the folder as it is
         checkpoint_path = check_checkpoint_dir(o.checkpoint_dir, o.resume)
     with hold_checkpoint_dir(o):
@@ -433,7 +521,10 @@ def _train(
     with torch.random.fork_rng(devices=[]):  # the user's random state stays as it was
         torch.default_generator.manual_seed(o.seed)
         net = build_network(setup.arch)
-        initialize(net, o.init)
+        if setup.start is None:
+            initialize(net, o.init)
+        else:
+            net.load_state_dict(setup.start.net.state_dict())
     if setup.world is not None:
         from xcrai.train.distributed import globalize_batch_norm
 
@@ -449,7 +540,7 @@ def _train(
         # a σ channel is calibrated on the whole correction, so it keeps all of it
         weigh = data.guess is not None and not config.uncertainty
         with cpu_threads(choose_threads(threads)), scoped(numerics):
-            scale = validate(cast(PartialConvUNet, net), data, config, setup.dev, weigh=weigh)
+            scale = validate(net, data, config, setup.dev, weigh=weigh)
         hole_rmse = scale["val_hole_rmse"]
         weight = scale.get("val_correction_weight", 1.0)
     if config.uncertainty and data.val_fields is not None:  # calibrated on unseen fields
@@ -600,7 +691,7 @@ def fit(
     --------
     >>> model = fit(train.zg, masks.zg, FitOptions(iterations=1500))  # doctest: +SKIP
     """
-    o = _check_options(options)
+    o = _with_start(_check_options(options))
     _check_early_stopping(o, validation)
     if isinstance(da, xr.DataArray):  # undecoded fill values are holes, not data
         da = missing_as_nan(da, "data")
@@ -621,7 +712,7 @@ def fit(
     observed = prepare_masks(masks, da, grid)
     if isinstance(validation, xr.DataArray):
         validation = check_validation(validation, da, grid, target, "validation")
-    setup = _setup(o, grid, 1)
+    setup = _setup(o, grid, 1, fields.shape)
 
     digests = field_digests(fields)
     fields, val_fields = _split_validation(fields, validation)
@@ -636,6 +727,8 @@ def fit(
         (mean, std), centre, digests, val_digests
     )
     mean, std = float(mean), float(std) or 1.0
+    if setup.start is not None and o.normalize:  # the units the model's weights read
+        (mean, std), *_ = _start_norms(setup.start)
     guess, months, val_months = None, _months(da, "data"), None
     if months is not None:
         months, val_months = months[: fields.shape[1]], months[fields.shape[1] :]
@@ -700,6 +793,7 @@ def fit(
             "masks_sha256": _digest(observed),
             "iterations": done,
             "seed": o.seed,
+            "init": o.init if setup.start is None else f"model sha256 {setup.start.sha256}",
             "train_config": config.to_dict(),
             "history": history,
             **standing,
@@ -957,7 +1051,7 @@ def fit_dataset(
     -------
     CraiModel, or an Ensemble with ``ensemble`` > 1
     """
-    o = _check_options(options)
+    o = _with_start(_check_options(options))
     _check_early_stopping(o, validation)
     if o.ensemble > 1:
         return _ensemble(
@@ -1015,7 +1109,7 @@ def fit_dataset(
     observed = [
         prepare_masks(m, arrays[v], grid) for v, m in enumerate(masks_list)
     ]  # fmt: skip
-    setup = _setup(o, grid, len(inputs))
+    setup = _setup(o, grid, len(inputs), next(iter(shapes.values())))
 
     stack = dsa.stack if any(isinstance(f, dsa.Array) for f, _ in prepared) else np.stack
     fields = stack([f for f, _ in prepared], axis=1)  # (S, V, T, H, W)
@@ -1060,6 +1154,13 @@ def fit_dataset(
     centre = _centre(fields, np.stack(valid)[:, None], 2) if o.mix else None
     stats, centre, digests, val_digests = dask.compute(stats, centre, digests, val_digests)
     norms = tuple((float(m), float(s) or 1.0) for m, s in stats)
+    if setup.start is not None and o.normalize:  # the units the model's weights read
+        norms = _start_norms(setup.start)
+        if len(norms) != len(names):
+            raise ValueError(
+                f"init: the model normalises {len(norms)} variable(s), the data has "
+                f"{len(names)} ({names}); start from a model of the same variables"
+            )
     if centre is not None:  # each variable in its network units, (V, 1, H, W)
         mean, std = (np.array(n, np.float64)[:, None, None] for n in zip(*norms, strict=True))
         centre = ((centre - mean) / std).astype(np.float32)[:, None]
@@ -1109,6 +1210,7 @@ def fit_dataset(
             "masks_sha256": {v: _digest(m) for v, m in zip(inputs, observed, strict=True)},
             "iterations": done,
             "seed": o.seed,
+            "init": o.init if setup.start is None else f"model sha256 {setup.start.sha256}",
             "train_config": {**config.to_dict(), "stats": [list(n) for n in norms]},
             "history": history,
             **standing,

@@ -31,15 +31,24 @@ import torch
 
 from xcrai.bounds import check_bounds
 from xcrai.firstguess import KINDS as FIRST_GUESS_KINDS
-from xcrai.model import PADDING_CHOICES, check_int, check_padding, check_time_context
-from xcrai.nn import NETWORKS, UNetConfig, is_architecture, network
+from xcrai.model import (
+    PADDING_CHOICES,
+    CraiModel,
+    Ensemble,
+    check_int,
+    check_padding,
+    check_time_context,
+)
+from xcrai.nn import DESIGNS, NETWORKS, Architecture, is_architecture, network
 from xcrai.nn.pconv import NORMALIZATIONS
 from xcrai.numerics import PRECISIONS, TRAINING_PRECISIONS, check_precision, check_threads
 from xcrai.train.losses import LossWeights
-from xcrai.train.weights import INITS, check_init
+from xcrai.train.weights import INITS
 
 #: the network ``fit`` builds without ``architecture``: CRAI's demo architecture
 DEFAULT_ARCHITECTURE: dict[str, Any] = {"n_filters": 18, "depth": 3, "normalization": "crai"}
+#: the network ``fit`` trains by default (the first of :data:`xcrai.nn.DESIGNS`)
+DEFAULT_NETWORK: str = next(iter(DESIGNS))
 #: choices of ``architecture["normalization"]`` (the partial convolution's)
 ARCHITECTURE_CHOICES: dict[str, tuple[str, ...]] = {"normalization": NORMALIZATIONS}
 
@@ -50,6 +59,11 @@ MAX_SEED = 2**64 - 1
 FIRST_GUESS_CHOICES = (*FIRST_GUESS_KINDS, "auto")
 
 # How options are written on a command line: text -> value, errors for argparse to print.
+
+
+def parse_init(text: str) -> str | Path:
+    """``--init``: a scheme of :data:`INITS`, else the path of a model file."""
+    return text if text in INITS else Path(text)
 
 
 def parse_time_context(text: str) -> tuple[int, int]:
@@ -426,9 +440,17 @@ class FitOptions:
             default_text="valid=1,hole=6,tv=0.1 (CRAI's without VGG terms)",
         ),
     )
-    architecture: dict[str, Any] | UNetConfig | None = field(
+    architecture: dict[str, Any] | Architecture | None = field(
         default=None,
-        metadata=meta("the network: see --n-filters, --depth, --normalization", cli=False),
+        metadata=meta("the network's sizes: see --n-filters, --depth, --normalization", cli=False),
+    )
+    network: str = field(
+        default=DEFAULT_NETWORK,
+        metadata=meta(
+            "the network to train: "
+            + "; ".join(f"{d.name}: {d.summary}" for d in DESIGNS.values()),
+            choices=tuple(DESIGNS),
+        ),
     )
     padding: str = field(
         default="auto",
@@ -440,7 +462,8 @@ class FitOptions:
     time_context: tuple[int, int] | None = field(
         default=None,
         metadata=meta(
-            "past and future steps stacked as channels",
+            "past and future steps around each field: stacked as channels (a sequence "
+            "for --network convlstm and trajgru)",
             parse=parse_time_context,
             metavar="P,F",
             default_text="0,0",
@@ -531,8 +554,14 @@ class FitOptions:
             default_text="1 percent of the run",
         ),
     )
-    init: str = field(
-        default="kaiming", metadata=meta("initialisation of the convolution weights", choices=INITS)
+    init: Any = field(
+        default="kaiming",
+        metadata=meta(
+            "initial weights: a scheme, or a model file to fine-tune (an xcrai model; load "
+            "a CRAI checkpoint with xcrai.load_model and pass the model in Python)",
+            parse=parse_init,
+            metavar="{" + ",".join(INITS) + "}|MODEL",
+        ),
     )
     distributed: bool = field(
         default=False,
@@ -645,13 +674,27 @@ class FitOptions:
         )
         _set(self, "time_context", time_context)
         _check_architecture(self.architecture, sum(time_context) + 1, 1 + self.uncertainty)
+        if self.network not in DESIGNS:
+            raise ValueError(f"network: expected one of {tuple(DESIGNS)}, got {self.network!r}")
+        if self.network != DEFAULT_NETWORK and is_architecture(self.architecture):
+            raise ValueError(
+                f"network: {self.network!r} is built from the sizes in an architecture dict; "
+                "a full architecture configuration says its network itself, so give one or "
+                "the other"
+            )
+        sizes = self.architecture if isinstance(self.architecture, dict) else {}
+        if self.network != DEFAULT_NETWORK and sizes.get("normalization", "crai") != "crai":
+            raise ValueError(
+                f"architecture: the {self.network!r} network rescales its partial convolutions "
+                f"as CRAI does; expected normalization 'crai', got {sizes['normalization']!r}"
+            )
         _check_device(self.device)
         _check_optional_int(self, "early_stopping", allow_zero=True)
         _check_optional_int(self, "checkpoint_every")
         _check_optional_int(self, "log_every")
         for name in ("checkpoint_dir", "resume", "vgg_weights"):
             _check_path(self, name)
-        check_init(self.init)
+        _check_init(self.init)
         if self.augment != "auto" and not isinstance(self.augment, bool):
             raise ValueError(f"augment: expected True, False or 'auto', got {self.augment!r}")
         if (
@@ -679,6 +722,25 @@ class FitOptions:
         _set(self, "threads", check_threads(self.threads))
 
 
+def _check_init(init: Any) -> None:
+    """``init`` is one of :data:`INITS`, a model (``CraiModel``) or the path of a model
+    file."""
+    if isinstance(init, str) and init in INITS:
+        return
+    if isinstance(init, CraiModel):
+        return
+    if isinstance(init, Ensemble):
+        raise ValueError("init: expected one model to start from, got an Ensemble; pass one "
+                         "of its members (ensemble.members[i])")  # fmt: skip
+    if isinstance(init, (str, os.PathLike)):
+        if not Path(init).is_file():
+            raise ValueError(f"init: expected one of {INITS} or a model file, got {str(init)!r} "
+                             "(no such file)")  # fmt: skip
+        return
+    raise TypeError(f"init: expected one of {INITS}, a CraiModel or a model file, got "
+                    f"{type(init).__name__}")  # fmt: skip
+
+
 def _check_architecture(architecture: Any, in_channels: int, out_channels: int = 1) -> None:
     """``architecture`` is None, a dict of :data:`DEFAULT_ARCHITECTURE`'s keys, or a
     :class:`UNetConfig` for a multiple of ``in_channels`` inputs (the time context of each
@@ -691,7 +753,7 @@ def _check_architecture(architecture: Any, in_channels: int, out_channels: int =
             raise ValueError(
                 f"architecture: fit trains {sorted(k for k, n in NETWORKS.items() if n.trainable)} "
                 f"networks, not {network(architecture).kind!r} ones; give a dict of "
-                f"{sorted(DEFAULT_ARCHITECTURE)} or a UNetConfig"
+                f"{sorted(DEFAULT_ARCHITECTURE)} and network= one of {tuple(DESIGNS)}"
             )
         if architecture.in_channels % in_channels or architecture.out_channels != out_channels:
             raise ValueError(
@@ -701,7 +763,7 @@ def _check_architecture(architecture: Any, in_channels: int, out_channels: int =
             )
         return
     if not isinstance(architecture, dict):
-        raise TypeError(f"architecture: expected None, a dict or a UNetConfig, got "
+        raise TypeError(f"architecture: expected None, a dict or a network configuration, got "
                         f"{type(architecture).__name__}")  # fmt: skip
     allowed = set(DEFAULT_ARCHITECTURE)
     if not set(architecture) <= allowed:

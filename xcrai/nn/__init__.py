@@ -4,8 +4,10 @@ networks, and the registry that says what each one can do (no xarray here)."""
 from xcrai.nn.crainet import CraiNet, CraiNetConfig
 from xcrai.nn.pconv import PartialConv2d, wrap_longitude
 from xcrai.nn.registry import (
+    DESIGNS,
     NETWORKS,
     Architecture,
+    Design,
     Network,
     architecture_from_crai,
     architecture_from_dict,
@@ -17,10 +19,12 @@ from xcrai.nn.registry import (
 from xcrai.nn.unet import LayerConfig, PartialConvUNet, UNetConfig
 
 __all__ = [
+    "DESIGNS",
     "NETWORKS",
     "Architecture",
     "CraiNet",
     "CraiNetConfig",
+    "Design",
     "LayerConfig",
     "Network",
     "PartialConv2d",

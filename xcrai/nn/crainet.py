@@ -22,7 +22,7 @@ is not supported (CRAI joins the recurrent states of both paths; no reference ex
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, cast
 
 import torch
@@ -496,6 +496,124 @@ class CraiNetConfig:
                                  f"{tuple(state[key].shape)}")  # fmt: skip
         return config
 
+
+
+#: what CRAI's trainer fixes for a TrajGRU: the kernel of every memory's input-to-state
+#: convolution, the flow fields, and the flow generator's channels and kernel
+TRAJGRU_KERNEL, TRAJGRU_LINKS, TRAJGRU_FLOW_CHANNELS, TRAJGRU_FLOW_KERNEL = 3, 5, 32, 5
+#: CRAI's spatial attention kernel; its channel attention keeps the layer's width (its
+#: ``--channel-reduction-rate`` 1)
+SPATIAL_KERNEL = 7
+
+
+def design(
+    memory: Literal["lstm", "gru", "attention"],
+    main: tuple[LayerConfig, ...],
+    *,
+    variables: int,
+    steps: tuple[int, int],
+    out_channels: int,
+    shape: tuple[int, int],
+) -> CraiNetConfig:
+    """A fresh CRAI network around the encoder layers ``main`` of a U-Net, as CRAI's
+    trainer lays it out.
+
+    Parameters
+    ----------
+    memory : {"lstm", "gru", "attention"}
+        ConvLSTM or TrajGRU memory in every block (the ``steps`` run as a sequence), or an
+        attention encoder for the variables after the first (the steps stacked as
+        channels).
+    main : tuple of LayerConfig
+        The main path's encoder layers, as :meth:`xcrai.nn.unet.UNetConfig.from_n_filters`
+        lays them out; the first one's input channels are replaced by what this network
+        feeds it. The decoder mirrors the skip connections (with the attention features
+        joined to them).
+    variables : int
+        Input variables (with attention, the first is the main one).
+    steps : tuple of int
+        (P, F): past and future steps around the current one.
+    out_channels : int
+        Output channels (2 with ``uncertainty``).
+    shape : tuple of int
+        (rows, columns) of the fields: a ConvLSTM's peephole weights fix the grid of each
+        block.
+
+    Raises
+    ------
+    ValueError
+        ``"network: ..."`` where the memory does not fit the input: a recurrent network
+        without past or future steps, attention with one variable.
+    """
+    recurrent = memory if memory != "attention" else None
+    n_steps = steps[0] + steps[1] + 1
+    if recurrent is not None and n_steps == 1:
+        flag = "--lstm-steps" if recurrent == "lstm" else "--gru-steps"
+        raise ValueError(
+            f"network: a {'ConvLSTM' if recurrent == 'lstm' else 'TrajGRU'} network runs over "
+            f"a sequence of time steps; give time_context=(P, F) with P + F >= 1 (CRAI's "
+            f"{flag}), e.g. (2, 2)"
+        )
+    if memory == "attention" and variables < 2:
+        raise ValueError(
+            "network: an attention network weighs further input variables against the first; "
+            f"give at least 2 inputs (a Dataset with inputs=[...]), got {variables}"
+        )
+    first = variables if recurrent else n_steps if memory == "attention" else variables * n_steps
+    encoder = [replace(main[0], in_channels=first), *main[1:]]
+    attention: list[AttentionConfig] = []
+    if memory == "attention":
+        width = (variables - 1) * n_steps
+        for layer in encoder:
+            att = LayerConfig(width, layer.out_channels, min(layer.kernel_size, 5), True)
+            attention.append(AttentionConfig(att, att.out_channels, SPATIAL_KERNEL))
+            width = att.out_channels
+    skips = [first + (variables - 1) * n_steps if attention else first]
+    for i, layer in enumerate(encoder):
+        skips.append(layer.out_channels + (attention[i].layer.out_channels if attention else 0))
+    depth = len(encoder)
+    decoder = []
+    below = skips[-1]
+    for j in range(depth):
+        level = depth - 1 - j
+        last = level == 0
+        cout = out_channels if last else skips[level]
+        decoder.append(LayerConfig(below + skips[level], cout, 3, not last, last))
+        below = cout
+    sizes = [shape]
+    for _ in encoder:  # a stride-2 convolution with odd kernel k and padding k // 2
+        sizes.append(((sizes[-1][0] - 1) // 2 + 1, (sizes[-1][1] - 1) // 2 + 1))
+
+    def mem(channels: int, kernel: int, size: tuple[int, int]) -> MemoryConfig:
+        if recurrent == "lstm":
+            return MemoryConfig(channels, kernel, size=size)
+        return MemoryConfig(
+            channels, TRAJGRU_KERNEL, links=TRAJGRU_LINKS, flow_channels=TRAJGRU_FLOW_CHANNELS,
+            flow_kernel=TRAJGRU_FLOW_KERNEL,
+        )  # fmt: skip
+
+    enc_mem: tuple[MemoryConfig, ...] = ()
+    dec_mem: tuple[MemoryConfig, ...] = ()
+    if recurrent is not None:
+        enc_mem = tuple(
+            mem(layer.out_channels, layer.kernel_size, sizes[i + 1])
+            for i, layer in enumerate(encoder)
+        )
+        dec_mem = tuple(
+            mem(decoder[j].in_channels - skips[depth - 1 - j], 3, sizes[depth - j])
+            for j in range(depth)
+        )
+    return CraiNetConfig(
+        variables=variables,
+        steps=steps,
+        sequence=recurrent is not None,
+        encoder=tuple(encoder),
+        decoder=tuple(decoder),
+        recurrent=recurrent,
+        encoder_memory=enc_mem,
+        decoder_memory=dec_mem,
+        attention=tuple(attention),
+    )
 
 # ---------------------------------------------------------------------------------------
 # recurrent memory

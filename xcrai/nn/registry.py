@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard, cast
 
 import torch
 
 from xcrai.nn import crainet, unet
 from xcrai.nn.crainet import CraiNet, CraiNetConfig
+from xcrai.nn.pconv import Normalization
 from xcrai.nn.unet import PartialConvUNet, UNetConfig
 
 #: a network's configuration (plain data, with ``to_dict``/``from_dict``)
@@ -103,7 +104,7 @@ NETWORKS: dict[str, Network] = {
         tiles=False,  # its memory and attention see the whole field
         per_field=True,
         check=lambda config: None,  # its constructor checks its layers
-        trainable=False,
+        trainable=True,
         memory_factor=lambda config: 3 * (config.n_steps if config.sequence else 1),
         extras=_crainet_extras,
     ),
@@ -124,6 +125,72 @@ NETWORKS: dict[str, Network] = {
         extras=lambda config: "",
     ),
 }
+
+
+@dataclass(frozen=True)
+class Design:
+    """A network ``fit`` can build fresh (``fit(network=...)``, ``xcrai fit --network``).
+
+    Attributes
+    ----------
+    name : str
+        What the user names.
+    summary : str
+        One line for help texts.
+    build : callable
+        ``build(n_filters, depth, normalization, variables, steps, out_channels, shape)``:
+        the configuration for ``variables`` inputs with ``steps`` (P, F) of time context,
+        ``out_channels`` outputs and fields of ``shape``; a ValueError starting
+        ``"network: "`` where the design does not fit the input.
+    """
+
+    name: str
+    summary: str
+    build: Callable[[int, int, str, int, tuple[int, int], int, tuple[int, int]], Architecture]
+
+
+def _unet(
+    n_filters: int, depth: int, normalization: str, variables: int, steps: tuple[int, int],
+    out_channels: int, shape: tuple[int, int],
+) -> Architecture:  # fmt: skip
+    return UNetConfig.from_n_filters(
+        n_filters, depth, in_channels=variables * (sum(steps) + 1), out_channels=out_channels,
+        normalization=cast(Normalization, normalization),
+    )  # fmt: skip
+
+
+def _crainet(memory: Literal["lstm", "gru", "attention"]) -> Callable[..., Architecture]:
+    def build(
+        n_filters: int, depth: int, normalization: str, variables: int, steps: tuple[int, int],
+        out_channels: int, shape: tuple[int, int],
+    ) -> Architecture:  # fmt: skip
+        if normalization != "crai":
+            raise ValueError(
+                f"architecture: CRAI's recurrent and attention networks rescale partial "
+                f"convolutions as CRAI does; expected normalization 'crai', got {normalization!r}"
+            )
+        main = UNetConfig.from_n_filters(n_filters, depth).encoder
+        return crainet.design(memory, main, variables=variables, steps=steps,
+                              out_channels=out_channels, shape=shape)  # fmt: skip
+
+    return build
+
+
+#: what ``fit`` trains, by the name the user gives (the first is the default); CRAI's
+#: channel-infusion network is the U-Net fitted to several variables
+DESIGNS: dict[str, Design] = {
+    d.name: d
+    for d in (
+        Design("unet", "CRAI's partial-convolution U-Net (several inputs: channel infusion)",
+               _unet),
+        Design("convlstm", "the U-Net with ConvLSTM memory over the time context "
+               "(CRAI's --lstm-steps)", _crainet("lstm")),
+        Design("trajgru", "the U-Net with TrajGRU memory over the time context "
+               "(CRAI's --gru-steps)", _crainet("gru")),
+        Design("attention", "the U-Net with attention over the inputs after the first "
+               "(CRAI's --attention)", _crainet("attention")),
+    )
+}  # fmt: skip
 
 
 def network(config: Any) -> Network:

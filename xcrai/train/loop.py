@@ -22,7 +22,6 @@ from xcrai.bounds import constrain
 from xcrai.checkpoint import write_torch
 from xcrai.engine import window_indices
 from xcrai.firstguess import FirstGuess
-from xcrai.nn import PartialConvUNet
 from xcrai.numerics import Numerics, cpu_threads, scoped
 from xcrai.train.distributed import World, average
 from xcrai.train.losses import LossWeights, gaussian_nll, loss_terms, total_loss
@@ -496,18 +495,20 @@ def _step(
     return terms, loss
 
 
-def _set_finetune(net: PartialConvUNet) -> None:
-    """CRAI's fine-tuning: batch norm of the encoder uses (and keeps) its running statistics."""
+def _set_finetune(net: torch.nn.Module) -> None:
+    """CRAI's fine-tuning: the batch norm of every encoding layer (the main encoder's and
+    an attention network's encoder of the other variables) uses, and keeps, its running
+    statistics."""
     net.train()
-    for block in net.encoder:
-        conv: Any = block.partial_conv
-        if conv.bn is not None:
-            conv.bn.eval()
+    for name, module in net.named_modules():
+        encoding = name.startswith("encoder.") or ".partial_conv_enc." in name
+        if encoding and isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
 
 
 @torch.no_grad()
 def validate(
-    net: PartialConvUNet,
+    net: torch.nn.Module,
     data: TrainingData,
     config: TrainConfig,
     device: torch.device,
@@ -653,7 +654,7 @@ def _flushes_denormals() -> bool:
 
 
 def _train(
-    net: PartialConvUNet,
+    net: torch.nn.Module,
     data: TrainingData,
     config: TrainConfig,
     *,
