@@ -5,7 +5,8 @@ network and the channel-infusion U-Net read a second variable derived from the h
 (``zg_smooth``: a 3-point running mean along longitude). Each network is trained twice from
 the same seed, for 1 and for 1 + N iterations, at the default sizes (18 filters, depth 3) and
 batch (16), without validation fields; the difference over N is the cost of one iteration
-(batch drawing, forward, backward, Adam), free of the setup both runs share.
+(batch drawing, forward, backward, Adam), free of the setup both runs share (a first,
+untimed run takes the process's one-time costs).
 
     python benchmarks/networks.py [--iterations 20] [--threads auto] [--json results.jsonl]
 """
@@ -70,6 +71,7 @@ def main() -> None:
     threads = args.threads if args.threads == "auto" else int(args.threads)
     data, masks = _data(), load_masks()
     wanted = None if args.only is None else set(args.only.split(","))
+    _seconds(data, masks, CASES["unet"], 1, threads)  # the process's one-time costs
     print(f"{machine()}, torch {torch.__version__}")
     print("| network | seconds per iteration (batch 16) |\n| --- | --- |")
     for name, case in CASES.items():

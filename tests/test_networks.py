@@ -220,3 +220,40 @@ def test_the_command_line_fine_tunes_a_model_file(train, masks, tmp_path):
     tuned = xcrai.load_model(out)
     assert tuned.config.architecture == xcrai.load_model(start).config.architecture
     assert tuned.config.provenance["init"] == f"model sha256 {xcrai.load_model(start).sha256}"
+
+
+def test_no_code_outside_nn_tells_networks_apart_by_type():
+    """The engine, files, options and training ask a network's registry entry
+    (:func:`xcrai.nn.network`); only ``xcrai/nn`` knows the network classes' types."""
+    import re
+
+    package = Path(xcrai.__file__).parent
+    names = "|".join(["UNetConfig", "CraiNetConfig", "PartialConvUNet", "CraiNet"])
+    pattern = re.compile(rf"isinstance\([^)]*\b({names})\b|type\([^)]*\) is ({names})\b")
+    found = [
+        f"{path.relative_to(package)}:{number}"
+        for path in package.rglob("*.py")
+        if path.parent.name != "nn"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, found
+    # and the check finds what it looks for
+    assert pattern.search("if isinstance(config.architecture, UNetConfig):")
+
+
+def test_recurrent_networks_take_several_inputs_a_target_and_sigma(train, masks):
+    two = train.crai.fit(masks, inputs=["zg", "zg_smooth"], network="convlstm",
+                         time_context=(1, 1), **{**OPTIONS, "iterations": 2})  # fmt: skip
+    assert two.config.inputs == ("zg", "zg_smooth") and two.config.architecture.variables == 2
+    predicted = train.crai.fit(masks, inputs=["zg"], target="zg_smooth", network="trajgru",
+                               time_context=(1, 0), **{**OPTIONS, "iterations": 2})  # fmt: skip
+    assert predicted.config.target == "zg_smooth"
+    sigma = train.zg.crai.fit(masks, network="convlstm", time_context=(1, 1), uncertainty=True,
+                              **{**OPTIONS, "iterations": 2, "validation": 0.2})  # fmt: skip
+    assert sigma.config.architecture.out_channels == 2
+    test = open_zg("zg_test.nc").isel(time=slice(0, 4))
+    filled = test.crai.infill(sigma, sigma=True, progress=False)
+    hidden = np.isnan(test.values)
+    spread = filled.zg_sigma.values[hidden]
+    assert np.isfinite(spread).all() and (spread > 0).all()

@@ -30,11 +30,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from xcrai.nn.pconv import Padding, PartialConv2d
-from xcrai.nn.unet import LayerConfig
+from xcrai.nn.unet import LAYER_RECORD, LAYERS_RECORD, LayerConfig
+from xcrai.rules import SHAPE, boolean, choice, integer, optional, record, sequence
 
 Recurrent = Literal["lstm", "gru"]
 
 _BLOCK = re.compile(r"^(encoder|decoder|attention_module)\.(\d+)\.")
+
+MEMORY_RECORD = record(
+    {"channels": integer(1), "kernel_size": integer(1, odd=True),
+     "size": optional(SHAPE), "links": integer(0), "flow_channels": integer(0),
+     "flow_kernel": integer(0)},
+    required=("channels", "kernel_size"),
+)  # fmt: skip
+ATTENTION_RECORD = record(
+    {"layer": LAYER_RECORD, "hidden": integer(1), "spatial_kernel": integer(1, odd=True)},
+    required=("layer", "hidden"),
+)
+#: a CraiNet's record in a model file (:meth:`CraiNetConfig.to_dict`)
+RECORD = record(
+    {"kind": choice(("crainet",)), "variables": integer(1),
+     "steps": sequence(integer(0), length=2), "sequence": boolean, "encoder": LAYERS_RECORD,
+     "decoder": LAYERS_RECORD, "recurrent": optional(choice(("lstm", "gru"))),
+     "encoder_memory": sequence(MEMORY_RECORD), "decoder_memory": sequence(MEMORY_RECORD),
+     "attention": sequence(ATTENTION_RECORD)},
+    required=("variables", "steps", "sequence", "encoder", "decoder"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,9 @@ class Network:
         with the same layers.
     extras : callable
         ``extras(config)``: what it adds to the U-Net, for model cards ("" for none).
+    schema : callable
+        ``schema(d, where)``: a ValueError naming the first field of ``to_dict``'s record
+        that a model file holds wrong (:mod:`xcrai.rules`), before ``from_dict`` reads it.
     """
 
     kind: str
@@ -80,6 +83,7 @@ class Network:
     trainable: bool
     memory_factor: Callable[[Any], int]
     extras: Callable[[Any], str]
+    schema: Callable[[Any, str], None]
 
 
 def _crainet_extras(config: CraiNetConfig) -> str:
@@ -107,6 +111,7 @@ NETWORKS: dict[str, Network] = {
         trainable=True,
         memory_factor=lambda config: 3 * (config.n_steps if config.sequence else 1),
         extras=_crainet_extras,
+        schema=crainet.RECORD,
     ),
     "unet": Network(
         kind="unet",
@@ -123,6 +128,7 @@ NETWORKS: dict[str, Network] = {
         trainable=True,
         memory_factor=lambda config: 1,
         extras=lambda config: "",
+        schema=unet.RECORD,
     ),
 }
 

@@ -22,6 +22,20 @@ from xcrai.nn.pconv import (
     wrap_longitude,
     write_wrapped,
 )
+from xcrai.rules import boolean, choice, integer, record, sequence
+
+#: a layer's record in a model file (``LayerConfig`` as a dict)
+LAYER_RECORD = record(
+    {"in_channels": integer(1), "out_channels": integer(1), "kernel_size": integer(1, odd=True),
+     "batch_norm": boolean, "bias": boolean},
+    required=("in_channels", "out_channels", "kernel_size", "batch_norm"),
+)  # fmt: skip
+LAYERS_RECORD = sequence(LAYER_RECORD, least=1)
+#: the U-Net's record in a model file (:meth:`UNetConfig.to_dict`)
+RECORD = record(
+    {"encoder": LAYERS_RECORD, "decoder": LAYERS_RECORD, "normalization": choice(NORMALIZATIONS)},
+    required=("encoder", "decoder"),
+)
 
 #: a U-Net layer's parameter in a CRAI state dict: part, index, and the rest of the name
 _LAYER_KEY = re.compile(r"^(encoder|decoder)\.(\d+)\.partial_conv\.(.+)$")
