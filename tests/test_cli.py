@@ -348,3 +348,44 @@ def test_memory_budget_option(sample, tmp_path, capsys):
     assert main([*args, "--memory", "2GB", "--overwrite"]) == 0
     with xr.open_dataset(out) as large:
         np.testing.assert_array_equal(large.tas.values, one)
+
+
+def test_help_and_refusals_do_not_import_torch(tmp_path):
+    """``xcrai --help``, ``xcrai infill --help``, ``xcrai fit --help`` and a refused
+    overwrite answer without importing PyTorch (a real process: this one has torch)."""
+    import json
+
+    existing = tmp_path / "out.nc"
+    existing.write_text("the user's file")
+    fitbench = Path(__file__).parents[1] / "benchmarks" / "fitbench" / "data"
+    cases = {
+        "--help": ["--help"],
+        "infill --help": ["infill", "--help"],
+        "fit --help": ["fit", "--help"],
+        "infill over a file": ["infill", str(xcrai.data.hadcrut4_sample()), "-m",
+                               str(xcrai.data.demo_model()), "-o", str(existing)],
+        "fit over a file": ["fit", str(fitbench / "zg_train.nc"), "--masks",
+                            str(fitbench / "zg_masks.nc"), "-o", str(existing)],
+    }  # fmt: skip
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from xcrai import cli\n"
+        "found = {}\n"
+        f"for name, argv in {cases!r}.items():\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), "
+        "contextlib.redirect_stderr(io.StringIO()) as err:\n"
+        "        try:\n"
+        "            code = cli.main(argv)\n"
+        "        except SystemExit as exit:\n"
+        "            code = exit.code\n"
+        "    found[name] = [code, 'torch' in sys.modules, err.getvalue()[-200:]]\n"
+        "print(json.dumps(found))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    found = json.loads(run.stdout.splitlines()[-1])
+    assert {name: torch for name, (_, torch, _) in found.items()} == dict.fromkeys(cases, False)
+    assert [found[n][0] for n in cases] == [0, 0, 0, 2, 2]
+    assert "out.nc' exists; pass --overwrite" in found["infill over a file"][2]
+    assert "out.nc' exists; pass --overwrite" in found["fit over a file"][2]
+    assert existing.read_text() == "the user's file"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
+from xcrai.choices import INITS, PADDING_CHOICES, TRAINING_PRECISIONS
 from xcrai.cli import API_ONLY, CLI_ONLY, add_options, build_parser, options_from
-from xcrai.model import PADDING_CHOICES
 from xcrai.nn import DESIGNS
-from xcrai.numerics import PRECISIONS, TRAINING_PRECISIONS
+from xcrai.numerics import PRECISIONS
 from xcrai.options import (
     ARCHITECTURE_CHOICES,
     DEFAULT_ARCHITECTURE,
@@ -22,7 +22,6 @@ from xcrai.options import (
     InfillOptions,
 )
 from xcrai.train.losses import LossWeights
-from xcrai.train.weights import INITS
 
 SOURCE = Path(__file__).parents[1] / "xcrai"
 #: arguments of each method before its options: (name, default), data rather than options

@@ -14,9 +14,10 @@ with the bounds normalised the same way:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is not imported here: the options check bounds without it
+    import torch
 
 #: (lower, upper) in the output variable's units; None for an open side
 Bounds = tuple[float | None, float | None]
@@ -67,11 +68,11 @@ def constrain(out: torch.Tensor, bounds: Bounds) -> torch.Tensor:
     """The network's output ``out`` kept inside ``bounds`` (in ``out``'s units)."""
     lower, upper = bounds
     if lower is not None and upper is not None:
-        return torch.sigmoid(out) * (upper - lower) + lower
+        return out.sigmoid() * (upper - lower) + lower
     if lower is not None:
-        return torch.exp(out) + lower
+        return out.exp() + lower
     if upper is not None:
-        return upper - torch.exp(-out)
+        return upper - (-out).exp()
     return out
 
 

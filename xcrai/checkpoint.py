@@ -18,8 +18,9 @@ import torch
 
 from xcrai import __version__
 from xcrai.callsite import user_stacklevel
+from xcrai.choices import check_padding, check_time_context
 from xcrai.files import atomic_path, check_writable, first_line, write_error
-from xcrai.model import CraiModel, Ensemble, ModelConfig, check_padding, check_time_context
+from xcrai.model import CraiModel, Ensemble, ModelConfig
 from xcrai.nn import architecture_from_crai, network
 from xcrai.schema import check_config, check_ensemble, check_format
 from xcrai.zoo import REGISTRY

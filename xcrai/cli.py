@@ -397,9 +397,7 @@ def infill_file(
     >>> infill_file("in.nc", "20crtasgn72", "out.nc", InfillOptions(device="cpu"))  # doctest: +SKIP
     """
     import xcrai
-    from xcrai.checkpoint import load_any
     from xcrai.files import atomic_path, refuse_overwriting_inputs
-    from xcrai.infill import infill_variables
     from xcrai.options import InfillOptions
 
     options = options or InfillOptions()
@@ -421,6 +419,8 @@ def infill_file(
         )
     _check_output(output, overwrite)
     parse_size(memory)  # a bad --memory fails now, not after the model is read
+    from xcrai.checkpoint import load_any  # torch: after every refusal that needs none
+    from xcrai.infill import infill_variables
     variables = list(dict.fromkeys(variables)) if variables else None  # --var a --var a
     loaded = [
         m if isinstance(m, (xcrai.CraiModel, xcrai.Ensemble))
@@ -706,10 +706,9 @@ def _fill_in_fractions(path: str | Path, fractions: dict) -> None:
 def fit_file(args: argparse.Namespace) -> Path:
     """Train from netCDF files and save the model (the ``xcrai fit`` command)."""
     import xcrai  # noqa: F401  (registers .crai)
-    from xcrai.checkpoint import save_model
     from xcrai.files import refuse_overwriting_inputs
-    from xcrai.fit import checkpoint_files
     from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
+    from xcrai.train.checkpoints import checkpoint_files
 
     output = Path(args.output)
     validation = args.validation or None  # 0: none
@@ -749,6 +748,8 @@ def fit_file(args: argparse.Namespace) -> Path:
 
         if dist.get_rank() != 0:  # every process holds the same model; one writes it
             return output
+    from xcrai.checkpoint import save_model
+
     return save_model(model, output, argument="output", overwrite=args.overwrite)
 
 

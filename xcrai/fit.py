@@ -23,6 +23,7 @@ from xcrai import __version__
 from xcrai.baselines import calendar_months
 from xcrai.bounds import normalised
 from xcrai.callsite import user_stacklevel
+from xcrai.choices import INITS
 from xcrai.engine import resolve_device
 from xcrai.files import check_writable, hold_folder, make_folder
 from xcrai.firstguess import FirstGuess, build, residual_statistics
@@ -34,6 +35,11 @@ from xcrai.numerics import Numerics, choose_threads, cpu_threads, scoped
 from xcrai.options import DEFAULT_ARCHITECTURE, DEFAULT_NETWORK, FitOptions
 from xcrai.skill import PROVENANCE_KEY, Holdout, classical_table, report, validation_table
 from xcrai.steady import check_steady_mask
+from xcrai.train.checkpoints import (
+    CHECKPOINT_FILE,
+    member_folders,
+    resume_file,
+)
 from xcrai.train.loop import (
     CHECKPOINT_KEY,
     SeveralVariables,
@@ -43,10 +49,7 @@ from xcrai.train.loop import (
     validate,
 )
 from xcrai.train.losses import LossWeights
-from xcrai.train.weights import INITS, initialize
-
-#: the file in ``checkpoint_dir`` that training writes and ``resume`` reads
-CHECKPOINT_FILE = "checkpoint.pth"
+from xcrai.train.weights import initialize
 
 logger = logging.getLogger("xcrai")
 
@@ -579,35 +582,6 @@ def _months(da: Any, argument: str) -> np.ndarray | None:
     if time_dim is None or time_dim not in da.coords:
         return None
     return calendar_months(da[time_dim].values)
-
-
-def resume_file(resume: Any) -> Path:
-    """The checkpoint ``resume=`` names: the file, or ``CHECKPOINT_FILE`` in the folder."""
-    path = Path(resume)
-    return path / CHECKPOINT_FILE if path.is_dir() else path
-
-
-def member_folders(o: FitOptions) -> list[Path | None]:
-    """Each ensemble member's checkpoint folder, ``checkpoint_dir/member-<i>`` (None
-    without a ``checkpoint_dir``)."""
-    if o.checkpoint_dir is None:
-        return [None] * o.ensemble
-    return [Path(o.checkpoint_dir) / f"member-{i}" for i in range(o.ensemble)]
-
-
-def checkpoint_files(o: FitOptions) -> dict[str, Path]:
-    """The training checkpoints a run with options ``o`` reads or writes, by argument:
-    ``resume``'s file, and the file in ``checkpoint_dir`` (in each ``member-<i>`` folder of
-    an ensemble); for the command line to keep its output off them."""
-    files: dict[str, Path] = {}
-    if o.resume is not None:
-        files["resume"] = resume_file(o.resume)
-    if o.checkpoint_dir is not None and o.ensemble == 1:
-        files["checkpoint_dir"] = Path(o.checkpoint_dir) / CHECKPOINT_FILE
-    elif o.checkpoint_dir is not None:
-        for i, folder in enumerate(member_folders(o)):
-            files[f"checkpoint_dir (member-{i})"] = cast(Path, folder) / CHECKPOINT_FILE
-    return files
 
 
 def check_checkpoint_dir(folder: Any, resume: Any = None, member: int | None = None) -> Path:

@@ -21,13 +21,14 @@ from xcrai import __version__
 from xcrai.bounds import describe as describe_bounds
 from xcrai.callsite import user_stacklevel
 from xcrai.checkpoint import load_any, load_model
+from xcrai.choices import check_padding, check_time_context
 from xcrai.encoding import float_encoding
 from xcrai.engine import predict, resolve_device
 from xcrai.firstguess import FirstGuess
 from xcrai.grid import Grid, Orientation, aligned, find_grid, orientation, resolve_padding
 from xcrai.laplace import fill_where
 from xcrai.missing import missing_as_nan
-from xcrai.model import CraiModel, Ensemble, check_padding, check_time_context
+from xcrai.model import CraiModel, Ensemble
 from xcrai.numerics import choose_threads
 from xcrai.options import InfillOptions
 from xcrai.steady import check_steady_mask

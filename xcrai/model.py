@@ -17,47 +17,11 @@ import torch
 
 from xcrai.bounds import check_bounds
 from xcrai.bounds import describe as describe_bounds
+from xcrai.choices import check_padding, check_time_context
 from xcrai.firstguess import FirstGuess
 from xcrai.nn import Architecture, architecture_from_dict, build_network, network
 from xcrai.skill import PROVENANCE_KEY, summary
 from xcrai.skill import describe as describe_skill
-
-PADDING_CHOICES: tuple[str, ...] = ("zeros", "global", "auto")
-
-
-def check_padding(padding: str, argument: str = "padding") -> str:
-    if padding not in PADDING_CHOICES:
-        raise ValueError(f"{argument}: expected one of {PADDING_CHOICES}, got {padding!r}")
-    return padding
-
-
-def check_int(value: Any, argument: str, allow_zero: bool = False) -> int:
-    """A whole number >= 1 (>= 0 with ``allow_zero``), or a ValueError naming ``argument``."""
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{argument}: expected an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_time_context(time_context: Any, in_channels: int | None = None) -> tuple[int, int]:
-    """Validate ``time_context=(P, F)``; with ``in_channels`` (the steps the model reads of
-    each input variable), check it fits the model."""
-    try:
-        past, future = (int(v) for v in time_context)
-        ok = past >= 0 and future >= 0 and (past, future) == tuple(time_context)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(
-            "time_context: expected a pair (P, F) of non-negative integers "
-            f"(P past and F future steps), got {time_context!r}"
-        )
-    if in_channels is not None and past + future + 1 != in_channels:
-        raise ValueError(
-            f"time_context: the model reads {in_channels} time step(s) of each input "
-            f"variable, so P + F + 1 must be {in_channels}; got time_context={time_context!r}"
-        )
-    return past, future
 
 
 def pack_mask(mask: np.ndarray) -> dict[str, Any]:

@@ -18,27 +18,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-#: the precisions of a forward pass and the autocast dtype of each (None: no autocast)
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "tf32": None,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
-#: precisions ``fit`` trains in (fp16 would need loss scaling)
-TRAINING_PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
+from xcrai.choices import (
+    PRECISION_CHOICES,
+    check_threads,
+)
+
+#: the precisions of a forward pass (:data:`xcrai.choices.PRECISION_CHOICES`) and the autocast
+#: dtype of each (None: no autocast)
+PRECISIONS: dict[str, torch.dtype | None] = dict(
+    zip(PRECISION_CHOICES, (None, None, torch.bfloat16, torch.float16), strict=True)
+)
 #: what cuBLAS needs for reproducible results (read when CUDA creates its handles)
 CUBLAS_WORKSPACE = ":4096:8"
-
-
-def check_precision(precision: object, allowed: tuple[str, ...] = tuple(PRECISIONS)) -> str:
-    """``precision`` if it is one of ``allowed``, else a ValueError naming the argument."""
-    if precision not in allowed:
-        raise ValueError(f"precision: expected one of {allowed}, got {precision!r}")
-    return str(precision)
 
 
 @dataclass(frozen=True)
@@ -235,15 +228,6 @@ def choose_threads(threads: int | str | None, samples: int = 5) -> int:
     if threads is None or threads == "auto":
         return max(1, min(torch.get_num_threads(), free_cores(samples)))
     return int(check_threads(threads))
-
-
-def check_threads(threads: object) -> int | str:
-    """``"auto"`` or a whole number >= 1 (as an int), else a ValueError naming the argument."""
-    if threads == "auto":
-        return "auto"
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads: expected 'auto' or an integer >= 1, got {threads!r}")
-    return int(threads)
 
 
 @contextmanager

@@ -24,31 +24,34 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from xcrai.bounds import check_bounds
-from xcrai.firstguess import KINDS as FIRST_GUESS_KINDS
-from xcrai.model import (
+from xcrai.choices import (
+    INITS,
+    NETWORK_CHOICES,
+    NORMALIZATIONS,
     PADDING_CHOICES,
-    CraiModel,
-    Ensemble,
+    PRECISION_CHOICES,
+    TRAINING_PRECISIONS,
     check_int,
     check_padding,
+    check_precision,
+    check_threads,
     check_time_context,
 )
-from xcrai.nn import DESIGNS, NETWORKS, Architecture, is_architecture, network
-from xcrai.nn.pconv import NORMALIZATIONS
-from xcrai.numerics import PRECISIONS, TRAINING_PRECISIONS, check_precision, check_threads
-from xcrai.train.losses import LossWeights
-from xcrai.train.weights import INITS
+from xcrai.firstguess import KINDS as FIRST_GUESS_KINDS
+from xcrai.train.lossweights import LossWeights
+
+if TYPE_CHECKING:  # torch and the networks are imported where a value needs them
+    from xcrai.nn import Architecture
 
 #: the network ``fit`` builds without ``architecture``: CRAI's demo architecture
 DEFAULT_ARCHITECTURE: dict[str, Any] = {"n_filters": 18, "depth": 3, "normalization": "crai"}
-#: the network ``fit`` trains by default (the first of :data:`xcrai.nn.DESIGNS`)
-DEFAULT_NETWORK: str = next(iter(DESIGNS))
+#: the network ``fit`` trains by default (the first of :data:`xcrai.choices.NETWORK_CHOICES`)
+DEFAULT_NETWORK: str = next(iter(NETWORK_CHOICES))
 #: choices of ``architecture["normalization"]`` (the partial convolution's)
 ARCHITECTURE_CHOICES: dict[str, tuple[str, ...]] = {"normalization": NORMALIZATIONS}
 
@@ -209,7 +212,9 @@ def _check_optional_int(options: Any, name: str, allow_zero: bool = False) -> No
 
 def _check_device(device: Any) -> None:
     """The device's type only: whether it exists is known where the work runs."""
-    if not isinstance(device, (str, torch.device)):
+    if not isinstance(device, str) and type(device).__module__ + "." + type(device).__name__ != (
+        "torch.device"
+    ):
         raise TypeError(
             f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {type(device).__name__}"
         )
@@ -322,7 +327,7 @@ class InfillOptions:
         metadata=meta(
             "arithmetic of the convolutions: fp32 is IEEE on every device; tf32, bf16 and "
             "fp16 are faster on GPUs",
-            choices=tuple(PRECISIONS),
+            choices=PRECISION_CHOICES,
             engine=True,
         ),
     )
@@ -448,8 +453,8 @@ class FitOptions:
         default=DEFAULT_NETWORK,
         metadata=meta(
             "the network to train: "
-            + "; ".join(f"{d.name}: {d.summary}" for d in DESIGNS.values()),
-            choices=tuple(DESIGNS),
+            + "; ".join(f"{name}: {summary}" for name, summary in NETWORK_CHOICES.items()),
+            choices=tuple(NETWORK_CHOICES),
         ),
     )
     padding: str = field(
@@ -674,9 +679,12 @@ class FitOptions:
         )
         _set(self, "time_context", time_context)
         _check_architecture(self.architecture, sum(time_context) + 1, 1 + self.uncertainty)
-        if self.network not in DESIGNS:
-            raise ValueError(f"network: expected one of {tuple(DESIGNS)}, got {self.network!r}")
-        if self.network != DEFAULT_NETWORK and is_architecture(self.architecture):
+        if self.network not in NETWORK_CHOICES:
+            raise ValueError(
+                f"network: expected one of {tuple(NETWORK_CHOICES)}, got {self.network!r}"
+            )
+        full = self.architecture is not None and not isinstance(self.architecture, dict)
+        if self.network != DEFAULT_NETWORK and full:
             raise ValueError(
                 f"network: {self.network!r} is built from the sizes in an architecture dict; "
                 "a full architecture configuration says its network itself, so give one or "
@@ -727,16 +735,18 @@ def _check_init(init: Any) -> None:
     file."""
     if isinstance(init, str) and init in INITS:
         return
-    if isinstance(init, CraiModel):
-        return
-    if isinstance(init, Ensemble):
-        raise ValueError("init: expected one model to start from, got an Ensemble; pass one "
-                         "of its members (ensemble.members[i])")  # fmt: skip
     if isinstance(init, (str, os.PathLike)):
         if not Path(init).is_file():
             raise ValueError(f"init: expected one of {INITS} or a model file, got {str(init)!r} "
                              "(no such file)")  # fmt: skip
         return
+    from xcrai.model import CraiModel, Ensemble  # a model in hand: torch is imported already
+
+    if isinstance(init, CraiModel):
+        return
+    if isinstance(init, Ensemble):
+        raise ValueError("init: expected one model to start from, got an Ensemble; pass one "
+                         "of its members (ensemble.members[i])")  # fmt: skip
     raise TypeError(f"init: expected one of {INITS}, a CraiModel or a model file, got "
                     f"{type(init).__name__}")  # fmt: skip
 
@@ -748,12 +758,17 @@ def _check_architecture(architecture: Any, in_channels: int, out_channels: int =
     ``uncertainty``)."""
     if architecture is None:
         return
-    if is_architecture(architecture):
+    if not isinstance(architecture, dict):
+        from xcrai.nn import NETWORKS, is_architecture, network  # a configuration: torch is in
+
+        if not is_architecture(architecture):
+            raise TypeError(f"architecture: expected None, a dict or a network configuration, "
+                            f"got {type(architecture).__name__}")  # fmt: skip
         if not network(architecture).trainable:
             raise ValueError(
                 f"architecture: fit trains {sorted(k for k, n in NETWORKS.items() if n.trainable)} "
                 f"networks, not {network(architecture).kind!r} ones; give a dict of "
-                f"{sorted(DEFAULT_ARCHITECTURE)} and network= one of {tuple(DESIGNS)}"
+                f"{sorted(DEFAULT_ARCHITECTURE)} and network= one of {tuple(NETWORK_CHOICES)}"
             )
         if architecture.in_channels % in_channels or architecture.out_channels != out_channels:
             raise ValueError(
@@ -762,9 +777,6 @@ def _check_architecture(architecture: Any, in_channels: int, out_channels: int =
                 f"{architecture.in_channels} and {architecture.out_channels}"
             )
         return
-    if not isinstance(architecture, dict):
-        raise TypeError(f"architecture: expected None, a dict or a network configuration, got "
-                        f"{type(architecture).__name__}")  # fmt: skip
     allowed = set(DEFAULT_ARCHITECTURE)
     if not set(architecture) <= allowed:
         raise ValueError(f"architecture: expected keys among {sorted(allowed)}, got "

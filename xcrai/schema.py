@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from xcrai.bounds import check_bounds
+from xcrai.choices import PADDING_CHOICES
 from xcrai.firstguess import KINDS as FIRST_GUESS_KINDS
-from xcrai.model import PADDING_CHOICES
 from xcrai.nn import NETWORKS
 from xcrai.rules import (
     SHAPE,

@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xcrai.choices import NORMALIZATIONS as NORMALIZATIONS
+
 Padding = Literal["zeros", "global"]
 Normalization = Literal["crai", "window"]
 Activation = Literal["relu", "leaky_relu", "none"]
 
 PADDINGS: tuple[str, ...] = ("zeros", "global")
-NORMALIZATIONS: tuple[str, ...] = ("crai", "window")
 
 
 def wrap_longitude(x: torch.Tensor, width: int) -> torch.Tensor:

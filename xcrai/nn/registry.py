@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeGuard, cast
 
 import torch
 
+from xcrai.choices import NETWORK_CHOICES
 from xcrai.nn import crainet, unet
 from xcrai.nn.crainet import CraiNet, CraiNetConfig
 from xcrai.nn.pconv import Normalization
@@ -182,21 +183,17 @@ def _crainet(memory: Literal["lstm", "gru", "attention"]) -> Callable[..., Archi
     return build
 
 
-#: what ``fit`` trains, by the name the user gives (the first is the default); CRAI's
-#: channel-infusion network is the U-Net fitted to several variables
+#: what ``fit`` trains, by the name the user gives (:data:`xcrai.choices.NETWORK_CHOICES`,
+#: whose first is the default)
 DESIGNS: dict[str, Design] = {
-    d.name: d
-    for d in (
-        Design("unet", "CRAI's partial-convolution U-Net (several inputs: channel infusion)",
-               _unet),
-        Design("convlstm", "the U-Net with ConvLSTM memory over the time context "
-               "(CRAI's --lstm-steps)", _crainet("lstm")),
-        Design("trajgru", "the U-Net with TrajGRU memory over the time context "
-               "(CRAI's --gru-steps)", _crainet("gru")),
-        Design("attention", "the U-Net with attention over the inputs after the first "
-               "(CRAI's --attention)", _crainet("attention")),
+    name: Design(name, NETWORK_CHOICES[name], build)
+    for name, build in (
+        ("unet", _unet),
+        ("convlstm", _crainet("lstm")),
+        ("trajgru", _crainet("gru")),
+        ("attention", _crainet("attention")),
     )
-}  # fmt: skip
+}
 
 
 def network(config: Any) -> Network:

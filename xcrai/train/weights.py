@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import torch
 
-#: the initialisations ``fit(init=...)`` offers (CRAI's, and PyTorch's own)
-INITS: tuple[str, ...] = ("kaiming", "gaussian", "xavier", "orthogonal", "torch")
-
-
-def check_init(init: object) -> str:
-    """``init`` if it is one of :data:`INITS`, else a ValueError naming the argument."""
-    if init not in INITS:
-        raise ValueError(f"init: expected one of {INITS}, got {init!r}")
-    return str(init)
+from xcrai.choices import check_init
 
 
 def initialize(net: torch.nn.Module, init: str) -> None:
