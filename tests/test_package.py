@@ -62,3 +62,33 @@ def test_py_typed_is_shipped():
     assert not any(r.startswith("matplotlib") for r in config["project"]["dependencies"])
     assert {"mypy", "matplotlib"} <= {r.split(">")[0] for r in extras["test"]}
     assert "mypy xcrai" in (ROOT / ".ci" / "run").read_text()
+
+
+def _sources() -> dict[str, list[str]]:
+    package = Path(xcrai.__file__).parent
+    return {
+        str(path.relative_to(package)): path.read_text().splitlines()
+        for path in sorted(package.rglob("*.py"))
+    }
+
+
+def test_imports_point_down_not_back_to_the_package():
+    """No module takes a name back from ``xcrai/__init__.py`` (``from xcrai import ...`` or
+    ``import xcrai`` alone): each imports the module that defines what it needs."""
+    import re
+
+    upward = re.compile(r"^\s*(from xcrai import |import xcrai(\s|$|\s*#))")
+    found = [f"{name}:{n}" for name, lines in _sources().items() if name != "__init__.py"
+             for n, line in enumerate(lines, 1) if upward.match(line)]  # fmt: skip
+    assert not found, found
+    assert upward.match("    import xcrai  # noqa") and upward.match("from xcrai import x")
+    assert not upward.match("import xcrai.accessor  # registers .crai")
+
+
+def test_one_place_reads_pytorch_files():
+    """``torch.load`` (with ``weights_only=True``) is called in xcrai.files alone, so every
+    model, training checkpoint and weights file is read, and refused, the same way."""
+    calls = [f"{name}:{n}" for name, lines in _sources().items()
+             for n, line in enumerate(lines, 1)
+             if "torch.load(" in line and ">>>" not in line and "``" not in line]  # fmt: skip
+    assert len(calls) == 1 and calls[0].startswith("files.py:"), calls

@@ -16,15 +16,10 @@ Examples
 from __future__ import annotations
 
 import importlib as _importlib
-import importlib.metadata as _metadata
 import typing as _typing
 
-try:
-    __version__ = _metadata.version("xcrai")
-except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
-
 from xcrai import accessor, data  # accessor registers .crai
+from xcrai._version import __version__ as __version__
 
 if _typing.TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from xcrai import baselines as baselines

@@ -31,7 +31,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from xcrai import __version__
+from xcrai._version import __version__
 from xcrai.grid import find_grid
 from xcrai.infill import add_history, keep_attrs, laplace_fill
 

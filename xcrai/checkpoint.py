@@ -16,10 +16,10 @@ from typing import Any, Literal, overload
 import numpy as np
 import torch
 
-from xcrai import __version__
+from xcrai._version import __version__
 from xcrai.callsite import user_stacklevel
 from xcrai.choices import check_padding, check_time_context
-from xcrai.files import atomic_path, check_writable, first_line, write_error
+from xcrai.files import atomic_path, check_writable, load_torch_file, write_error
 from xcrai.model import CraiModel, Ensemble, ModelConfig
 from xcrai.nn import architecture_from_crai, network
 from xcrai.schema import check_config, check_ensemble, check_format
@@ -30,12 +30,6 @@ FORMAT_VERSION = 1
 #: the key of an xcrai file that holds an ensemble (``{"labels": [...], "members": [...]}``)
 ENSEMBLE_KEY = "ensemble"
 
-_NUMPY_SAFE: list[Any] = [np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64))]
-try:  # numpy >= 2 keeps the scalar reconstructor in numpy._core
-    from numpy._core.multiarray import scalar as _np_scalar
-except ImportError:  # pragma: no cover - numpy < 2
-    from numpy.core.multiarray import scalar as _np_scalar  # type: ignore[no-redef]
-_NUMPY_SAFE.append(_np_scalar)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -53,17 +47,7 @@ def _read(path: Path) -> Any:
             f"model: {str(path)!r} is a netCDF (or HDF5) file, not a model; a model is a "
             "PyTorch file (.pth), an xcrai file or a registered name"
         )
-    try:
-        with torch.serialization.safe_globals(_NUMPY_SAFE):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for bad files
-        text = first_line(error, default="")
-        if "weights_only" in str(error):  # torch's advice to load unsafely: not ours to give
-            text = "it holds objects other than tensors and plain containers"
-        raise ValueError(
-            f"model: {str(path)!r} is not a readable PyTorch checkpoint (truncated, corrupt, "
-            f"or holding objects that are not safe to load): {type(error).__name__}: {text}"
-        ) from None
+    return load_torch_file(path, "model", "PyTorch checkpoint")
 
 
 @overload

@@ -396,7 +396,7 @@ def infill_file(
     --------
     >>> infill_file("in.nc", "20crtasgn72", "out.nc", InfillOptions(device="cpu"))  # doctest: +SKIP
     """
-    import xcrai
+    import xcrai.accessor  # noqa: F401  (registers .crai)
     from xcrai.files import atomic_path, refuse_overwriting_inputs
     from xcrai.options import InfillOptions
 
@@ -421,16 +421,17 @@ def infill_file(
     parse_size(memory)  # a bad --memory fails now, not after the model is read
     from xcrai.checkpoint import load_any  # torch: after every refusal that needs none
     from xcrai.infill import infill_variables
+    from xcrai.model import CraiModel, Ensemble
     variables = list(dict.fromkeys(variables)) if variables else None  # --var a --var a
     loaded = [
-        m if isinstance(m, (xcrai.CraiModel, xcrai.Ensemble))
+        m if isinstance(m, (CraiModel, Ensemble))
         else load_any(m, label=label, inputs=None if inputs is None else list(inputs),
                       target=target, time_context=options.time_context)
         for m in models
     ]  # fmt: skip
     if len(loaded) == 1:
         model_obj: Any = loaded[0]
-    elif any(isinstance(m, xcrai.Ensemble) for m in loaded):
+    elif any(isinstance(m, Ensemble) for m in loaded):
         raise ValueError(
             "model: an ensemble file (or --label all) is a whole ensemble and takes no other "
             "--model; give its file alone, or each model on its own --model"
@@ -705,7 +706,7 @@ def _fill_in_fractions(path: str | Path, fractions: dict) -> None:
 
 def fit_file(args: argparse.Namespace) -> Path:
     """Train from netCDF files and save the model (the ``xcrai fit`` command)."""
-    import xcrai  # noqa: F401  (registers .crai)
+    import xcrai.accessor  # noqa: F401  (registers .crai)
     from xcrai.files import refuse_overwriting_inputs
     from xcrai.options import DEFAULT_ARCHITECTURE, FitOptions
     from xcrai.train.checkpoints import checkpoint_files
@@ -850,7 +851,9 @@ def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:
     matplotlib.use("Agg")
     import xarray as xr
 
-    import xcrai
+    import xcrai.accessor  # noqa: F401  (registers .crai)
+    import xcrai.data as data
+    from xcrai.checkpoint import load_model
     from xcrai.files import atomic_path, check_writable, make_folder
     from xcrai.plot import plot_infilled
 
@@ -859,9 +862,9 @@ def run_demo(output_dir: Path, device: str = "auto") -> tuple[Path, Path]:
     png_path = output_dir / "hadcrut4_infilled.png"
     for path in (nc_path, png_path):
         check_writable(path, "--output-dir")
-    with xr.open_dataset(xcrai.data.hadcrut4_sample()) as ds:
+    with xr.open_dataset(data.hadcrut4_sample()) as ds:
         ds = ds.load()
-    model = xcrai.load_model(xcrai.data.demo_model(), padding="global")
+    model = load_model(data.demo_model(), padding="global")
     filled = ds.crai.infill(model, variables=["tas"], device=device)
     with atomic_path(nc_path) as tmp:
         filled.to_netcdf(tmp)

@@ -16,6 +16,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("xcrai")
 
@@ -235,6 +236,36 @@ def first_line(error: BaseException, default: str | None = None) -> str:
     if text:
         return text.splitlines()[0]
     return type(error).__name__ if default is None else default
+
+
+def load_torch_file(path: str | os.PathLike[str], argument: str, what: str) -> Any:
+    """The contents of the PyTorch file at ``path``, read safely: ``torch.load`` with
+    ``weights_only=True`` onto the CPU, numpy's scalar and dtype classes (which CRAI's
+    checkpoints hold) the only objects allowed besides tensors and plain containers.
+
+    Every file xcrai reads with torch (models, training checkpoints, VGG weights) goes
+    through here. A file torch cannot read gives
+    ``ValueError("<argument>: '<path>' is not a readable <what> (...): <error>")``.
+    """
+    import numpy as np
+    import torch
+
+    try:  # numpy >= 2 keeps the scalar reconstructor in numpy._core
+        from numpy._core.multiarray import scalar
+    except ImportError:  # pragma: no cover - numpy < 2
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    safe: list[Any] = [np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64)), scalar]
+    try:
+        with torch.serialization.safe_globals(safe):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for bad files
+        text = first_line(error, default="")
+        if "weights_only" in str(error):  # torch's advice to load unsafely: not ours to give
+            text = "it holds objects other than tensors and plain containers"
+        raise ValueError(
+            f"{argument}: {str(path)!r} is not a readable {what} (truncated, corrupt, or "
+            f"holding objects that are not safe to load): {type(error).__name__}: {text}"
+        ) from None
 
 
 def write_error(argument: str, path: str | os.PathLike[str], error: BaseException) -> WriteError:

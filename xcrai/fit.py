@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from xcrai import __version__
+from xcrai._version import __version__
 from xcrai.baselines import calendar_months
 from xcrai.bounds import normalised
 from xcrai.callsite import user_stacklevel
 from xcrai.choices import INITS
 from xcrai.engine import resolve_device
-from xcrai.files import check_writable, hold_folder, make_folder
+from xcrai.files import check_writable, hold_folder, load_torch_file, make_folder
 from xcrai.firstguess import FirstGuess, build, residual_statistics
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.missing import missing_as_nan
@@ -881,11 +881,7 @@ def _load_resume(
     path = resume_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"resume: no training checkpoint at {str(path)!r}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"resume: {str(path)!r} is not a readable training checkpoint: "
-                         f"{type(error).__name__}") from None  # fmt: skip
+    state = load_torch_file(path, "resume", "training checkpoint")
     if not isinstance(state, dict) or CHECKPOINT_KEY not in state:
         raise ValueError(f"resume: {str(path)!r} is not an xcrai training checkpoint")
     saved_print = state.get("fingerprint")

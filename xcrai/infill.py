@@ -17,7 +17,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from xcrai import __version__
+from xcrai._version import __version__
 from xcrai.bounds import describe as describe_bounds
 from xcrai.callsite import user_stacklevel
 from xcrai.checkpoint import load_any, load_model

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from xcrai import data
+import xcrai.data as data
 from xcrai.files import first_line
 
 

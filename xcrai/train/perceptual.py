@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from xcrai.files import load_torch_file
+
 #: VGG16's convolutions up to the third pooling stage: (index in ``features``, in, out)
 VGG16_CONVS: tuple[tuple[int, int, int], ...] = (
     (0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256),
@@ -45,13 +47,7 @@ class VGG16Features(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"vgg_weights: no file at {str(path)!r}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(
-                f"vgg_weights: {str(path)!r} is not a readable PyTorch state dict "
-                f"({type(error).__name__})"
-            ) from None
+        state = load_torch_file(path, "vgg_weights", "PyTorch state dict")
         model = cls()
         wanted = model.state_dict().keys()
         missing = [k for k in wanted if k not in state]
