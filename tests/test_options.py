@@ -226,3 +226,19 @@ def test_add_options_makes_switches_of_booleans():
     assert parser.parse_args(["--distributed"]).distributed is True
     with pytest.raises(SystemExit):
         parser.parse_args(["--iterations", "0"])
+
+
+def test_the_engine_options_are_one_typed_record():
+    """``run`` receives a typed EngineOptions, whose fields are exactly the InfillOptions
+    marked for the engine; ``predict``'s keywords are those fields, and no others."""
+    from dataclasses import fields as dataclass_fields
+
+    from xcrai.engine import EngineOptions, predict
+
+    marked = {f.name for f in fields(InfillOptions) if f.metadata["engine"]}
+    assert {f.name for f in dataclass_fields(EngineOptions)} == marked
+    options = InfillOptions(batch_size=8, precision="bf16")
+    engine = EngineOptions(**options.engine())
+    assert (engine.batch_size, engine.precision, engine.threads) == (8, "bf16", "auto")
+    with pytest.raises(TypeError, match="batch"):
+        predict(None, None, None, batchsize=8)  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -115,34 +116,14 @@ def _budget(device: torch.device) -> int:
     return CPU_BATCH_BYTES
 
 
-def predict(
-    model: CraiModel,
-    fields: np.ndarray,
-    valid: np.ndarray,
-    *,
-    core: tuple[int, int] | None = None,
-    device: str | torch.device = "auto",
-    batch_size: int | None = None,
-    tile_size: int | None = None,
-    precision: str = "fp32",
-    compile: bool = False,
-    threads: int | None = None,
-    report: Callable[[int], object] | None = None,
-    sigma: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the network on every field of ``fields[:, core[0]:core[1]]``.
+@dataclass(frozen=True)
+class EngineOptions:
+    """How :func:`run` puts fields through a network: the user's options marked for the
+    engine (``EngineOptions(**InfillOptions.engine())``); :func:`predict` takes them as
+    keywords.
 
-    Parameters
+    Attributes
     ----------
-    model : CraiModel
-        With a known ``time_context`` and a concrete padding ("zeros" or
-        "global").
-    fields : ndarray (S, T, H, W), or (S, V, T, H, W) for a model of V input variables
-        Values; anything under ``valid == False`` is ignored.
-    valid : ndarray of bool, shaped as ``fields``
-    core : (start, stop), optional
-        Time steps to infill; steps outside serve as time context only.
-        Windows are clamped to ``[0, T)``.
     device : str or torch.device
     batch_size : int, optional
         Fields (or tiles) per forward pass; chosen from memory when omitted.
@@ -159,6 +140,62 @@ def predict(
         takes a while at the first batch of each shape, so it pays off on long runs.
     threads : int, optional
         Intra-op CPU threads of the forward passes (the caller's setting by default).
+    """
+
+    device: str | torch.device = "auto"
+    batch_size: int | None = None
+    tile_size: int | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    threads: int | None = None
+
+
+def predict(
+    model: CraiModel,
+    fields: np.ndarray,
+    valid: np.ndarray,
+    *,
+    core: tuple[int, int] | None = None,
+    report: Callable[[int], object] | None = None,
+    sigma: np.ndarray | None = None,
+    **options: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`run` with the :class:`EngineOptions` given as keywords (``device=``,
+    ``batch_size=``, ...); an unknown one is a TypeError naming it.
+
+    Examples
+    --------
+    >>> output, reach = predict(model, fields, valid, batch_size=8)  # doctest: +SKIP
+    """
+    return run(model, fields, valid, EngineOptions(**options), core=core, report=report,
+               sigma=sigma)  # fmt: skip
+
+
+def run(
+    model: CraiModel,
+    fields: np.ndarray,
+    valid: np.ndarray,
+    options: EngineOptions,
+    *,
+    core: tuple[int, int] | None = None,
+    report: Callable[[int], object] | None = None,
+    sigma: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the network on every field of ``fields[:, core[0]:core[1]]``.
+
+    Parameters
+    ----------
+    model : CraiModel
+        With a known ``time_context`` and a concrete padding ("zeros" or
+        "global").
+    fields : ndarray (S, T, H, W), or (S, V, T, H, W) for a model of V input variables
+        Values; anything under ``valid == False`` is ignored.
+    valid : ndarray of bool, shaped as ``fields``
+    core : (start, stop), optional
+        Time steps to infill; steps outside serve as time context only.
+        Windows are clamped to ``[0, T)``.
+    options : EngineOptions
+        Device, batch and tile sizes, precision, compilation and CPU threads.
     report : callable, optional
         Called with the number of fields of each batch once it is done (progress bars).
     sigma : ndarray float32 (S, stop - start, H, W), optional
@@ -179,6 +216,8 @@ def predict(
     reach : ndarray bool (S, stop - start, H, W)
         False where no window of the network saw valid data.
     """
+    device, batch_size, tile_size = options.device, options.batch_size, options.tile_size
+    precision, compile, threads = options.precision, options.compile, options.threads
     if fields.ndim == 4:  # one input variable
         fields, valid = fields[:, None], valid[:, None]
     n_series, n_inputs, length, height, width = fields.shape

@@ -9,7 +9,7 @@ import threading
 import warnings
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import dask
@@ -23,7 +23,7 @@ from xcrai.callsite import user_stacklevel
 from xcrai.checkpoint import load_any, load_model
 from xcrai.choices import check_padding, check_time_context
 from xcrai.encoding import float_encoding
-from xcrai.engine import predict, resolve_device
+from xcrai.engine import EngineOptions, resolve_device, run
 from xcrai.firstguess import FirstGuess
 from xcrai.grid import Grid, Orientation, aligned, find_grid, orientation, resolve_padding
 from xcrai.laplace import fill_where
@@ -254,7 +254,7 @@ def _block(
     *,
     model: CraiModel,
     halo: int,
-    engine: dict[str, Any],
+    engine: EngineOptions,
     variable: Hashable = None,
     steady: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -279,8 +279,8 @@ def _block(
     sigma = None
     if model.config.uncertainty:
         sigma = np.empty((len(flat), core[1] - core[0], height, width), dtype=np.float32)
-    output, reach = predict(
-        model, flat, flat_valid, core=core, report=_report, sigma=sigma, **engine,
+    output, reach = run(
+        model, flat, flat_valid, engine, core=core, report=_report, sigma=sigma,
     )  # fmt: skip
     # fields without any valid point (of any input variable) come out NaN
     if stacked:
@@ -378,7 +378,7 @@ def _run(
     values: Any,
     valid: Any,
     plan: Plan,
-    engine: dict[str, Any],
+    engine: EngineOptions,
     variable: Hashable,
     steady: np.ndarray | None = None,
 ) -> Any:
@@ -772,12 +772,10 @@ def _infill(
     applies to it alone."""
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"data: expected an xarray.DataArray, got {type(da).__name__}")
-    engine = options.engine()
-    device = resolve_device(
-        engine["device"]
-    )  # options are checked; whether the device exists, here
+    engine = EngineOptions(**options.engine())
+    device = resolve_device(engine.device)  # options are checked; whether it exists, here
     # CPU threads free now (results do not depend on their number; speed under load does)
-    engine = {**engine, "threads": choose_threads(engine["threads"], samples=1)}
+    engine = replace(engine, threads=choose_threads(engine.threads, samples=1))
     padding, time_context = options.padding, options.time_context
     if da.dtype == bool or np.issubdtype(da.dtype, np.integer):
         da = da.astype(np.float32)
@@ -795,8 +793,8 @@ def _infill(
         da if sources is None else sources[0], model, padding, time_context, options.bounds
     )
     logger.info(
-        "device %s, precision %s, %s CPU thread(s)%s", device, engine["precision"],
-        engine["threads"], ", compiled" if engine["compile"] else "",
+        "device %s, precision %s, %s CPU thread(s)%s", device, engine.precision,
+        engine.threads, ", compiled" if engine.compile else "",
     )  # fmt: skip
     valid = valid_points(da, mask)
     steady = steady_points(da, plan, steady_mask)
