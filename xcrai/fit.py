@@ -757,26 +757,41 @@ def fit(
         variable=None if da.name is None else str(da.name),
         units=da.attrs.get("units"),
         grid={**describe(da, grid), "lat_ascending": grid.lat_ascending},
-        provenance={
-            "source": "xcrai fit",
-            "xcrai_version": __version__,
-            "data_shape": list(da.shape),
-            "data_dims": [str(d) for d in da.dims],
-            "data_sha256": _digest(da.data),
-            "masks_shape": list(observed.shape),
-            "masks_sha256": _digest(observed),
-            "iterations": done,
-            "seed": o.seed,
-            "init": o.init if setup.start is None else f"model sha256 {setup.start.sha256}",
-            "train_config": config.to_dict(),
-            "history": history,
-            **standing,
-        },
+        provenance=_provenance(
+            o, setup, da, _digest(da.data), list(observed.shape), _digest(observed), done,
+            config.to_dict(), history, standing,
+        ),
         # fields are trained in the data's own order, so this is the training orientation
         steady_mask=None if target.all() else ~target,
         first_guess=guess,
     )
     return CraiModel(model_config, trained)
+
+
+def _provenance(
+    o: FitOptions, setup: _Setup, output: xr.DataArray, data_sha256: Any, masks_shape: Any,
+    masks_sha256: Any, done: int, train_config: dict[str, Any], history: Any,
+    standing: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The provenance record of a fitted model: what it was trained on (the output
+    variable's shape and dimensions; the hashes and mask shapes of every variable, or of the
+    one), how (the run's configuration, seed and initial weights) and how far, with its loss
+    history and its standing against the classical fills."""
+    return {
+        "source": "xcrai fit",
+        "xcrai_version": __version__,
+        "data_shape": list(output.shape),
+        "data_dims": [str(d) for d in output.dims],
+        "data_sha256": data_sha256,
+        "masks_shape": masks_shape,
+        "masks_sha256": masks_sha256,
+        "iterations": done,
+        "seed": o.seed,
+        "init": o.init if setup.start is None else f"model sha256 {setup.start.sha256}",
+        "train_config": train_config,
+        "history": history,
+        **standing,
+    }
 
 
 def choose_first_guess(classical: dict[str, Any] | None, o: FitOptions) -> str | None:
@@ -1170,21 +1185,13 @@ def fit_dataset(
         variable=names[out],
         units=output.attrs.get("units"),
         grid={**describe(output, grid), "lat_ascending": grid.lat_ascending},
-        provenance={
-            "source": "xcrai fit",
-            "xcrai_version": __version__,
-            "data_shape": list(output.shape),
-            "data_dims": [str(d) for d in output.dims],
-            "data_sha256": {v: _digest(da.data) for v, da in zip(names, arrays, strict=True)},
-            "masks_shape": {v: list(m.shape) for v, m in zip(inputs, observed, strict=True)},
-            "masks_sha256": {v: _digest(m) for v, m in zip(inputs, observed, strict=True)},
-            "iterations": done,
-            "seed": o.seed,
-            "init": o.init if setup.start is None else f"model sha256 {setup.start.sha256}",
-            "train_config": {**config.to_dict(), "stats": [list(n) for n in norms]},
-            "history": history,
-            **standing,
-        },
+        provenance=_provenance(
+            o, setup, output,
+            {v: _digest(da.data) for v, da in zip(names, arrays, strict=True)},
+            {v: list(m.shape) for v, m in zip(inputs, observed, strict=True)},
+            {v: _digest(m) for v, m in zip(inputs, observed, strict=True)},
+            done, {**config.to_dict(), "stats": [list(n) for n in norms]}, history, standing,
+        ),
         steady_mask=None if valid[out].all() else ~valid[out],
         inputs=tuple(inputs),
         target=target,
