@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from fitbench_data import FITBENCH, open_zg
+from fitbench_data import FITBENCH, kill_fit_after_a_checkpoint, open_zg
 
 import xcrai
 
@@ -391,31 +391,10 @@ def test_a_killed_cosine_run_resumes_to_the_uninterrupted_weights(train, masks, 
     """The default schedule (cosine) follows from the run's iterations, so a resumed run
     takes the same ones: ``xcrai fit`` killed (SIGKILL, a real process) after a checkpoint,
     then resumed, ends with the uninterrupted run's weights."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     iterations = 400
     options = dict(validation=None, batch_size=4, architecture={"n_filters": 4, "depth": 2},
                    progress=False, **SAME)  # fmt: skip
-    args = [sys.executable, "-m", "xcrai.cli", "fit", str(FITBENCH / "zg_train.nc"), "--masks",
-            str(FITBENCH / "zg_masks.nc"), "-o", str(tmp_path / "never.pth"), "--validation",
-            "0", "--iterations", str(iterations), "--checkpoint-every", "5",
-            "--checkpoint-dir", str(tmp_path), "--batch-size", "4", "--n-filters", "4",
-            "--depth", "2", "--threads", "1", "--no-progress"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint = tmp_path / "checkpoint.pth"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    _, stderr = process.communicate()
-    assert checkpoint.exists(), stderr.decode()
-    done = torch.load(checkpoint, weights_only=True)["iteration"]
-    assert 0 < done < iterations  # killed mid-way
-    assert not (tmp_path / "never.pth").exists()
+    kill_fit_after_a_checkpoint(tmp_path, iterations)
     resumed = train.crai.fit(masks, iterations=iterations, resume=tmp_path, **options)
     whole = train.crai.fit(masks, iterations=iterations, **options)
     assert whole.config.provenance["train_config"]["lr_schedule"] == "cosine"  # the default

@@ -7,18 +7,15 @@ and fine-tuning one of CRAI's ConvLSTM checkpoints (``../shared/data/crai/ext``)
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import xarray as xr
-from fitbench_data import FITBENCH, open_zg
+from fitbench_data import FITBENCH, kill_fit_after_a_checkpoint, open_zg
 
 import xcrai
 from xcrai.nn import DESIGNS, CraiNetConfig, UNetConfig
@@ -104,23 +101,8 @@ def test_a_killed_convlstm_run_resumes_to_the_uninterrupted_weights(train, masks
     """``xcrai fit --network convlstm`` killed (SIGKILL, a real process) after a checkpoint,
     then resumed: the weights of the uninterrupted run."""
     iterations = 120
-    args = [sys.executable, "-m", "xcrai.cli", "fit", str(FITBENCH / "zg_train.nc"), "--masks",
-            str(FITBENCH / "zg_masks.nc"), "-o", str(tmp_path / "never.pth"), "--validation",
-            "0", "--iterations", str(iterations), "--checkpoint-every", "5",
-            "--checkpoint-dir", str(tmp_path), "--batch-size", "4", "--n-filters", "4",
-            "--depth", "2", "--threads", "1", "--no-progress", "--network", "convlstm",
-            "--time-context", "1,1"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint = tmp_path / "checkpoint.pth"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    _, stderr = process.communicate()
-    assert process.returncode == -signal.SIGKILL, stderr.decode()
-    assert checkpoint.exists(), stderr.decode()
-    done = torch.load(checkpoint, weights_only=True)["iteration"]
-    assert 0 < done < iterations  # killed mid-way
+    kill_fit_after_a_checkpoint(tmp_path, iterations, "--network", "convlstm",
+                                "--time-context", "1,1")  # fmt: skip
     options = {**OPTIONS, "iterations": iterations}
     resumed = _fit(train, masks, "convlstm", resume=tmp_path, **options)
     whole = _fit(train, masks, "convlstm", **options)
