@@ -239,3 +239,23 @@ def test_recurrent_networks_take_several_inputs_a_target_and_sigma(train, masks)
     hidden = np.isnan(test.values)
     spread = filled.zg_sigma.values[hidden]
     assert np.isfinite(spread).all() and (spread > 0).all()
+
+
+@pytest.mark.skipif(not EXT.is_dir(), reason="../shared/data/crai/ext is absent")
+def test_the_command_line_fine_tunes_a_crai_checkpoint(tmp_path):
+    """``xcrai fit --init`` a CRAI ConvLSTM checkpoint, read with the run's --time-context
+    (CRAI's files do not record it)."""
+    folder = EXT / "conv-lstm"
+    out = tmp_path / "tuned.pth"
+    args = [sys.executable, "-m", "xcrai.cli", "fit", str(folder / "out" / "conv-lstm_infilled.nc"),
+            "--masks", str(folder / "input" / "tas_ncl12_masked.nc"), "-o", str(out),
+            "--validation", "0", "--iterations", "1", "--batch-size", "2", "--threads", "1",
+            "--no-progress", "--init", str(folder / "model.pth")]  # fmt: skip
+    refused = subprocess.run(args, capture_output=True, text=True)
+    assert refused.returncode == 2 and "time_context" in refused.stderr and not out.exists()
+    run = subprocess.run([*args, "--time-context", "3,1"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    crai = xcrai.load_model(folder / "model.pth", time_context=(3, 1))
+    tuned = xcrai.load_model(out)
+    assert tuned.config.architecture == crai.config.architecture
+    assert tuned.config.provenance["init"] == f"model sha256 {crai.sha256}"

@@ -251,16 +251,17 @@ def _architecture(
     )  # fmt: skip
 
 
-def start_model(init: Any) -> CraiModel | None:
+def start_model(init: Any, steps: tuple[int, int] = (0, 0)) -> CraiModel | None:
     """The model ``init`` names (a CraiModel, or a model file read with
-    :func:`xcrai.load_model`), or None for an initialisation scheme."""
+    :func:`xcrai.load_model`, given the run's time context ``steps`` where it has one: CRAI's
+    files do not record theirs), or None for an initialisation scheme."""
     if isinstance(init, CraiModel):
         return init
     if isinstance(init, str) and init in INITS:
         return None
     from xcrai.checkpoint import load_model
 
-    model = load_model(init)
+    model = load_model(init, time_context=None if steps == (0, 0) else steps)
     if not isinstance(model, CraiModel):
         raise ValueError(f"init: {str(init)!r} holds several models; load one with "
                          "xcrai.load_model(path, label=...) and pass it")  # fmt: skip
@@ -312,7 +313,7 @@ def _start_norms(start: CraiModel) -> tuple[tuple[float, float], ...]:
 def _with_start(o: FitOptions) -> FitOptions:
     """The options of a run that starts from a model (``init=``): its normalisation, and no
     first guess (the model infills the fields themselves)."""
-    start = start_model(o.init)
+    start = start_model(o.init, cast("tuple[int, int]", o.time_context))
     if start is None:
         return o
     if o.first_guess not in (None, "auto"):
@@ -398,7 +399,7 @@ def _setup(o: FitOptions, grid: Any, n_inputs: int, shape: tuple[int, ...]) -> _
             f"times a window of {sum(time_context) + 1} step(s)), got "
             f"{o.architecture.in_channels}"
         )
-    start = start_model(o.init)
+    start = start_model(o.init, time_context)
     if start is None:
         arch = _architecture(o, n_inputs, time_context, (shape[-2], shape[-1]))
     else:

@@ -562,8 +562,9 @@ class FitOptions:
     init: Any = field(
         default="kaiming",
         metadata=meta(
-            "initial weights: a scheme, or a model file to fine-tune (an xcrai model; load "
-            "a CRAI checkpoint with xcrai.load_model and pass the model in Python)",
+            "initial weights: a scheme, or a model file to fine-tune (an xcrai model, or a "
+            "CRAI checkpoint of one variable, read with --time-context; load one of several "
+            "variables with xcrai.load_model(..., inputs=[...]) and pass the model in Python)",
             parse=parse_init,
             metavar="{" + ",".join(INITS) + "}|MODEL",
         ),
