@@ -753,10 +753,11 @@ def _check_init(init: Any) -> None:
 
 
 def _check_architecture(architecture: Any, in_channels: int, out_channels: int = 1) -> None:
-    """``architecture`` is None, a dict of :data:`DEFAULT_ARCHITECTURE`'s keys, or a
-    :class:`UNetConfig` for a multiple of ``in_channels`` inputs (the time context of each
-    input variable; ``fit`` checks their number) and ``out_channels`` outputs (2 with
-    ``uncertainty``)."""
+    """``architecture`` is None, a dict of :data:`DEFAULT_ARCHITECTURE`'s keys, or the
+    configuration of a network ``fit`` trains (:data:`xcrai.nn.NETWORKS`) for a multiple of
+    ``in_channels`` inputs (the time context of each input variable; ``fit`` checks their
+    number) and ``out_channels`` outputs (2 with ``uncertainty``). A configuration is
+    checked with the networks' registry, imported only then (torch comes with it)."""
     if architecture is None:
         return
     if not isinstance(architecture, dict):
