@@ -92,3 +92,15 @@ def first_guesses(text: str) -> list[str | None]:
     from xcrai.options import parse_first_guess
 
     return [parse_first_guess(part) for part in text.split(",")]
+
+
+def fit_changes(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items (VALUE as JSON, else a plain string) -> fit's keywords."""
+    changes = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value  # a plain string, e.g. lr_schedule=constant
+    return changes

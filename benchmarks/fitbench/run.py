@@ -36,6 +36,9 @@ import xarray as xr
 
 import xcrai
 
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from common import fit_changes
+
 DATA = Path(__file__).parent / "data"
 CRAI_SECONDS = 4 * 60 + 47
 CRAI_RMSE = 24.7
@@ -51,7 +54,6 @@ RECIPE = {
 def machine(device: str) -> str:
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return torch.cuda.get_device_name(0)
-    sys.path.insert(0, str(Path(__file__).parents[1]))
     from infill_cli import machine as cpu
 
     return f"{cpu()}, torch {torch.__version__}"
@@ -144,13 +146,7 @@ def main() -> None:
         "of zg_val.nc (the test fields under other masks, so never for early stopping)",
     )
     args = parser.parse_args()
-    changes = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            changes[key] = json.loads(value)
-        except json.JSONDecodeError:
-            changes[key] = value  # a plain string, e.g. lr_schedule=constant
+    changes = fit_changes(args.set)
     threads = args.threads if args.threads == "auto" else int(args.threads)
     print(f"machine: {machine(args.device)}")
     results = []

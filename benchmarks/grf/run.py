@@ -23,7 +23,7 @@ method; ``--json``, ``--markdown`` and ``--plot`` (the learning curve, PNG) writ
 
 Usage: python benchmarks/grf/run.py [--len-scales 8,20] [--train-sizes 20,200,2000]
            [--test-fields 200] [--iterations 2285] [--kriging-fields 20] [--sigma]
-           [--first-guess auto,none,eof]
+           [--first-guess auto,none,eof] [--set KEY=VALUE ...]
            [--methods optimum,xcrai,kriging,poisson,eof] [--json F] [--markdown F] [--plot F]
 """
 
@@ -47,6 +47,7 @@ from common import (  # noqa: E402
     TEST_MASKS,
     as_dataarray,
     first_guesses,
+    fit_changes,
     load_masks,
     machine,
     scores,
@@ -85,6 +86,7 @@ def run_scale(len_scale: float, args: argparse.Namespace, masks: xr.DataArray) -
         print(json.dumps(entry), flush=True)
 
     methods = set(args.methods)
+    changes = fit_changes(args.set)
     if True:  # the optimum: the reference of every ratio, always scored
         start = time.perf_counter()
         pairs = [sphere.optimum(truth[i], observed[i]) for i in range(args.test_fields)]
@@ -110,12 +112,14 @@ def run_scale(len_scale: float, args: argparse.Namespace, masks: xr.DataArray) -
         for guess in args.first_guess if "xcrai" in methods else ():
             start = time.perf_counter()
             model = train.crai.fit(train_masks, iterations=args.iterations, seed=args.seed,
-                                   first_guess=guess, progress=False)  # fmt: skip
+                                   first_guess=guess, progress=False, **changes)  # fmt: skip
             fitted = time.perf_counter() - start
             filled = test.crai.infill(model, progress=False).values
             label = "xcrai" if guess == "auto" else f"xcrai+{guess or 'none'}"
             chosen = model.config.first_guess  # what "auto" took
             extra = {"first_guess": None if chosen is None else chosen.kind}
+            if changes:
+                extra["set"] = changes
             record(f"{label}-{size}", time.perf_counter() - start, filled, train_fields=size,
                    iterations=args.iterations, fit_s=round(fitted, 1), **extra)  # fmt: skip
     if args.sigma and "xcrai" in methods:
@@ -123,7 +127,7 @@ def run_scale(len_scale: float, args: argparse.Namespace, masks: xr.DataArray) -
         train = as_dataarray(train_all[:size], lat, lon)
         start = time.perf_counter()
         model = train.crai.fit(train_masks, iterations=args.iterations, seed=args.seed,
-                               uncertainty=True, progress=False)  # fmt: skip
+                               uncertainty=True, progress=False, **changes)  # fmt: skip
         out = test.crai.infill(model, sigma=True, progress=False)
         record(f"xcrai-sigma-{size}", time.perf_counter() - start, out.grf.values,
                out.grf_sigma.values, train_fields=size, iterations=args.iterations)  # fmt: skip
@@ -196,6 +200,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--first-guess", type=first_guesses, default=["auto"],
                         help="xcrai's first guesses to train with: auto,none,climatology,eof")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="one of xcrai fit's options for every xcrai run (VALUE as JSON)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--plot", type=Path)
