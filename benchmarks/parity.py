@@ -1,6 +1,6 @@
 """Side by side against another commit: hashes of infills (eager, lazy, tiled, time context,
-several variables, members, sigma, bounds, steady mask, a CRAI ConvLSTM checkpoint) and of
-30-iteration fits' weights, on fitbench's data, for a refactoring that must keep CPU results
+several variables, a target, first guesses, members, sigma, bounds, steady mask, a CRAI
+ConvLSTM checkpoint) and of 30-iteration fits' weights, on fitbench's data, for a refactoring that must keep CPU results
 bit for bit. Run it at both commits and compare the output:
 
     git worktree add /tmp/base <commit>
@@ -67,6 +67,17 @@ def main() -> None:
     two = xr.Dataset({"zg": zg, "b": zg * 0.5 + 3}).crai.fit(masks, inputs=["zg", "b"], **OPTIONS)
     print("fit two", weights(two))
     print("several", values(infill(xr.Dataset({"zg": test, "b": test * 0.5 + 3}), two).zg))
+    both = xr.Dataset({"zg": zg, "b": zg * 0.5 + 3})
+    timed_two = both.crai.fit(masks, inputs=["zg", "b"], time_context=(1, 0),
+                              **{**OPTIONS, "validation": 0.2})  # fmt: skip
+    print("fit two time", weights(timed_two))
+    target = both.crai.fit(masks, inputs=["zg"], target="b", **OPTIONS)
+    print("fit target", weights(target))
+    print("target", values(infill(xr.Dataset({"zg": test}), target).b))
+    for guess, augment in (("climatology", True), ("eof", False)):
+        guessed = zg.crai.fit(masks, first_guess=guess, augment=augment, **OPTIONS)
+        print("fit", guess, weights(guessed))
+        print(guess, values(infill(test, guessed)), values(infill(test.chunk(time=2), guessed)))
     other = zg.crai.fit(masks, **{**OPTIONS, "seed": 1})
     print("members", values(infill(test, [m, other])))
     if EXT.is_dir():  # ../shared/data/crai/ext

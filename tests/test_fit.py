@@ -254,7 +254,7 @@ def test_bf16_training_runs_and_learns(train, masks):
 
 
 def test_augmentation_rolls_and_mirrors_fields_not_masks(train, masks):
-    from xcrai.train.loop import TrainConfig, make_batch
+    from xcrai.train.loop import TrainConfig, Variables, make_batch
     from xcrai.train.losses import LossWeights
 
     config = TrainConfig(iterations=1, batch_size=2, lr=1e-3, finetune_iterations=0,
@@ -264,8 +264,9 @@ def test_augmentation_rolls_and_mirrors_fields_not_masks(train, masks):
     fields = train.values[None]
     observed = masks.values.astype(bool)
     target = np.ones(fields.shape[-2:], bool)
-    args = (fields, observed, target, np.array([3, 3]), np.array([5, 5]), config)
-    _, m, gt, _ = make_batch(*args, np.array([0, 10]), np.array([False, True]))
+    one = Variables.one(observed, target, 0.0, 1.0)
+    args = (fields[:, None], one, np.array([3, 3]), np.array([[5, 5]]), config)
+    _, m, gt, _, _ = make_batch(*args, np.array([0, 10]), np.array([False, True]))
     np.testing.assert_array_equal(gt[0, 0].numpy(), fields[0, 3])
     np.testing.assert_array_equal(gt[1, 0].numpy(), np.roll(fields[0, 3], 10, axis=-1)[::-1])
     np.testing.assert_array_equal(m[0].numpy(), m[1].numpy())  # the mask is not moved
@@ -490,14 +491,15 @@ def test_a_field_without_any_value_is_named(train, masks):
 
 def _batches_of(fields, masks, mirror, iterations=6):
     """The truths of a few augmented batches (rolled, and mirrored where ``mirror``)."""
-    from xcrai.train.loop import TrainConfig, TrainingData, _Batches
+    from xcrai.train.loop import TrainConfig, TrainingData, Variables, _Batches
     from xcrai.train.losses import LossWeights
 
     config = TrainConfig(iterations=iterations, batch_size=4, lr=1e-3, finetune_iterations=0,
                          lr_finetune=1e-4, loss=LossWeights(), padding="global",
                          time_context=(0, 0), mean=0.0, std=1.0, seed=0, log_every=1,
                          augment=True, mirror=mirror)  # fmt: skip
-    data = TrainingData(fields[None], masks, np.ones(fields.shape[-2:], bool))
+    data = TrainingData(fields[None, None], Variables.one(masks, np.ones(fields.shape[-2:], bool),
+                                                          0.0, 1.0))  # fmt: skip
     batches = _Batches(data, config, None)
     return [batches[i][2][:, 0].numpy() for i in range(iterations)]
 

@@ -212,8 +212,8 @@ def test_bad_masks_and_validation(train, masks):
 def test_batches_stack_each_input_window_in_turn(train, masks):
     """The network input is each input variable's window of steps in turn (CRAI's channel
     order), each normalised by its own statistics and masked by its own masks; one input
-    gives make_batch's batch exactly."""
-    from xcrai.train.loop import SeveralVariables, TrainConfig, make_batch, make_several_batch
+    is the same layout, a variable of one."""
+    from xcrai.train.loop import TrainConfig, Variables, make_batch
     from xcrai.train.losses import LossWeights
 
     config = TrainConfig(iterations=1, batch_size=2, lr=1e-3, finetune_iterations=0,
@@ -225,18 +225,21 @@ def test_batches_stack_each_input_window_in_turn(train, masks):
     valid = np.ones(zg.shape[-2:], bool)
     samples, mask_index = np.array([0, 7]), np.array([5, 9])
     shifts, flips = np.array([0, 10]), np.array([False, True])
-    single = make_batch(zg, observed, valid, samples, mask_index, config, shifts, flips)
-    one = SeveralVariables([observed], valid[None], 0, ((3.0, 40.0),))
-    batch = make_several_batch(zg[:, None], one, samples, mask_index[None], config, shifts,
-                               flips)  # fmt: skip
-    for a, b in zip(single, batch[:4], strict=True):
-        assert torch.equal(a, b)
-    assert torch.equal(batch[4], single[1][:, 1:2])  # the centre step's mask
+    one = Variables.one(observed, valid, 3.0, 40.0)
+    x, m, gt, _, shown = make_batch(zg[:, None], one, samples, mask_index[None], config,
+                                    shifts, flips)  # fmt: skip
+    assert x.shape == (2, 3, 73, 144)
+    window = (zg[0, [6, 7, 8]] - np.float32(3.0)) / np.float32(40.0)  # sample 7's window
+    window = np.roll(window, 10, axis=-1)[:, ::-1]  # rolled, then mirrored
+    np.testing.assert_array_equal(m[1].numpy(), observed[[8, 9, 10]])  # masks as they are
+    np.testing.assert_array_equal(x[1].numpy(), np.where(m[1], window, 0))
+    np.testing.assert_array_equal(gt[1, 0].numpy(), window[1])
+    assert torch.equal(shown, m[:, 1:2])  # the centre step's mask
 
-    two = SeveralVariables([observed, observed[::-1]], np.stack([valid, valid]), 0,
+    two = Variables([observed, observed[::-1]], np.stack([valid, valid]), 0,
                            ((3.0, 40.0), (1.0, 0.05)))  # fmt: skip
-    x, m, gt, _, shown = make_several_batch(np.stack([zg, prev], axis=1), two, samples,
-                                            np.stack([mask_index, mask_index]), config)  # fmt: skip
+    x, m, gt, _, shown = make_batch(np.stack([zg, prev], axis=1), two, samples,
+                                    np.stack([mask_index, mask_index]), config)  # fmt: skip
     assert x.shape == (2, 6, 73, 144)
     np.testing.assert_array_equal(m[:, :3].numpy(), observed[[[4, 5, 6], [8, 9, 10]]])
     np.testing.assert_array_equal(m[:, 3:].numpy(), observed[::-1][[[4, 5, 6], [8, 9, 10]]])
@@ -244,9 +247,9 @@ def test_batches_stack_each_input_window_in_turn(train, masks):
     np.testing.assert_array_equal(x[1, 3:].numpy(), np.where(m[1, 3:], expected, 0))
     np.testing.assert_array_equal(gt[1, 0].numpy(), (zg[0, 7] - np.float32(3)) / np.float32(40))
     assert torch.equal(shown, m[:, 1:2])
-    target = SeveralVariables([observed], np.stack([valid, valid]), 1, ((3.0, 40.0), (1.0, 0.05)))
-    *_, shown = make_several_batch(np.stack([zg, prev], axis=1), target, samples,
-                                   mask_index[None], config)  # fmt: skip
+    target = Variables([observed], np.stack([valid, valid]), 1, ((3.0, 40.0), (1.0, 0.05)))
+    *_, shown = make_batch(np.stack([zg, prev], axis=1), target, samples, mask_index[None],
+                           config)  # fmt: skip
     assert not shown.any()  # a target is never shown
 
 

@@ -12,12 +12,11 @@ from fitbench_data import open_zg
 from xcrai.fit import _centre
 from xcrai.train.loop import (
     Mixing,
-    SeveralVariables,
     TrainConfig,
     TrainingData,
+    Variables,
     _Batches,
     make_batch,
-    make_several_batch,
     mix,
 )
 from xcrai.train.losses import LossWeights
@@ -91,8 +90,9 @@ def test_each_training_sample_is_a_field_or_a_blend_of_two(train, masks, share):
     fields = ((train.values - np.float32(2.0)) / np.float32(50.0))[None]  # as normalised
     # any centre (the fields' mean would make their differences from it dependent)
     centre = np.full(fields.shape[-2:], 0.1, np.float32)
-    data = TrainingData(train.values[None], masks.values.astype(bool),
-                        np.ones(fields.shape[-2:], bool), centre=centre)  # fmt: skip
+    one = Variables.one(masks.values.astype(bool), np.ones(fields.shape[-2:], bool),
+                        config.mean, config.std)  # fmt: skip
+    data = TrainingData(train.values[None, None], one, centre=centre[None, None])
     gt = _Batches(data, config, None)[3][2].numpy()[:, 0]  # the truths of batch 3
     blended = 0
     for truth in gt:
@@ -113,20 +113,20 @@ def test_every_variable_is_blended_alike(train, masks):
     norms = ((2.0, 50.0), (2.0 / 1000 + 1, 50.0 / 1000))
     valid = np.ones((2, *zg.shape[-2:]), bool)
     observed = masks.values.astype(bool)
-    several = SeveralVariables([observed, observed], valid, 0, norms)
+    several = Variables([observed, observed], valid, 0, norms)
     centre = np.stack([(zg[0].mean(0) - n[0]) / n[1] for n in ((2.0, 50.0),) * 2])[:, None]
     rng = np.random.default_rng(1)
     samples, mask_index = np.arange(8), np.zeros((2, 8), int)
     mixing = Mixing(rng.integers(0, 18, 8), rng.uniform(0, 2 * np.pi, 8), centre)
-    x, *_ = make_several_batch(np.stack([zg, other], axis=1), several, samples, mask_index,
-                               config, mixing=mixing)  # fmt: skip
+    x, *_ = make_batch(np.stack([zg, other], axis=1), several, samples, mask_index, config,
+                       mixing=mixing)  # fmt: skip
     np.testing.assert_allclose(x[:, :2].numpy(), x[:, 2:].numpy(), atol=2e-4)
-    plain, *_ = make_several_batch(np.stack([zg, other], axis=1), several, samples,
-                                   mask_index, config)  # fmt: skip
+    plain, *_ = make_batch(np.stack([zg, other], axis=1), several, samples, mask_index, config)
     assert not torch.allclose(x, plain)
     none = Mixing(np.full(8, -1), np.zeros(8), centre)
-    alone = make_batch(zg, observed, valid[0], samples, mask_index[0], config, mixing=none)
-    assert torch.equal(alone[0], make_batch(zg, observed, valid[0], samples, mask_index[0],
+    one = Variables.one(observed, valid[0], *norms[0])
+    alone = make_batch(zg[:, None], one, samples, mask_index[:1], config, mixing=none)
+    assert torch.equal(alone[0], make_batch(zg[:, None], one, samples, mask_index[:1],
                                             config)[0])  # fmt: skip
 
 

@@ -42,9 +42,9 @@ from xcrai.train.checkpoints import (
 )
 from xcrai.train.loop import (
     CHECKPOINT_KEY,
-    SeveralVariables,
     TrainConfig,
     TrainingData,
+    Variables,
     train,
     validate,
 )
@@ -741,8 +741,12 @@ def fit(
         ))  # fmt: skip
 
     config = _train_config(o, setup, grid, mean, std, symmetric_latitudes(da, grid))
-    data = TrainingData(fields, observed, target, val_fields, centre=centre, guess=guess,
-                        months=months, val_months=val_months)  # fmt: skip
+    data = TrainingData(
+        fields[:, None], Variables.one(observed, target, mean, std),
+        None if val_fields is None else val_fields[:, None],
+        centre=None if centre is None else centre[None, None], guess=guess, months=months,
+        val_months=val_months,
+    )  # fmt: skip
     trained, history, done, config, calibration = _run(o, setup, config, fingerprint, data)
     standing = _standing(holdout, calibration.hole_rmse, da.attrs.get("units"), classical)
     if guess is not None and calibration.weight != 1:
@@ -1161,8 +1165,8 @@ def fit_dataset(
         fingerprint["steady_mask"] = _digest(explicit)
 
     config = _train_config(o, setup, grid, *norms[out], symmetric_latitudes(output, grid))
-    several = SeveralVariables(observed, np.stack(valid), out, norms)
-    data = TrainingData(fields, observed[0], valid[out], val_fields, several, centre)
+    variables = Variables(observed, np.stack(valid), out, norms)
+    data = TrainingData(fields, variables, val_fields, centre)
     trained, history, done, config, calibration = _run(o, setup, config, fingerprint, data)
     sigma_scale, hole_rmse = calibration.sigma_scale, calibration.hole_rmse
     holdout = None

@@ -31,54 +31,9 @@ CHECKPOINT_KEY = "xcrai_training"
 
 
 @dataclass
-class TrainingData:
-    """Arrays for training (NumPy, or dask: read batch by batch).
-
-    Attributes
-    ----------
-    fields : array (S, T, H, W)
-        Complete training fields; NaN only at ``target`` == False points.
-    masks : ndarray of bool (M, H, W)
-        Coverage patterns, True where observed.
-    target : ndarray of bool (H, W)
-        False at points that are NaN in the data (never shown, never a target).
-    val_fields : array (S', T', H, W) or None
-        Validation fields, each paired with mask ``k % M`` (k = sample number).
-    several : SeveralVariables or None
-        For a model of several input variables (or of a target): then ``fields`` and
-        ``val_fields`` are (S, V, T, H, W), every variable stacked, ``target`` is the
-        output variable's, and ``masks`` the first input's.
-    """
-
-    fields: Any
-    masks: np.ndarray
-    target: np.ndarray
-    val_fields: Any = None
-    several: SeveralVariables | None = None
-    #: the training fields' mean at each point, in the network's normalised units, (H, W)
-    #: or (V, 1, H, W) with ``several``: what :func:`mix` turns the fields about (needed
-    #: with ``TrainConfig.mix``)
-    centre: np.ndarray | None = None
-    #: the first guess the network corrects (``fields`` and ``val_fields`` stay the data
-    #: itself: batches turn them into departures from it), with the calendar months of
-    #: the training and validation fields' time steps (None: not datetime-like)
-    guess: FirstGuess | None = None
-    months: np.ndarray | None = None
-    val_months: np.ndarray | None = None
-
-    @property
-    def n_series(self) -> int:
-        return int(self.fields.shape[0])
-
-    @property
-    def length(self) -> int:
-        """Time steps of the training fields."""
-        return int(self.fields.shape[-3])
-
-
-@dataclass
-class SeveralVariables:
-    """What training a model of several variables adds to :class:`TrainingData`.
+class Variables:
+    """The variables a network reads, and the one it outputs: one variable is the case
+    ``len(masks) == 1``, ``output == 0``.
 
     Attributes
     ----------
@@ -99,9 +54,54 @@ class SeveralVariables:
     output: int
     norms: tuple[tuple[float, float], ...]
 
+    @classmethod
+    def one(cls, masks: np.ndarray, target: np.ndarray, mean: float, std: float) -> Variables:
+        """One variable, infilled: its coverage patterns (M, H, W), its ever-valid points
+        (H, W) and its normalisation."""
+        return cls([masks], target[None], 0, ((mean, std),))
+
     @property
     def n_inputs(self) -> int:
         return len(self.masks)
+
+
+@dataclass
+class TrainingData:
+    """Arrays for training (NumPy, or dask: read batch by batch), in one layout for one
+    variable or several: (series, variable, time, lat, lon).
+
+    Attributes
+    ----------
+    fields : array (S, V, T, H, W)
+        Complete training fields of every variable (the inputs, then a target); NaN only
+        where a variable is never valid (``variables.valid`` False).
+    variables : Variables
+        Which variables are read and output, their coverage patterns and normalisation.
+    val_fields : array (S', V, T', H, W) or None
+        Validation fields, each input's sample k paired with its mask ``k % M_v``.
+    """
+
+    fields: Any
+    variables: Variables
+    val_fields: Any = None
+    #: the training fields' mean at each point, in the network's normalised units,
+    #: (V, 1, H, W): what :func:`mix` turns the fields about (needed with ``TrainConfig.mix``)
+    centre: np.ndarray | None = None
+    #: the first guess the network corrects (one variable; ``fields`` and ``val_fields``
+    #: stay the data itself: batches turn them into departures from it), with the calendar
+    #: months of the training and validation fields' time steps (None: not datetime-like)
+    guess: FirstGuess | None = None
+    months: np.ndarray | None = None
+    val_months: np.ndarray | None = None
+
+    @property
+    def n_series(self) -> int:
+        return int(self.fields.shape[0])
+
+    @property
+    def length(self) -> int:
+        """Time steps of the training fields."""
+        return int(self.fields.shape[-3])
 
 
 @dataclass(frozen=True)
@@ -188,14 +188,11 @@ class _Batches(Dataset):
         size = self.config.batch_size
         stream = np.arange(iteration * size, (iteration + 1) * size)
         samples = shuffled(stream, self.n_series * self.length, (self.config.seed, 0))
-        several = self.data.several
-        if several is None:
-            mask_index = shuffled(stream, len(self.data.masks), (self.config.seed, 1))
-        else:  # each input's own holes: its own seeded stream of its masks
-            mask_index = np.stack([
-                shuffled(stream, len(masks), (self.config.seed, 1 + v))
-                for v, masks in enumerate(several.masks)
-            ])  # fmt: skip
+        # each input's own holes: its own seeded stream of its masks
+        mask_index = np.stack([
+            shuffled(stream, len(masks), (self.config.seed, 1 + v))
+            for v, masks in enumerate(self.data.variables.masks)
+        ])  # fmt: skip
         width = self.data.fields.shape[-1]
         shifts, flips = np.zeros(size, int), np.zeros(size, bool)
         if self.config.augment:  # the flips are drawn either way: the same stream
@@ -217,12 +214,8 @@ class _Batches(Dataset):
             shifts, flips = shifts[part], flips[part]
             if mixing is not None:
                 mixing = mixing.part(part)
-        if several is not None:
-            return make_several_batch(self.data.fields, several, samples, mask_index,
-                                      self.config, shifts, flips, mixing)  # fmt: skip
-        return make_batch(self.data.fields, self.data.masks, self.data.target, samples,
-                          mask_index, self.config, shifts, flips, mixing, self.data.guess,
-                          self.data.months)  # fmt: skip
+        return make_batch(self.data.fields, self.data.variables, samples, mask_index,
+                          self.config, shifts, flips, mixing, self.data.guess, self.data.months)
 
 
 @dataclass(frozen=True)
@@ -317,8 +310,7 @@ def shuffled(positions: np.ndarray, n: int, key: tuple[int, int]) -> np.ndarray:
 
 def make_batch(
     fields: Any,
-    masks: np.ndarray,
-    target: np.ndarray,
+    variables: Variables,
     samples: np.ndarray,
     mask_index: np.ndarray,
     config: TrainConfig,
@@ -328,95 +320,36 @@ def make_batch(
     guess: FirstGuess | None = None,
     months: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """Network input, mask, truth and target weights for samples ``s * T + t``.
+    """Network input and mask (each input variable's window in turn: CRAI's channel
+    order), truth and target weights of the output variable, and where the loss counts
+    its truth as shown, for samples ``s * T + t`` of ``fields`` (S, V, T, H, W).
 
-    ``mixing`` blends samples with others (:func:`mix`); then ``shifts`` rolls each
-    sample's fields (and their NaN points) in longitude, and ``flips`` mirrors them
-    north-south. The coverage masks are applied as they are. With a first ``guess``
-    (``months``: the calendar month of each of the T time steps), every value is its
+    ``mask_index`` (n_inputs, N) is the mask each input's sample is paired with. ``mixing``
+    blends samples with others (:func:`mix`); then ``shifts`` rolls each sample's fields
+    (and their never-valid points) in longitude, and ``flips`` mirrors them north-south.
+    The coverage masks are applied as they are. With a first ``guess`` (one variable;
+    ``months``: the calendar month of each of the T time steps), every value is its
     departure from the guess made from the sample's observed points, as ``infill`` gives
     the network (:mod:`xcrai.firstguess`).
     """
     past, future = config.time_context
-    mask_windows = window_indices(len(masks), past, future, 0, len(masks))[mask_index]
+    n_inputs, out = variables.n_inputs, variables.output
+    means = np.array([mean for mean, _ in variables.norms], np.float32)[:, None, None, None]
+    stds = np.array([std for _, std in variables.norms], np.float32)[:, None, None, None]
     length = fields.shape[-3]
 
-    def read(numbers: np.ndarray) -> np.ndarray:  # (N, C, H, W), normalised
+    def read(numbers: np.ndarray) -> np.ndarray:  # (N, V, C, H, W), normalised
         x = read_windows(fields, numbers, config.time_context).astype(np.float32)
         if guess is not None:  # the base (a climatology): departures before any mixing
             steps = window_indices(length, past, future, 0, length)[numbers % length]
             picked = None if months is None else months[steps]
             x = x - guess.bases(picked, steps.size).reshape(x.shape)
-        return (x - np.float32(config.mean)) / np.float32(config.std)
-
-    x = read(samples)
-    if mixing is not None:
-        x = mixing.apply(x, read)
-    targets = np.broadcast_to(target, (len(x), 1, *target.shape))
-    if shifts is not None and shifts.any():
-        x, targets = roll_each(x, shifts), roll_each(targets, shifts)
-    if flips is not None and flips.any():
-        x, targets = mirror_each(x, flips), mirror_each(targets, flips)
-    m = masks[mask_windows] & targets
-    if guess is not None and len(guess.patterns):  # EOFs fitted to what is observed
-        height, width = x.shape[-2:]
-        departures = (x * np.float32(config.std) + np.float32(config.mean)).reshape(
-            -1, height, width
-        )
-        fitted = guess.correction(departures, m.reshape(-1, height, width))
-        x = x - fitted.reshape(x.shape) / np.float32(config.std)
-    gt = x[:, past : past + 1]
-    x = np.where(m, x, np.float32(0))
-    gt = np.where(targets, gt, np.float32(0))
-    return (
-        torch.from_numpy(x),
-        torch.from_numpy(m.astype(np.float32)),
-        torch.from_numpy(np.ascontiguousarray(gt)),
-        torch.from_numpy(targets.astype(np.float32)),
-    )
-
-
-def read_windows(fields: Any, samples: np.ndarray, time_context: tuple[int, int]) -> np.ndarray:
-    """The windows of time steps of samples ``s * T + t`` of ``fields`` (S, ..., T, H, W):
-    (N, ..., C, H, W), as stored."""
-    length = fields.shape[-3]
-    series, steps = np.divmod(samples, length)
-    windows = window_indices(length, *time_context, 0, length)[steps]
-    return np.stack(
-        [np.asarray(fields[s][..., w, :, :]) for s, w in zip(series, windows, strict=True)]
-    )
-
-
-def make_several_batch(
-    fields: Any,
-    several: SeveralVariables,
-    samples: np.ndarray,
-    mask_index: np.ndarray,
-    config: TrainConfig,
-    shifts: np.ndarray | None = None,
-    flips: np.ndarray | None = None,
-    mixing: Mixing | None = None,
-) -> tuple[torch.Tensor, ...]:
-    """:func:`make_batch` for a model of several variables: network input and mask
-    (each input variable's window in turn: CRAI's channel order), truth and target
-    weights of the output variable, and where the loss counts its truth as shown.
-
-    ``fields`` is (S, V, T, H, W), the inputs then a target; ``mask_index`` (n_inputs,
-    N) the mask each input's sample ``s * T + t`` is paired with.
-    """
-    past, future = config.time_context
-    n_inputs, out = several.n_inputs, several.output
-    means = np.array([mean for mean, _ in several.norms], np.float32)[:, None, None, None]
-    stds = np.array([std for _, std in several.norms], np.float32)[:, None, None, None]
-
-    def read(numbers: np.ndarray) -> np.ndarray:  # (N, V, C, H, W), normalised
-        return (read_windows(fields, numbers, config.time_context).astype(np.float32)
-                - means) / stds  # fmt: skip
+        return (x - means) / stds
 
     raw = read(samples)
     if mixing is not None:
         raw = mixing.apply(raw, read)
-    valid = np.broadcast_to(several.valid[:, None], (len(raw), *several.valid[:, None].shape))
+    valid = np.broadcast_to(variables.valid[:, None], (len(raw), *variables.valid[:, None].shape))
     if shifts is not None and shifts.any():
         raw, valid = roll_each(raw, shifts), roll_each(valid, shifts)
     if flips is not None and flips.any():
@@ -425,12 +358,18 @@ def make_several_batch(
         np.stack(
             [
                 masks[window_indices(len(masks), past, future, 0, len(masks))[mask_index[v]]]
-                for v, masks in enumerate(several.masks)
+                for v, masks in enumerate(variables.masks)
             ],
             axis=1,
         )
         & valid[:, :n_inputs]
     )  # (N, n_inputs, C, H, W)
+    if guess is not None and len(guess.patterns):  # EOFs fitted to what is observed
+        mean, std = (np.float32(n) for n in variables.norms[out])
+        height, width = raw.shape[-2:]
+        departures = (raw * std + mean).reshape(-1, height, width)
+        fitted = guess.correction(departures, m.reshape(-1, height, width))
+        raw = raw - fitted.reshape(raw.shape) / std
     x = np.where(m, raw[:, :n_inputs], np.float32(0))
     targets = valid[:, out]  # (N, 1, H, W)
     gt = np.where(targets, raw[:, out, past : past + 1], np.float32(0))
@@ -445,6 +384,17 @@ def make_several_batch(
         torch.from_numpy(np.ascontiguousarray(gt)),
         torch.from_numpy(targets.astype(np.float32)),
         torch.from_numpy(shown.astype(np.float32)),
+    )
+
+
+def read_windows(fields: Any, samples: np.ndarray, time_context: tuple[int, int]) -> np.ndarray:
+    """The windows of time steps of samples ``s * T + t`` of ``fields`` (S, ..., T, H, W):
+    (N, ..., C, H, W), as stored."""
+    length = fields.shape[-3]
+    series, steps = np.divmod(samples, length)
+    windows = window_indices(length, *time_context, 0, length)[steps]
+    return np.stack(
+        [np.asarray(fields[s][..., w, :, :]) for s, w in zip(series, windows, strict=True)]
     )
 
 
@@ -463,14 +413,6 @@ def _terms(
     return terms, values
 
 
-def _shown(batch: tuple[torch.Tensor, ...], config: TrainConfig) -> torch.Tensor:
-    """Where the loss counts the truth as shown to the network (N, 1, H, W): a batch's own
-    (several variables), else the centre step of its mask."""
-    if len(batch) > 4:
-        return batch[4]
-    return batch[1][:, config.time_context[0]][:, None]
-
-
 def _step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -481,13 +423,12 @@ def _step(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One optimiser step on one batch; returns the loss terms and the total."""
     batch = tuple(t.to(device, non_blocking=True) for t in batch)
-    x, m, gt, target = batch[:4]
-    centre = _shown(batch, config)
+    x, m, gt, target, shown = batch
     x = x.contiguous(memory_format=torch.channels_last)
     m = m.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, torch.bfloat16, enabled=config.precision == "bf16"):
         out, _ = model(x, m, config.padding)
-    terms, _ = _terms(out.float(), gt, centre, target, config, vgg)
+    terms, _ = _terms(out.float(), gt, shown, target, config, vgg)
     loss = total_loss(terms, config.loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -538,16 +479,10 @@ def validate(
     offset = config.mean / config.std
     for first in range(0, n, 64):
         samples = np.arange(first, min(n, first + 64))
-        if data.several is None:
-            mask_index = samples % len(data.masks)
-            batch = make_batch(val, data.masks, data.target, samples, mask_index, config,
-                               guess=data.guess, months=data.val_months)  # fmt: skip
-        else:
-            mask_index = np.stack([samples % len(masks) for masks in data.several.masks])
-            batch = make_several_batch(val, data.several, samples, mask_index, config)
-        batch = tuple(t.to(device) for t in batch)
-        x, m, gt, target = batch[:4]
-        shown = _shown(batch, config)
+        mask_index = np.stack([samples % len(masks) for masks in data.variables.masks])
+        batch = make_batch(val, data.variables, samples, mask_index, config,
+                           guess=data.guess, months=data.val_months)  # fmt: skip
+        x, m, gt, target, shown = (t.to(device) for t in batch)
         raw, _ = net(x, m, config.padding)
         terms, out = _terms(raw, gt, shown, target, config)
         for name in totals:
