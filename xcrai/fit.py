@@ -666,111 +666,14 @@ def fit(
     --------
     >>> model = fit(train.zg, masks.zg, FitOptions(iterations=1500))  # doctest: +SKIP
     """
-    o = _with_start(_check_options(options))
-    _check_early_stopping(o, validation)
     if isinstance(da, xr.DataArray):  # undecoded fill values are holes, not data
         da = missing_as_nan(da, "data")
-    if isinstance(validation, xr.DataArray):
-        validation = missing_as_nan(validation, "validation")
-    if o.ensemble > 1:
-        return _ensemble(
-            o, lambda one: fit(da, masks, one, validation=validation, steady_mask=steady_mask)
-        )
-    fields, grid = _fields(da, "data")
-    target = _static_target(fields, "data")
-    explicit = None
-    if steady_mask is not None:
-        explicit = check_steady_mask(steady_mask, da, grid).values  # (lat, lon), as trained
-        target = target & ~explicit
-        if not target.any():
-            raise ValueError("steady_mask: with the data's NaNs it leaves no point to learn")
-    observed = prepare_masks(masks, da, grid)
-    if isinstance(validation, xr.DataArray):
-        validation = check_validation(validation, da, grid, target, "validation")
-    setup = _setup(o, grid, 1, fields.shape)
-
-    digests = field_digests(fields)
-    fields, val_fields = _split_validation(fields, validation)
-    _check_batch(fields, o.batch_size)
-    mean, std = _statistics(fields, target) if o.normalize else (0.0, 1.0)
-    if isinstance(validation, xr.DataArray):
-        val_digests = field_digests(val_fields)
-    else:  # the held-out end of the time axis
-        digests, val_digests = digests[:, : fields.shape[1]], digests[:, fields.shape[1] :]
-    centre = _centre(fields, target, 1) if o.mix else None
-    (mean, std), centre, digests, val_digests = dask.compute(
-        (mean, std), centre, digests, val_digests
+    held = (
+        [missing_as_nan(validation, "validation")]
+        if isinstance(validation, xr.DataArray)
+        else validation
     )
-    mean, std = float(mean), float(std) or 1.0
-    if setup.start is not None and o.normalize:  # the units the model's weights read
-        (mean, std), *_ = _start_norms(setup.start)
-    guess, months, val_months = None, _months(da, "data"), None
-    if months is not None:
-        months, val_months = months[: fields.shape[1]], months[fields.shape[1] :]
-    if isinstance(validation, xr.DataArray):
-        val_months = _months(validation, "validation")
-    holdout, classical = None, None
-    if val_fields is not None:
-        holdout = Holdout(fields, val_fields, months, val_months, observed, target, grid.periodic)
-        classical = classical_table(holdout, da.attrs.get("units"))
-    if o.first_guess == "auto":
-        o = replace(o, first_guess=choose_first_guess(classical, o))
-    if o.first_guess is not None:  # the network learns departures from it
-        guess, departures = _first_guess(o.first_guess, fields, months, observed, target)
-        mean, std = residual_statistics(guess, *departures) if o.normalize else (0.0, 1.0)
-        if centre is not None:  # mixing turns departures from the base about their mean
-            flat_months = departures[1]
-            base = guess.base[0]
-            if guess.monthly:  # the mean of each field's month's base
-                counts = np.bincount(np.asarray(flat_months) - 1, minlength=12)
-                base = np.tensordot(counts / counts.sum(), guess.base, 1)
-            centre = np.where(target, centre - base, 0)
-    if centre is not None:  # in the network's units
-        centre = ((centre - mean) / std).astype(np.float32)
-    fingerprint = {
-        "data": _digest(digests),
-        "validation": _digest(val_digests) if val_fields is not None else None,
-        "masks": _digest(observed),
-        "architecture": setup.arch.to_dict(),
-    }
-    if explicit is not None:  # absent otherwise, as in checkpoints from before steady masks
-        fingerprint["steady_mask"] = _digest(explicit)
-    if guess is not None:  # absent otherwise, as in checkpoints from before first guesses
-        fingerprint["first_guess"] = _digest(np.frombuffer(
-            json.dumps(guess.to_dict(), sort_keys=True).encode(), np.uint8
-        ))  # fmt: skip
-
-    config = _train_config(o, setup, grid, mean, std, symmetric_latitudes(da, grid))
-    data = TrainingData(
-        fields[:, None], Variables.one(observed, target, mean, std),
-        None if val_fields is None else val_fields[:, None],
-        centre=None if centre is None else centre[None, None], guess=guess, months=months,
-        val_months=val_months,
-    )  # fmt: skip
-    trained, history, done, config, calibration = _run(o, setup, config, fingerprint, data)
-    standing = _standing(holdout, calibration.hole_rmse, da.attrs.get("units"), classical)
-    if guess is not None and calibration.weight != 1:
-        guess = replace(guess, weight=calibration.weight)
-    model_config = ModelConfig(
-        bounds=o.bounds,
-        sigma_scale=calibration.sigma_scale,
-        architecture=setup.arch,
-        padding=setup.padding,
-        time_context=setup.time_context,
-        mean=mean if o.normalize else None,
-        std=std if o.normalize else None,
-        variable=None if da.name is None else str(da.name),
-        units=da.attrs.get("units"),
-        grid={**describe(da, grid), "lat_ascending": grid.lat_ascending},
-        provenance=_provenance(
-            o, setup, da, _digest(da.data), list(observed.shape), _digest(observed), done,
-            config.to_dict(), history, standing,
-        ),
-        # fields are trained in the data's own order, so this is the training orientation
-        steady_mask=None if target.all() else ~target,
-        first_guess=guess,
-    )
-    return CraiModel(model_config, trained)
+    return _fit(_Run([da], [masks], None, None, held, steady_mask), options)
 
 
 def _provenance(
@@ -1041,76 +944,121 @@ def fit_dataset(
     -------
     CraiModel, or an Ensemble with ``ensemble`` > 1
     """
-    o = _with_start(_check_options(options))
-    _check_early_stopping(o, validation)
-    if o.ensemble > 1:
-        return _ensemble(
-            o, lambda one: fit_dataset(
-                ds, masks, one, inputs=inputs, target=target, validation=validation,
-                steady_mask=steady_mask,
-            ),
-        )  # fmt: skip
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"data: expected an xarray.Dataset, got {type(ds).__name__}")
     inputs, target = _variables(ds, inputs, target)
     masks_list = _masks_by_input(masks, inputs, target)
-    if target is None and len(inputs) == 1:  # a single-variable model
-        one: float | xr.DataArray | None = (
-            _validation_variables(validation, inputs)[0]
-            if isinstance(validation, xr.Dataset)
-            else validation
-        )
-        return fit(ds[inputs[0]], masks_list[0], o, validation=one, steady_mask=steady_mask)
-    if o.first_guess == "auto":  # no guess for several variables yet
-        o = replace(o, first_guess=None)
-    if o.first_guess is not None:
-        raise ValueError(
-            f"first_guess: a model of several variables ({inputs}"
-            f"{'' if target is None else f', target {target!r}'}) takes no first guess yet; "
-            "fit one variable with it"
-        )
     names = [*inputs, *([target] if target else [])]
-    out = len(inputs) if target else 0
-    arrays = [missing_as_nan(ds[v], f"data {v!r}") for v in names]
+    one = target is None and len(inputs) == 1  # a model of one variable, as fit makes
+    label = (lambda kind, v: kind) if one else (lambda kind, v: f"{kind} {v!r}")
+    arrays = [missing_as_nan(ds[v], label("data", v)) for v in names]
+    if isinstance(validation, xr.DataArray):
+        raise TypeError("validation: expected a fraction, a Dataset of every variable, or "
+                        "None; got a DataArray")  # fmt: skip
+    held: float | list[xr.DataArray] | None = None
     if isinstance(validation, xr.Dataset):
-        validation = validation.assign(
-            {v: missing_as_nan(validation[v], f"validation {v!r}") for v in names
-             if v in validation.data_vars}
-        )  # fmt: skip
-    try:
-        xr.align(*arrays, join="exact")
-    except ValueError:
-        raise ValueError(
-            f"data: the variables {names} have different coordinates; put them on one grid "
-            "and time axis first (e.g. xr.align, or regridding)"
-        ) from None
-    prepared = [_fields(da, f"data {v!r}") for v, da in zip(names, arrays, strict=True)]
+        held = [
+            missing_as_nan(v, label("validation", name))
+            for name, v in zip(names, _validation_variables(validation, names), strict=True)
+        ]
+    else:
+        held = validation
+    if not one:
+        try:
+            xr.align(*arrays, join="exact")
+        except ValueError:
+            raise ValueError(
+                f"data: the variables {names} have different coordinates; put them on one "
+                "grid and time axis first (e.g. xr.align, or regridding)"
+            ) from None
+    run = _Run(arrays, masks_list, None if one else inputs, target, held, steady_mask)
+    return _fit(run, options)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What a training run reads, from the xarray edge (:func:`fit`, :func:`fit_dataset`):
+    one canonical form for one variable or several."""
+
+    #: the training fields of every variable: the inputs, in channel order, then a target
+    arrays: list[xr.DataArray]
+    #: each input's coverage patterns
+    masks: list[Any]
+    #: the inputs' names for a model of several variables (or of a target); None: a model
+    #: of one variable, whose model file records its normalisation as ``mean``/``std``
+    inputs: list[str] | None
+    target: str | None
+    #: a held-out fraction, None, or validation fields of every variable
+    validation: float | list[xr.DataArray] | None
+    steady_mask: xr.DataArray | None
+
+    @property
+    def one(self) -> bool:
+        return self.inputs is None
+
+    @property
+    def names(self) -> list[str]:
+        if self.inputs is None:
+            return [str(getattr(self.arrays[0], "name", None))]
+        return [*self.inputs, *([self.target] if self.target else [])]
+
+    @property
+    def out(self) -> int:
+        """The variable the network outputs: a target (last), or the first input."""
+        return len(self.arrays) - 1 if self.target else 0
+
+    def label(self, kind: str, v: int) -> str:
+        """How messages name variable ``v``'s ``kind`` ("data", "validation")."""
+        return kind if self.one else f"{kind} {self.names[v]!r}"
+
+
+def _fit(run: _Run, options: FitOptions | None) -> CraiModel | Ensemble:
+    """Train a model (or, with ``ensemble=N``, N of them) on ``run``: the one pipeline
+    behind :func:`fit` and :func:`fit_dataset`."""
+    o = _with_start(_check_options(options))
+    _check_early_stopping(o, run.validation)
+    if o.ensemble > 1:
+        return _ensemble(o, lambda one: _fit(run, one))
+    if not run.one or run.target is not None:
+        if o.first_guess == "auto":  # no guess for several variables yet
+            o = replace(o, first_guess=None)
+        if o.first_guess is not None:
+            raise ValueError(
+                f"first_guess: a model of several variables ({run.inputs}"
+                f"{'' if run.target is None else f', target {run.target!r}'}) takes no "
+                "first guess yet; fit one variable with it"
+            )
+    names, out, arrays = run.names, run.out, run.arrays
+    prepared = [_fields(da, run.label("data", v)) for v, da in enumerate(arrays)]
     grid = prepared[out][1]
     shapes = {v: tuple(f.shape) for v, (f, _) in zip(names, prepared, strict=True)}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"data: the variables must share their dimensions; got {shapes}")
-    valid = [_static_target(f, f"data {v!r}") for v, (f, _) in zip(names, prepared, strict=True)]
+    valid = [_static_target(f, run.label("data", v)) for v, (f, _) in enumerate(prepared)]
     explicit = None
-    if steady_mask is not None:  # the output variable's, as infill applies it
-        explicit = check_steady_mask(steady_mask, arrays[out], grid).values
+    if run.steady_mask is not None:  # the output variable's, as infill applies it
+        explicit = check_steady_mask(run.steady_mask, arrays[out], grid).values
         valid[out] = valid[out] & ~explicit
         if not valid[out].any():
             raise ValueError("steady_mask: with the data's NaNs it leaves no point to learn")
-    observed = [
-        prepare_masks(m, arrays[v], grid) for v, m in enumerate(masks_list)
-    ]  # fmt: skip
-    setup = _setup(o, grid, len(inputs), next(iter(shapes.values())))
-
-    stack = dsa.stack if any(isinstance(f, dsa.Array) for f, _ in prepared) else np.stack
-    fields = stack([f for f, _ in prepared], axis=1)  # (S, V, T, H, W)
-    digests = [field_digests(f) for f, _ in prepared]
-    if isinstance(validation, xr.Dataset):
-        val_arrays = [
-            check_validation(v, arrays[i], grid, valid[i], f"validation {names[i]!r}")
-            for i, v in enumerate(_validation_variables(validation, names))
+    observed = [prepare_masks(m, arrays[v], grid) for v, m in enumerate(run.masks)]
+    validation = run.validation
+    if isinstance(validation, list):
+        validation = [
+            check_validation(v, arrays[i], grid, valid[i], run.label("validation", i))
+            for i, v in enumerate(validation)
         ]
+    setup = _setup(o, grid, len(run.masks), next(iter(shapes.values())))
+
+    if len(prepared) == 1:  # a view: (S, 1, T, H, W)
+        fields = prepared[0][0][:, None]
+    else:
+        stack = dsa.stack if any(isinstance(f, dsa.Array) for f, _ in prepared) else np.stack
+        fields = stack([f for f, _ in prepared], axis=1)  # (S, V, T, H, W)
+    digests = [field_digests(f) for f, _ in prepared]
+    if isinstance(validation, list):
         val_prepared = [
-            _fields(da, f"validation {v!r}")[0] for v, da in zip(names, val_arrays, strict=True)
+            _fields(da, run.label("validation", v))[0] for v, da in enumerate(validation)
         ]
         if len({tuple(f.shape) for f in val_prepared}) > 1:
             raise ValueError("validation: the variables must share their dimensions")
@@ -1119,12 +1067,11 @@ def fit_dataset(
                 f"validation: expected fields on the data's grid {fields.shape[-2:]}, got "
                 f"{val_prepared[0].shape[-2:]}"
             )
-        val_fields = stack(val_prepared, axis=1)
+        val_fields = (
+            val_prepared[0][:, None] if len(val_prepared) == 1 else stack(val_prepared, axis=1)
+        )
         val_digests = [field_digests(f) for f in val_prepared]
     else:
-        if isinstance(validation, xr.DataArray):
-            raise TypeError("validation: expected a fraction, a Dataset of every variable, or "
-                            "None; got a DataArray")  # fmt: skip
         _, val_fields = _split_validation(prepared[0][0], validation)
         n_train = fields.shape[2] - (0 if val_fields is None else val_fields.shape[1])
         fields, val_fields = (
@@ -1151,58 +1098,117 @@ def fit_dataset(
                 f"init: the model normalises {len(norms)} variable(s), the data has "
                 f"{len(names)} ({names}); start from a model of the same variables"
             )
+    months = _months(output, "data")
+    n_train = fields.shape[2]
+    val_months = None
+    if months is not None:
+        months, val_months = months[:n_train], months[n_train:]
+    if isinstance(validation, list):
+        val_months = _months(validation[out], "validation")
+    holdout, classical = None, None
+    if val_fields is not None and run.target is None:  # a target is never shown
+        holdout = Holdout(fields[:, out], val_fields[:, out], months, val_months, observed[out],
+                          valid[out], grid.periodic)  # fmt: skip
+        classical = classical_table(holdout, output.attrs.get("units"))
+    if o.first_guess == "auto":
+        o = replace(o, first_guess=choose_first_guess(classical, o))
+    guess = None
+    if o.first_guess is not None:  # one variable: the network learns departures from it
+        guess, departures = _first_guess(o.first_guess, fields[:, 0], months, observed[0],
+                                         valid[0])  # fmt: skip
+        norms = (residual_statistics(guess, *departures) if o.normalize else (0.0, 1.0),)
+        if centre is not None:  # mixing turns departures from the base about their mean
+            flat_months = departures[1]
+            base = guess.base[0]
+            if guess.monthly:  # the mean of each field's month's base
+                counts = np.bincount(np.asarray(flat_months) - 1, minlength=12)
+                base = np.tensordot(counts / counts.sum(), guess.base, 1)
+            centre = np.where(valid[0], centre - base, 0)
     if centre is not None:  # each variable in its network units, (V, 1, H, W)
         mean, std = (np.array(n, np.float64)[:, None, None] for n in zip(*norms, strict=True))
         centre = ((centre - mean) / std).astype(np.float32)[:, None]
     fingerprint = {
         "data": _digest(np.stack(digests)),
         "validation": _digest(np.stack(val_digests)) if val_fields is not None else None,
-        "masks": _digest(np.array([_digest(m) for m in observed])),
+        "masks": _digest(observed[0]) if run.one
+        else _digest(np.array([_digest(m) for m in observed])),
         "architecture": setup.arch.to_dict(),
-        "variables": {"inputs": inputs, "target": target},
-    }
-    if explicit is not None:
+    }  # fmt: skip
+    if not run.one:
+        fingerprint["variables"] = {"inputs": run.inputs, "target": run.target}
+    if explicit is not None:  # absent otherwise, as in checkpoints from before steady masks
         fingerprint["steady_mask"] = _digest(explicit)
+    if guess is not None:  # absent otherwise, as in checkpoints from before first guesses
+        fingerprint["first_guess"] = _digest(np.frombuffer(
+            json.dumps(guess.to_dict(), sort_keys=True).encode(), np.uint8
+        ))  # fmt: skip
 
     config = _train_config(o, setup, grid, *norms[out], symmetric_latitudes(output, grid))
     variables = Variables(observed, np.stack(valid), out, norms)
-    data = TrainingData(fields, variables, val_fields, centre)
+    data = TrainingData(fields, variables, val_fields, centre, guess, months, val_months)
     trained, history, done, config, calibration = _run(o, setup, config, fingerprint, data)
-    sigma_scale, hole_rmse = calibration.sigma_scale, calibration.hole_rmse
-    holdout = None
-    if val_fields is not None and target is None:  # an input infilled; a target is never shown
-        months = _months(output, "data")
-        n_train = fields.shape[2]
-        holdout = Holdout(
-            fields[:, out], val_fields[:, out],
-            None if months is None else months[:n_train],
-            _months(validation[names[out]], "validation") if isinstance(validation, xr.Dataset)
-            else None if months is None else months[n_train:],
-            observed[out], valid[out], grid.periodic,
+    standing = _standing(holdout, calibration.hole_rmse, output.attrs.get("units"), classical)
+    if guess is not None and calibration.weight != 1:
+        guess = replace(guess, weight=calibration.weight)
+    model_config = _model_config(run, o, setup, config, norms, observed, valid[out], guess,
+                                 calibration.sigma_scale, done, history, standing)  # fmt: skip
+    return CraiModel(model_config, trained)
+
+
+def _model_config(
+    run: _Run, o: FitOptions, setup: _Setup, config: TrainConfig,
+    norms: tuple[tuple[float, float], ...], observed: list[np.ndarray], valid: np.ndarray,
+    guess: FirstGuess | None, sigma_scale: float, done: int, history: Any,
+    standing: dict[str, Any],
+) -> ModelConfig:  # fmt: skip
+    """The fitted model's configuration: how it reads the data, and its provenance. A model
+    of one variable records its normalisation as ``mean``/``std``, one of several (or of a
+    target) each variable's as ``stats``, with its inputs and target."""
+    output = run.arrays[run.out]
+    grid = find_grid(output, "data")
+    if run.one:
+        da = run.arrays[0]
+        mean, std = norms[0]
+        variables: dict[str, Any] = {
+            "mean": mean if o.normalize else None,
+            "std": std if o.normalize else None,
+            "variable": None if da.name is None else str(da.name),
+        }
+        train_config = config.to_dict()
+        sha256: Any
+        masks_shape: Any
+        masks_sha256: Any
+        sha256, masks_shape, masks_sha256 = (
+            _digest(da.data), list(observed[0].shape), _digest(observed[0])
         )  # fmt: skip
-    standing = _standing(holdout, hole_rmse, output.attrs.get("units"))
-    model_config = ModelConfig(
+    else:
+        inputs = cast("list[str]", run.inputs)
+        variables = {
+            "variable": run.names[run.out],
+            "inputs": tuple(inputs),
+            "target": run.target,
+            "stats": norms if o.normalize else None,
+        }
+        train_config = {**config.to_dict(), "stats": [list(n) for n in norms]}
+        sha256 = {v: _digest(da.data) for v, da in zip(run.names, run.arrays, strict=True)}
+        masks_shape = {v: list(m.shape) for v, m in zip(inputs, observed, strict=True)}
+        masks_sha256 = {v: _digest(m) for v, m in zip(inputs, observed, strict=True)}
+    provenance = _provenance(o, setup, output, sha256, masks_shape, masks_sha256, done,
+                             train_config, history, standing)  # fmt: skip
+    return ModelConfig(
         bounds=o.bounds,
         sigma_scale=sigma_scale,
         architecture=setup.arch,
         padding=setup.padding,
         time_context=setup.time_context,
-        variable=names[out],
         units=output.attrs.get("units"),
         grid={**describe(output, grid), "lat_ascending": grid.lat_ascending},
-        provenance=_provenance(
-            o, setup, output,
-            {v: _digest(da.data) for v, da in zip(names, arrays, strict=True)},
-            {v: list(m.shape) for v, m in zip(inputs, observed, strict=True)},
-            {v: _digest(m) for v, m in zip(inputs, observed, strict=True)},
-            done, {**config.to_dict(), "stats": [list(n) for n in norms]}, history, standing,
-        ),
-        steady_mask=None if valid[out].all() else ~valid[out],
-        inputs=tuple(inputs),
-        target=target,
-        stats=norms if o.normalize else None,
+        provenance=provenance,
+        # fields are trained in the data's own order, so this is the training orientation
+        steady_mask=None if valid.all() else ~valid,
+        first_guess=guess,
+        **variables,
     )
-    return CraiModel(model_config, trained)
 
 
 def _validation_variables(validation: xr.Dataset, names: list[str]) -> list[xr.DataArray]:
