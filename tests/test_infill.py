@@ -395,6 +395,25 @@ def test_dask_input_gives_a_lazy_result(hadcrut_series, demo_model):
     assert "not computed (lazy input)" in got.attrs["history"]
 
 
+def test_blocks_report_to_their_own_infills_observer(hadcrut_series, demo_model):
+    """Progress and unreachable holes go to the observer passed to that infill (in the
+    graph, with its blocks), not to a registry shared by every infill of the process; the
+    tally equals the count from the flags."""
+    from xcrai.infill import count_unreached, infill_variables
+    from xcrai.observer import BlockObserver
+
+    ds = hadcrut_series.to_dataset().chunk({"time": 5})
+    mine, other = BlockObserver(tally=True), BlockObserver(tally=True)
+    out, infilled = infill_variables(ds, demo_model, flags=True, observer=mine)
+    heard, overheard = [], []
+    with mine.listening(heard.append), other.listening(overheard.append):
+        done = out.compute()
+    assert sum(heard) == 12 and not overheard and not other.unreached
+    holes, empty = count_unreached(done.tas_flag, infilled["tas"].spatial)  # computed flags
+    assert mine.unreached["tas"] == [int(holes), int(empty)]
+    assert int(holes) > 0
+
+
 @pytest.mark.parametrize("store", ["netcdf", "zarr"])
 def test_lazy_result_streams_to_disk(hadcrut_series, memory_model, tmp_path, store):
     """``.crai.infill(...).to_netcdf()/.to_zarr()`` on dask input: the stored numbers are the

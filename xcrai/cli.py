@@ -422,6 +422,8 @@ def infill_file(
     from xcrai.checkpoint import load_any  # torch: after every refusal that needs none
     from xcrai.infill import infill_variables
     from xcrai.model import CraiModel, Ensemble
+    from xcrai.observer import BlockObserver
+
     variables = list(dict.fromkeys(variables)) if variables else None  # --var a --var a
     loaded = [
         m if isinstance(m, (CraiModel, Ensemble))
@@ -446,9 +448,10 @@ def infill_file(
     try:
         # --flags writes the flags only: the raw output would double the file
         flags = options.return_output
+        observer = BlockObserver(tally=True)
         result, infilled = infill_variables(
             ds, model_obj, replace(options, return_output=False), variables=variables,
-            mask=mask_da, steady_mask=steady, flags=flags,
+            mask=mask_da, steady_mask=steady, flags=flags, observer=observer,
         )  # fmt: skip
         # members count a field each; a target the file lacks is predicted everywhere (a
         # reduction of the result would run the network twice: dask optimises it apart)
@@ -466,7 +469,7 @@ def infill_file(
         with atomic_path(output, overwrite=overwrite, argument="output") as tmp:
             label = input.name if options.progress else None
             with memory_budget(memory, *sources):
-                counts = _write_infilled(result, counts, tmp, output, label)
+                counts = _write_infilled(result, counts, observer, tmp, output, label)
     finally:
         ds.close()
         if masks is not None:
@@ -642,24 +645,28 @@ def _close_quietly(path: Path) -> None:
 
 
 def _write_infilled(
-    result: Any, counts: dict, tmp: Path, output: Path, label: str | None
+    result: Any, counts: dict, observer: Any, tmp: Path, output: Path, label: str | None
 ) -> dict[str, Any]:
     """Stream ``result`` into ``tmp`` (with a progress bar of ``counts["fields"]`` named
     ``label``, if given), computing the share of holes (``counts["holes"]``) and tallying
-    unreachable holes in the same pass; record the share in its history, and return the
-    counts. Write failures name ``output``."""
+    unreachable holes (``observer``'s, whose blocks write it) in the same pass; record the
+    share in its history, and return the counts. Write failures name ``output``."""
     import dask
 
     from xcrai.files import is_write_failure, write_error
-    from xcrai.infill import field_bar, unreached_tally
+    from xcrai.infill import field_bar
 
     try:
         write = result.to_netcdf(tmp, compute=False)
         total = sum(int(n) for n in counts["fields"].values())
-        bar = field_bar(total, f"infilling {label}") if label is not None else nullcontext()
-        with bar, unreached_tally() as unreached:
+        bar = (
+            field_bar(total, observer, f"infilling {label}")
+            if label is not None
+            else nullcontext()
+        )
+        with bar:
             _, holes = dask.compute(write, counts["holes"])
-        counts = {**counts, "holes": holes, "unreached": unreached}
+        counts = {**counts, "holes": holes, "unreached": observer.unreached}
     except (OSError, RuntimeError) as error:
         _close_quietly(tmp)
         if is_write_failure(error):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import threading
 import warnings
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -30,6 +29,7 @@ from xcrai.laplace import fill_where
 from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble
 from xcrai.numerics import choose_threads
+from xcrai.observer import BlockObserver
 from xcrai.options import InfillOptions
 from xcrai.steady import check_steady_mask
 
@@ -257,6 +257,7 @@ def _block(
     engine: EngineOptions,
     variable: Hashable = None,
     steady: np.ndarray | None = None,
+    observer: BlockObserver | None = None,
 ) -> np.ndarray:
     """Infill one block shaped (*extra, time + 2 halo, lat, lon), or (*extra, inputs, time +
     2 halo, lat, lon) for a model of several input variables; returns (2, *extra, time,
@@ -266,8 +267,9 @@ def _block(
 
     Warns of nothing: a warning here would come once per dask block, from a worker, and
     point at this file. Unreachable holes and empty fields are counted from the flags
-    and reported once per call (:func:`count_unreached`), or tallied here for
-    :func:`unreached_tally` (the command line's report, without a second pass).
+    and reported once per call (:func:`count_unreached`), or tallied here for an
+    ``observer`` that asks (the command line's report, without a second pass); the
+    ``observer`` also hears of each batch of fields done (progress bars).
     """
     stacked = model.config.inputs is not None
     extra = fields.shape[:-4] if stacked else fields.shape[:-3]
@@ -280,7 +282,8 @@ def _block(
     if model.config.uncertainty:
         sigma = np.empty((len(flat), core[1] - core[0], height, width), dtype=np.float32)
     output, reach = run(
-        model, flat, flat_valid, engine, core=core, report=_report, sigma=sigma,
+        model, flat, flat_valid, engine, core=core, sigma=sigma,
+        report=None if observer is None else observer.fields_done,
     )  # fmt: skip
     # fields without any valid point (of any input variable) come out NaN
     if stacked:
@@ -292,86 +295,31 @@ def _block(
     reach[empty] = False
     if sigma is not None:
         sigma[empty] = np.nan
-    if _tallies:
+    if observer is not None and observer.tallies:
         unseen = ~reach & ~core_valid
         points = height * width
         if steady is not None:  # flagged steady, not unreachable
             unseen &= ~steady
             points -= int(steady.sum())
         holes = int(unseen.sum()) - int(empty.sum()) * points
-        _tally(variable, holes, int(empty.sum()))
+        observer.tally(variable, holes, int(empty.sum()))
     shape = (*extra, *((1,) if stacked else ()), core[1] - core[0], height, width)
     layers = [output, reach.astype(np.float32)] + ([] if sigma is None else [sigma])
     return np.stack([layer.reshape(shape) for layer in layers])
 
 
-_reporters: list[Callable[[int], object]] = []
-_reporters_lock = threading.Lock()
-
-
 @contextmanager
-def field_progress(report: Callable[[int], object]) -> Iterator[None]:
-    """Call ``report(n)`` as each batch of ``n`` fields leaves the network, in this process,
-    while the block runs (from dask's threads too): for progress bars that count fields,
-    not dask's tasks.
-
-    Examples
-    --------
-    >>> with tqdm(total=n, unit="field") as bar, field_progress(bar.update):  # doctest: +SKIP
-    ...     filled.to_netcdf("out.nc")
-    """
-    with _reporters_lock:
-        _reporters.append(report)
-    try:
-        yield
-    finally:
-        with _reporters_lock:
-            _reporters.remove(report)
-
-
-@contextmanager
-def field_bar(total: int, desc: str = "infilling", delay: float = 0) -> Iterator[None]:
-    """A progress bar (``tqdm.auto``: a widget in Jupyter) of the fields infilled while the
-    block runs; ``delay``: seconds before it shows (short calls show none)."""
+def field_bar(
+    total: int, observer: BlockObserver, desc: str = "infilling", delay: float = 0
+) -> Iterator[None]:
+    """A progress bar (``tqdm.auto``: a widget in Jupyter) of the fields ``observer``'s
+    blocks infill while the block runs; ``delay``: seconds before it shows (short calls
+    show none)."""
     from tqdm.auto import tqdm
 
-    with tqdm(total=total, desc=desc, unit="field", delay=delay) as bar, field_progress(bar.update):
-        yield
-
-
-_tallies: list[dict[Hashable, list[int]]] = []
-
-
-@contextmanager
-def unreached_tally() -> Iterator[dict[Hashable, list[int]]]:
-    """Count, per variable name, the unreachable hole points and the fields without any
-    valid point that the network's blocks find in this process while the block runs:
-    ``{name: [holes, empty]}``. The command line's report comes from here, in the same
-    pass that writes the file (a reduction of the flags would run the network again:
-    dask optimises the write's graph apart from any other)."""
-    found: dict[Hashable, list[int]] = {}
-    with _reporters_lock:
-        _tallies.append(found)
-    try:
-        yield found
-    finally:
-        with _reporters_lock:
-            _tallies.remove(found)
-
-
-def _tally(name: Hashable, holes: int, empty: int) -> None:
-    with _reporters_lock:
-        for found in _tallies:
-            counts = found.setdefault(name, [0, 0])
-            counts[0] += holes
-            counts[1] += empty
-
-
-def _report(fields: int) -> None:
-    with _reporters_lock:
-        reporters = list(_reporters)
-    for report in reporters:
-        report(fields)
+    with tqdm(total=total, desc=desc, unit="field", delay=delay) as bar:
+        with observer.listening(bar.update):
+            yield
 
 
 def _run(
@@ -381,17 +329,19 @@ def _run(
     engine: EngineOptions,
     variable: Hashable,
     steady: np.ndarray | None = None,
+    observer: BlockObserver | None = None,
 ) -> Any:
     """(2, ...) array of output and reach, NumPy or lazy dask like ``values``; ``steady``
-    (lat, lon), in the working orientation, only keeps those points out of the tally."""
+    (lat, lon), in the working orientation, only keeps those points out of the tally;
+    every block reports to ``observer``."""
     past, future = plan.model.config.time_context or (0, 0)
     if not isinstance(values, dsa.Array):
         return _block(values, np.asarray(valid), model=plan.model, halo=0, engine=engine,
-                      variable=variable, steady=steady)  # fmt: skip
+                      variable=variable, steady=steady, observer=observer)  # fmt: skip
     # one key for the model: dask.distributed ships it to each worker once, not per task
     # (not name=: dask's map_blocks takes that as the result's name)
     kwargs = dict(model=dask.delayed(plan.model, pure=True), engine=engine, variable=variable,
-                  steady=steady)  # fmt: skip
+                  steady=steady, observer=observer)  # fmt: skip
     halo = max(past, future)
     time_axis = values.ndim - 3
     whole = {values.ndim - 2: -1, values.ndim - 1: -1}
@@ -690,22 +640,38 @@ def infill_dataarray(
     _warn_unreached({name: result}, hint, options.unreachable)
     if not options.return_output and not sigma:
         return result.data.assign_attrs(add_history(result.data.attrs, result.line))
-    attrs = dict(result.data.attrs)
+    attrs = dict(result.data.attrs)  # the variable's history becomes the Dataset's
     history = {"history": attrs.pop("history")} if "history" in attrs else {}
-    data = result.data.rename(name).copy()
-    variables = {}
-    if options.return_output:
-        attrs = link_flag(attrs, name)
-        output = result.output.rename(f"{name}_output")
-        output.attrs = {k: v for k, v in output.attrs.items() if k != "history"}
-        flag = flag_variable(result.flag, name, attrs, result.steady)
-        variables = {output.name: output, flag.name: flag}
+    parts = result_variables(result, name, attrs, output=options.return_output,
+                             flags=options.return_output, sigma=sigma)  # fmt: skip
+    return xr.Dataset(parts, attrs=add_history(history, result.line))
+
+
+def result_variables(
+    result: Infilled, name: Hashable, attrs: dict[str, Any], *, output: bool, flags: bool,
+    sigma: bool,
+) -> dict[Hashable, xr.DataArray]:  # fmt: skip
+    """One infilled variable's part of a result, DataArray's or Dataset's alike: ``name``
+    (the infilled data, with ``attrs`` and its flag and σ variables named in
+    ``ancillary_variables``), and with ``output`` its raw network output
+    ``<name>_output``, with ``flags`` its CF flags ``<name>_flag``, with ``sigma`` its σ
+    ``<name>_sigma``."""
+    parts: dict[Hashable, xr.DataArray] = {}
+    linked = dict(attrs)
+    if output:
+        raw = result.output.rename(f"{name}_output")
+        raw.attrs = {k: v for k, v in raw.attrs.items() if k != "history"}
+        parts[raw.name] = raw
+    if flags:
+        linked = link_flag(linked, name)
+        parts[flag_name(name)] = flag_variable(result.flag, name, attrs, result.steady)
     if sigma:
         assert result.sigma is not None  # wants_sigma: every member has a σ channel
-        attrs = link_flag(attrs, name, "sigma")
-        variables[f"{name}_sigma"] = sigma_variable(result.sigma, name, attrs)
-    data.attrs = attrs
-    return xr.Dataset({name: data, **variables}, attrs=add_history(history, result.line))
+        linked = link_flag(linked, name, "sigma")
+        parts[f"{name}_sigma"] = sigma_variable(result.sigma, name, attrs)
+    data = result.data.rename(name).copy(deep=False)
+    data.attrs = linked
+    return {name: data, **parts}
 
 
 def _check_options(options: Any) -> InfillOptions:
@@ -762,9 +728,11 @@ def _infill(
     options: InfillOptions,
     steady_mask: Any = None,
     sources: tuple[xr.DataArray, xr.DataArray] | None = None,
+    observer: BlockObserver | None = None,
 ) -> Infilled:
     """The infilled variable (attrs as the input's, or none when ``keep_attrs`` is off),
-    the raw output, the flags and the history line.
+    the raw output, the flags and the history line; the network's blocks report to
+    ``observer`` (default: one of this call's own, for its progress bar).
 
     ``sources``, for a model of several input variables: those variables stacked along
     ``INPUTS_DIM`` (first, in the model's order) and where each is valid; ``da`` is then
@@ -820,10 +788,11 @@ def _infill(
     eager = not isinstance(work.data, dsa.Array)  # lazy input runs later, in dask's threads
     fields = work.size // (work.sizes[plan.grid.lat] * work.sizes[plan.grid.lon])
     fields //= work.sizes.get(INPUTS_DIM, 1)
-    bar = field_bar(fields, f"infilling {da.name or ''}".strip(), delay=1)
+    observer = BlockObserver() if observer is None else observer
+    bar = field_bar(fields, observer, f"infilling {da.name or ''}".strip(), delay=1)
     with bar if eager and options.progress else nullcontext():
         work_steady = None if steady is None else plan.orientation.apply(steady).values
-        result = _run(work.data, work_valid.data, plan, engine, da.name, work_steady)
+        result = _run(work.data, work_valid.data, plan, engine, da.name, work_steady, observer)
     if sources is not None:  # one output variable
         work = work.isel({INPUTS_DIM: [0]})
 
@@ -928,20 +897,25 @@ def _infill_members(
     options: InfillOptions,
     steady_mask: Any,
     name: Hashable = None,
+    observer: BlockObserver | None = None,
 ) -> Infilled:
     """Infill ``data`` (a DataArray, or variable ``name`` of a Dataset) with a model, or
     with each member of an ensemble, stacked along ``member`` (one pass over the data per
-    member; lazy input stays lazy), or reduced to their mean (``members="mean"``)."""
+    member; lazy input stays lazy), or reduced to their mean (``members="mean"``); the
+    blocks report to ``observer``."""
     members = members_of(model)
     results = []
     for member in members:
         if isinstance(data, xr.DataArray):
-            results.append(_infill(data, member, mask, options, steady_mask))
+            results.append(_infill(data, member, mask, options, steady_mask,
+                                   observer=observer))  # fmt: skip
         elif member.config.inputs is None:
-            results.append(_infill(data[name], member, mask, options, steady_mask))
+            results.append(_infill(data[name], member, mask, options, steady_mask,
+                                   observer=observer))  # fmt: skip
         else:
             da, sources, output_mask = stack_inputs(data, member, mask)
-            results.append(_infill(da, member, output_mask, options, steady_mask, sources))
+            results.append(_infill(da, member, output_mask, options, steady_mask, sources,
+                                   observer))  # fmt: skip
     if results[0].blanked:  # documented, but a coarse land mask would delete data unseen
         warnings.warn(
             f"steady_mask: {results[0].blanked} observed value(s) of "
@@ -1206,15 +1180,19 @@ def infill_variables(
     mask: Any = None,
     steady_mask: Any = None,
     flags: bool = False,
+    observer: BlockObserver | None = None,
 ) -> tuple[xr.Dataset, dict[Hashable, Infilled]]:
     """:func:`infill_dataset` without its UnreachableWarning, for callers that report
     unreachable holes themselves: ``xcrai infill`` counts them in the same
-    ``dask.compute`` that writes its file.
+    ``dask.compute`` that writes its file (``observer``'s tally).
 
     Parameters
     ----------
     ds, model, options, variables, mask, steady_mask, flags
         As for :func:`infill_dataset`.
+    observer : BlockObserver, optional
+        What every block of the network reports to, as it runs (fields done, and, where
+        it asks, unreachable holes).
 
     Returns
     -------
@@ -1244,23 +1222,14 @@ def infill_variables(
     source = readable(ds, [*variables, *(first.config.inputs or ())])
     results = {}
     for name in variables:
-        result = _infill_members(source, chosen, mask, options, steady_mask, name)
+        result = _infill_members(source, chosen, mask, options, steady_mask, name, observer)
         results[name] = result
         if options.return_output:
             warn_replacing(ds, f"{name}_output", "the raw output")
-            out[f"{name}_output"] = result.output.rename(f"{name}_output")
-        data_attrs = dict(result.data.attrs)
-        if sigma:
-            assert result.sigma is not None  # wants_sigma: every member has a σ channel
-            data_attrs = link_flag(data_attrs, name, "sigma")
-            out[f"{name}_sigma"] = sigma_variable(result.sigma, name, result.data.attrs)
-        if not flags:
-            out[name] = result.data.copy(deep=False).assign_attrs(data_attrs)
-            continue
-        if flag_name(name) in ds.variables and not is_xcrai_flag(ds[flag_name(name)]):
+        if flags and flag_name(name) in ds.variables and not is_xcrai_flag(ds[flag_name(name)]):
             warn_replacing(ds, flag_name(name), "the flags")
-        out[name] = result.data.copy(deep=False).assign_attrs(link_flag(data_attrs, name))
-        out[flag_name(name)] = flag_variable(result.flag, name, result.data.attrs, result.steady)
+        out.update(result_variables(result, name, result.data.attrs, flags=flags, sigma=sigma,
+                                    output=options.return_output))  # fmt: skip
     attrs = dict(ds.attrs) if keep else {}
     for result in results.values():
         attrs = add_history(attrs, result.line)
