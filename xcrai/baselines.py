@@ -32,8 +32,28 @@ import numpy as np
 import xarray as xr
 
 from xcrai._version import __version__
-from xcrai.grid import find_grid
-from xcrai.infill import add_history, keep_attrs, laplace_fill
+from xcrai.attrs import add_history, keep_attrs
+from xcrai.grid import Grid, find_grid
+from xcrai.laplace import fill_where
+
+
+def laplace_fill(
+    da: xr.DataArray, where: xr.DataArray, grid: Grid, keep_attrs: bool = True
+) -> xr.DataArray:
+    """``da`` with the points ``where`` is True filled by Laplace's equation from the other
+    finite points of their field (:func:`xcrai.laplace.fill_where`), field by field: lazy
+    input stays lazy (in blocks of whole fields) and the numbers do not depend on its
+    chunks."""
+    spatial = [grid.lat, grid.lon]
+    source, where = da, where.transpose(*da.dims)
+    if isinstance(da.data, dsa.Array):  # each block must hold whole fields
+        source = da.chunk(dict.fromkeys(spatial, -1))
+        where = where.chunk(source.chunksizes)
+    return xr.apply_ufunc(
+        fill_where, source, where, kwargs={"periodic": grid.periodic},
+        input_core_dims=[spatial, spatial], output_core_dims=[spatial],
+        dask="parallelized", output_dtypes=[da.dtype], keep_attrs=keep_attrs,
+    ).transpose(*da.dims)  # fmt: skip
 
 
 def poisson_fill(da: xr.DataArray) -> xr.DataArray:

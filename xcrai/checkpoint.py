@@ -16,19 +16,23 @@ from typing import Any, Literal, overload
 import numpy as np
 import torch
 
-from xcrai._version import __version__
 from xcrai.callsite import user_stacklevel
 from xcrai.choices import check_padding, check_time_context
-from xcrai.files import atomic_path, check_writable, load_torch_file, write_error
-from xcrai.model import CraiModel, Ensemble, ModelConfig
+from xcrai.files import load_torch_file
+from xcrai.model import (
+    ENSEMBLE_KEY,
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    CraiModel,
+    Ensemble,
+    ModelConfig,
+    save_model,
+)
 from xcrai.nn import architecture_from_crai, network
 from xcrai.schema import check_config, check_ensemble, check_format
 from xcrai.zoo import REGISTRY
 
-FORMAT_KEY = "xcrai_format"
-FORMAT_VERSION = 1
 #: the key of an xcrai file that holds an ensemble (``{"labels": [...], "members": [...]}``)
-ENSEMBLE_KEY = "ensemble"
 
 
 
@@ -427,38 +431,6 @@ def _built(config: ModelConfig, weights: Any, path: Path, sha: str) -> CraiModel
         ) from None
 
 
-def save_model(
-    model: CraiModel | Ensemble,
-    path: str | os.PathLike[str],
-    argument: str = "path",
-    *,
-    overwrite: bool = True,
-) -> Path:
-    """Write ``model`` (or every member of an Ensemble, in one file) in xcrai's format to
-    ``path`` atomically (temp file, rename).
-
-    A failed write (full disk, file size limit) raises :class:`xcrai.files.WriteError`
-    naming ``argument``, and leaves no file behind. Without ``overwrite``, a file at
-    ``path`` when the write ends (one another program wrote meanwhile) is left as it is
-    and :class:`xcrai.files.OutputAppeared` names where the model went instead.
-    """
-    if isinstance(model, Ensemble):
-        members = [_native_payload(m) for m in model.members]
-        payload = {FORMAT_KEY: FORMAT_VERSION,
-                   ENSEMBLE_KEY: {"labels": list(model.labels), "members": members}}  # fmt: skip
-        return write_torch(payload, Path(path), argument, overwrite=overwrite)
-    payload = {FORMAT_KEY: FORMAT_VERSION, **_native_payload(model)}
-    return write_torch(payload, Path(path), argument, overwrite=overwrite)
-
-
-def _native_payload(model: CraiModel) -> dict[str, Any]:
-    """A model's configuration (provenance stamped with this xcrai's version) and weights."""
-    provenance = {**model.config.provenance, "xcrai_version": __version__}
-    config = model.config.to_dict()
-    config["provenance"] = provenance
-    return {"config": config, "state_dict": model.net.state_dict()}
-
-
 def _ensemble_from_native(checkpoint: dict[str, Any], path: Path, sha: str) -> Ensemble:
     """The Ensemble that :func:`save_model` wrote."""
     entry = checkpoint[ENSEMBLE_KEY]
@@ -490,25 +462,6 @@ def load_any(source: Any, **kwargs: Any) -> CraiModel | Ensemble:
 
 class _EnsembleFile(ValueError):
     """An xcrai ensemble file loaded without a label."""
-
-
-def write_torch(
-    payload: Any, path: str | os.PathLike[str], argument: str, *, overwrite: bool = True
-) -> Path:
-    """``torch.save(payload)`` to ``path`` atomically; a failed write (full disk, file size
-    limit) raises :class:`xcrai.files.WriteError` naming ``argument`` and leaves no file.
-    ``overwrite``: as :func:`xcrai.files.atomic_path` takes it."""
-    path = Path(path)
-    check_writable(path, argument)  # a folder, a missing or read-only folder: named now
-    with atomic_path(path, overwrite=overwrite, argument=argument) as tmp:
-        try:
-            # through a file object: torch names the archive inside after a path, and the
-            # temporary name would make every save of one model a file of another sha256
-            with open(tmp, "wb") as handle:
-                torch.save(payload, handle)
-        except (OSError, RuntimeError) as error:  # torch.save only writes: a write failure
-            raise write_error(argument, path, error) from error
-    return path
 
 
 __all__ = [

@@ -756,7 +756,7 @@ def fit_file(args: argparse.Namespace) -> Path:
 
         if dist.get_rank() != 0:  # every process holds the same model; one writes it
             return output
-    from xcrai.checkpoint import save_model
+    from xcrai.model import save_model
 
     return save_model(model, output, argument="output", overwrite=args.overwrite)
 

@@ -472,3 +472,24 @@ def hold_folder(folder: str | os.PathLike[str], argument: str) -> Iterator[Path]
         yield folder
     finally:
         os.close(fd)  # releases the lock
+
+
+def write_torch(
+    payload: Any, path: str | os.PathLike[str], argument: str, *, overwrite: bool = True
+) -> Path:
+    """``torch.save(payload)`` to ``path`` atomically; a failed write (full disk, file size
+    limit) raises :class:`xcrai.files.WriteError` naming ``argument`` and leaves no file.
+    ``overwrite``: as :func:`xcrai.files.atomic_path` takes it."""
+    import torch  # here: the rest of this module needs none
+
+    path = Path(path)
+    check_writable(path, argument)  # a folder, a missing or read-only folder: named now
+    with atomic_path(path, overwrite=overwrite, argument=argument) as tmp:
+        try:
+            # through a file object: torch names the archive inside after a path, and the
+            # temporary name would make every save of one model a file of another sha256
+            with open(tmp, "wb") as handle:
+                torch.save(payload, handle)
+        except (OSError, RuntimeError) as error:  # torch.save only writes: a write failure
+            raise write_error(argument, path, error) from error
+    return path

@@ -17,6 +17,8 @@ import numpy as np
 import xarray as xr
 
 from xcrai._version import __version__
+from xcrai.attrs import add_history, keep_attrs
+from xcrai.baselines import calendar_months, laplace_fill
 from xcrai.bounds import describe as describe_bounds
 from xcrai.callsite import user_stacklevel
 from xcrai.checkpoint import load_any, load_model
@@ -25,7 +27,6 @@ from xcrai.encoding import float_encoding
 from xcrai.engine import EngineOptions, resolve_device, run
 from xcrai.firstguess import FirstGuess
 from xcrai.grid import Grid, Orientation, aligned, find_grid, orientation, resolve_padding
-from xcrai.laplace import fill_where
 from xcrai.missing import missing_as_nan
 from xcrai.model import CraiModel, Ensemble
 from xcrai.numerics import choose_threads
@@ -408,19 +409,6 @@ def gridded_variables(ds: xr.Dataset) -> list[Hashable]:
     return [name for name in ds.data_vars if _has_grid(ds[name])]
 
 
-def add_history(attrs: dict[str, Any], line: str) -> dict[str, Any]:
-    """New attrs with ``line`` prepended to ``history`` (newest first, as NCO and CDO do)."""
-    old = attrs.get("history")
-    return {**attrs, "history": line if not old else f"{line}\n{old}"}
-
-
-def keep_attrs() -> bool:
-    """Whether results keep the input's attrs: yes, unless the user set
-    ``xr.set_options(keep_attrs=False)`` (xarray's "default" keeps them here, as infilling
-    does not change what a variable is)."""
-    return xr.get_options()["keep_attrs"] is not False
-
-
 def flag_name(name: Hashable) -> str:
     """The name of the flag variable of variable ``name``: ``<name>_flag``."""
     return f"{name}_flag"
@@ -686,8 +674,6 @@ def first_guess_of(work: xr.DataArray, valid: xr.DataArray, plan: Plan) -> xr.Da
     """The first guess of every field of ``work`` (in the working layout and orientation)
     from its ``valid`` points, as the model was trained with (:mod:`xcrai.firstguess`):
     lazy where ``work`` is, field by field (so chunking-invariant)."""
-    from xcrai.baselines import calendar_months  # baselines imports this module
-
     guess = cast(FirstGuess, plan.model.config.first_guess)
     lat, lon = plan.grid.lat, plan.grid.lon
     if (work.sizes[lat], work.sizes[lon]) != guess.shape:
@@ -855,25 +841,6 @@ def _infill(
     return Infilled(
         infilled, output, flag, line, spatial, steady is not None, sigma, holes, blanked
     )
-
-
-def laplace_fill(
-    da: xr.DataArray, where: xr.DataArray, grid: Grid, keep_attrs: bool = True
-) -> xr.DataArray:
-    """``da`` with the points ``where`` is True filled by Laplace's equation from the other
-    finite points of their field (:func:`xcrai.laplace.fill_where`), field by field: lazy
-    input stays lazy (in blocks of whole fields) and the numbers do not depend on its
-    chunks."""
-    spatial = [grid.lat, grid.lon]
-    source, where = da, where.transpose(*da.dims)
-    if isinstance(da.data, dsa.Array):  # each block must hold whole fields
-        source = da.chunk(dict.fromkeys(spatial, -1))
-        where = where.chunk(source.chunksizes)
-    return xr.apply_ufunc(
-        fill_where, source, where, kwargs={"periodic": grid.periodic},
-        input_core_dims=[spatial, spatial], output_core_dims=[spatial],
-        dask="parallelized", output_dtypes=[da.dtype], keep_attrs=keep_attrs,
-    ).transpose(*da.dims)  # fmt: skip
 
 
 def fill_unreached(infilled: xr.DataArray, unreached: xr.DataArray, plan: Plan) -> xr.DataArray:

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import html
 import io
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -15,13 +16,21 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from xcrai._version import __version__
 from xcrai.bounds import check_bounds
 from xcrai.bounds import describe as describe_bounds
 from xcrai.choices import check_padding, check_time_context
+from xcrai.files import write_torch
 from xcrai.firstguess import FirstGuess
 from xcrai.nn import Architecture, architecture_from_dict, build_network, network
 from xcrai.skill import PROVENANCE_KEY, summary
 from xcrai.skill import describe as describe_skill
+
+#: the key and version of xcrai's own model files (the format :func:`save_model` writes)
+FORMAT_KEY = "xcrai_format"
+FORMAT_VERSION = 1
+#: the key of an ensemble's members in a model file
+ENSEMBLE_KEY = "ensemble"
 
 
 def pack_mask(mask: np.ndarray) -> dict[str, Any]:
@@ -371,8 +380,6 @@ class CraiModel:
         >>> model.save("tas_model.pth")  # doctest: +SKIP
         >>> xcrai.load_model("tas_model.pth")  # doctest: +SKIP
         """
-        from xcrai.checkpoint import save_model
-
         return save_model(self, path)
 
     def __repr__(self) -> str:
@@ -587,6 +594,36 @@ class Ensemble:
     def save(self, path: str | Path) -> Path:
         """Write every member in one xcrai model file, atomically; read it back with
         ``xcrai.load_model(path, label="all")`` (``infill`` does that with the path)."""
-        from xcrai.checkpoint import save_model
-
         return save_model(self, path)
+
+
+def save_model(
+    model: CraiModel | Ensemble,
+    path: str | os.PathLike[str],
+    argument: str = "path",
+    *,
+    overwrite: bool = True,
+) -> Path:
+    """Write ``model`` (or every member of an Ensemble, in one file) in xcrai's format to
+    ``path`` atomically (temp file, rename).
+
+    A failed write (full disk, file size limit) raises :class:`xcrai.files.WriteError`
+    naming ``argument``, and leaves no file behind. Without ``overwrite``, a file at
+    ``path`` when the write ends (one another program wrote meanwhile) is left as it is
+    and :class:`xcrai.files.OutputAppeared` names where the model went instead.
+    """
+    if isinstance(model, Ensemble):
+        members = [_native_payload(m) for m in model.members]
+        payload = {FORMAT_KEY: FORMAT_VERSION,
+                   ENSEMBLE_KEY: {"labels": list(model.labels), "members": members}}  # fmt: skip
+        return write_torch(payload, Path(path), argument, overwrite=overwrite)
+    payload = {FORMAT_KEY: FORMAT_VERSION, **_native_payload(model)}
+    return write_torch(payload, Path(path), argument, overwrite=overwrite)
+
+
+def _native_payload(model: CraiModel) -> dict[str, Any]:
+    """A model's configuration (provenance stamped with this xcrai's version) and weights."""
+    provenance = {**model.config.provenance, "xcrai_version": __version__}
+    config = model.config.to_dict()
+    config["provenance"] = provenance
+    return {"config": config, "state_dict": model.net.state_dict()}

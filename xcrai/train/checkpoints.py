@@ -4,10 +4,20 @@ command line can keep its output off them before anything heavy is imported."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
-if TYPE_CHECKING:
-    from xcrai.options import FitOptions
+
+class Folders(Protocol):
+    """What these functions read of a run's options (:class:`xcrai.options.FitOptions`)."""
+
+    @property
+    def checkpoint_dir(self) -> Any: ...
+
+    @property
+    def resume(self) -> Any: ...
+
+    @property
+    def ensemble(self) -> int: ...
 
 #: the training checkpoint's name in ``checkpoint_dir``
 CHECKPOINT_FILE = "checkpoint.pth"
@@ -19,7 +29,7 @@ def resume_file(resume: Any) -> Path:
     return path / CHECKPOINT_FILE if path.is_dir() else path
 
 
-def member_folders(o: FitOptions) -> list[Path | None]:
+def member_folders(o: Folders) -> list[Path | None]:
     """Each ensemble member's checkpoint folder, ``checkpoint_dir/member-<i>`` (None
     without a ``checkpoint_dir``)."""
     if o.checkpoint_dir is None:
@@ -27,7 +37,7 @@ def member_folders(o: FitOptions) -> list[Path | None]:
     return [Path(o.checkpoint_dir) / f"member-{i}" for i in range(o.ensemble)]
 
 
-def checkpoint_files(o: FitOptions) -> dict[str, Path]:
+def checkpoint_files(o: Folders) -> dict[str, Path]:
     """The training checkpoints a run with options ``o`` reads or writes, by argument:
     ``resume``'s file, and the file in ``checkpoint_dir`` (in each ``member-<i>`` folder of
     an ensemble); for the command line to keep its output off them."""

@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xcrai.bounds import constrain
-from xcrai.checkpoint import write_torch
 from xcrai.engine import window_indices
+from xcrai.files import write_torch
 from xcrai.firstguess import FirstGuess
 from xcrai.numerics import Numerics, cpu_threads, scoped
 from xcrai.train.distributed import World, average
