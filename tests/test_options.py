@@ -242,3 +242,16 @@ def test_the_engine_options_are_one_typed_record():
     assert (engine.batch_size, engine.precision, engine.threads) == (8, "bf16", "auto")
     with pytest.raises(TypeError, match="batch"):
         predict(None, None, None, batchsize=8)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("verb", ["infill", "fit"])
+def test_dataset_verbs_take_their_options_from_the_dataarray_verbs(verb, hadcrut):
+    """Each verb's options are defined once, on the DataArray accessor: the Dataset's
+    signature holds the very same parameters (types and defaults), and a call binds to it
+    (an unknown or misspelt keyword is refused by name, as for any function)."""
+    array = {p.name: p for p in _parameters(xr.DataArray, verb)}
+    dataset = {p.name: p for p in _parameters(xr.Dataset, verb)}
+    shared = [f.name for f in fields(OPTIONS[verb])]
+    assert all(dataset[name] == array[name] for name in shared)
+    with pytest.raises(TypeError, match="'pading'"):
+        getattr(hadcrut.crai, verb)(None, pading="zeros")

@@ -5,8 +5,10 @@ Implementations are imported on first call, keeping ``import xcrai`` free of tor
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +23,40 @@ if TYPE_CHECKING:  # annotations only: importing these would import torch
 def _options(cls: type, arguments: dict[str, Any]) -> Any:
     """An options object (:mod:`xcrai.options`) from a method's arguments, by field name.
 
-    The methods spell every option out, for ``help()`` and IDEs; the tests check that
-    their signatures and the option fields agree.
+    The DataArray accessor's methods spell every option out, for ``help()`` and IDEs (the
+    tests check that their signatures and the option fields agree); the Dataset
+    accessor's take theirs from them (:func:`_verb_of`).
     """
     return cls(**{f.name: arguments[f.name] for f in fields(cls)})
+
+
+def _verb_of(base: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A Dataset accessor's verb from the DataArray accessor's ``base``, its one definition:
+    the signature is ``base``'s (every option, with its default), with the parameters the
+    decorated method names itself (its data arguments: their types and defaults) in their
+    place, and those ``base`` lacks after its first. A call is bound to that signature
+    (defaults applied; an unknown keyword is a TypeError, as for any function) and handed
+    to the method by keyword; ``help()`` and Sphinx show the whole signature."""
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        mine = inspect.signature(method)
+        own = {n: p for n, p in mine.parameters.items() if p.kind is not p.VAR_KEYWORD}
+        inherited = list(inspect.signature(base).parameters.values())
+        params = [own.get(p.name, p) for p in inherited]
+        added = [p for n, p in own.items() if n not in {q.name for q in inherited}]
+        params[2:2] = added  # after self and the first data argument
+        signature = mine.replace(parameters=params)
+
+        @functools.wraps(method)
+        def verb(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return method(**bound.arguments)
+
+        verb.__signature__ = signature  # type: ignore[attr-defined]
+        return verb
+
+    return decorate
 
 
 @xr.register_dataarray_accessor("crai")
@@ -468,27 +500,14 @@ class CraiDatasetAccessor:
     def __init__(self, ds: xr.Dataset) -> None:
         self._ds = ds
 
+    @_verb_of(CraiDataArrayAccessor.infill)
     def infill(
         self,
         model: Any,
         *,
         variables: str | list[str] | None = None,
         mask: Any = None,
-        steady_mask: xr.DataArray | None = None,
-        padding: str | None = None,
-        time_context: tuple[int, int] | None = None,
-        bounds: tuple[float | None, float | None] | None = None,
-        unreachable: str = "crai",
-        sigma: bool = False,
-        members: str = "keep",
-        return_output: bool = False,
-        device: str = "auto",
-        batch_size: int | None = None,
-        tile_size: int | None = None,
-        precision: str = "fp32",
-        compile: bool = False,
-        threads: int | str = "auto",
-        progress: bool = True,
+        **options: Any,
     ) -> xr.Dataset:
         """Infill the named variables and leave the rest untouched.
 
@@ -537,11 +556,12 @@ class CraiDatasetAccessor:
         from xcrai.infill import infill_dataset
         from xcrai.options import InfillOptions
 
-        options = _options(InfillOptions, locals())
         return infill_dataset(
-            self._ds, model, options, variables=variables, mask=mask, steady_mask=steady_mask
-        )
+            self._ds, model, _options(InfillOptions, options), variables=variables, mask=mask,
+            steady_mask=options["steady_mask"],
+        )  # fmt: skip
 
+    @_verb_of(CraiDataArrayAccessor.fit)
     def fit(
         self,
         masks: xr.DataArray | dict[str, xr.DataArray],
@@ -549,39 +569,7 @@ class CraiDatasetAccessor:
         inputs: str | list[str] | None = None,
         target: str | None = None,
         validation: float | xr.Dataset | None = 0.1,
-        steady_mask: xr.DataArray | None = None,
-        iterations: int = 10_000,
-        batch_size: int = 16,
-        lr: float = 1e-3,
-        lr_schedule: str = "cosine",
-        finetune_iterations: int = 0,
-        lr_finetune: float = 5e-5,
-        loss: dict[str, float] | LossWeights | None = None,
-        architecture: dict[str, Any] | Architecture | None = None,
-        network: str = "unet",
-        padding: str = "auto",
-        time_context: tuple[int, int] | None = None,
-        normalize: bool = True,
-        ensemble: int = 1,
-        uncertainty: bool = False,
-        bounds: tuple[float | None, float | None] | None = None,
-        device: str = "auto",
-        seed: int = 0,
-        checkpoint_dir: str | os.PathLike[str] | None = None,
-        checkpoint_every: int | None = None,
-        resume: str | os.PathLike[str] | None = None,
-        progress: bool = True,
-        early_stopping: int | None = None,
-        log_every: int | None = None,
-        init: str | os.PathLike[str] | CraiModel = "kaiming",
-        distributed: bool = False,
-        augment: bool | str = "auto",
-        mix: float = 1.0,
-        first_guess: str | None = "auto",
-        precision: str = "fp32",
-        vgg_weights: str | os.PathLike[str] | None = None,
-        deterministic: bool = True,
-        threads: int | str = "auto",
+        **options: Any,
     ) -> CraiModel | Ensemble:
         """Train a partial-convolution U-Net that reads several variables of this Dataset.
 
@@ -649,8 +637,7 @@ class CraiDatasetAccessor:
         from xcrai.fit import fit_dataset
         from xcrai.options import FitOptions
 
-        options = _options(FitOptions, locals())
         return fit_dataset(
-            self._ds, masks, options, inputs=inputs, target=target, validation=validation,
-            steady_mask=steady_mask,
+            self._ds, masks, _options(FitOptions, options), inputs=inputs, target=target,
+            validation=validation, steady_mask=options["steady_mask"],
         )  # fmt: skip
