@@ -83,7 +83,8 @@ class Plan:
 
     model: CraiModel  # with concrete padding and time context
     grid: Grid
-    order: tuple[Hashable, ...]  # dims of the working array: (*extra, time, lat, lon)
+    # dims of the working array: (*extra, inputs, time, lat, lon), one input or several
+    order: tuple[Hashable, ...]
     added_time: bool  # a length-1 time axis was added for time-less data
     orientation: Orientation  # into the model's training orientation, and back
 
@@ -156,9 +157,8 @@ def make_plan(
         )
     spatial = (grid.lat, grid.lon)
     extra = tuple(d for d in da.dims if d not in (*spatial, grid.time, INPUTS_DIM))
-    stacked = (INPUTS_DIM,) if INPUTS_DIM in da.dims else ()
     time = (grid.time,) if grid.time else ("__xcrai_time__",)
-    return Plan(model, grid, (*extra, *stacked, *time, *spatial), grid.time is None, turn)
+    return Plan(model, grid, (*extra, INPUTS_DIM, *time, *spatial), grid.time is None, turn)
 
 
 def warn_other_grid(model: CraiModel, da: xr.DataArray, grid: Grid) -> None:
@@ -260,9 +260,9 @@ def _block(
     steady: np.ndarray | None = None,
     observer: BlockObserver | None = None,
 ) -> np.ndarray:
-    """Infill one block shaped (*extra, time + 2 halo, lat, lon), or (*extra, inputs, time +
-    2 halo, lat, lon) for a model of several input variables; returns (2, *extra, time,
-    ...) (with an inputs axis of length 1) holding the network output and its coverage:
+    """Infill one block shaped (*extra, inputs, time + 2 halo, lat, lon) (one input
+    variable or several); returns (2, *extra, 1, time, lat, lon) holding the network
+    output (one variable) and its coverage:
     0 where the network did not reach valid data, 1 where it did; then, for a model with a
     σ channel, the network's σ.
 
@@ -272,13 +272,11 @@ def _block(
     ``observer`` that asks (the command line's report, without a second pass); the
     ``observer`` also hears of each batch of fields done (progress bars).
     """
-    stacked = model.config.inputs is not None
-    extra = fields.shape[:-4] if stacked else fields.shape[:-3]
-    length, height, width = fields.shape[-3:]
+    extra = fields.shape[:-4]
+    inputs, length, height, width = fields.shape[-4:]
     core = (halo, length - halo)
-    inner = (fields.shape[-4],) if stacked else ()
-    flat = fields.reshape(-1, *inner, length, height, width)
-    flat_valid = valid.reshape(-1, *inner, length, height, width)
+    flat = fields.reshape(-1, inputs, length, height, width)
+    flat_valid = valid.reshape(-1, inputs, length, height, width)
     sigma = None
     if model.config.uncertainty:
         sigma = np.empty((len(flat), core[1] - core[0], height, width), dtype=np.float32)
@@ -287,10 +285,7 @@ def _block(
         report=None if observer is None else observer.fields_done,
     )  # fmt: skip
     # fields without any valid point (of any input variable) come out NaN
-    if stacked:
-        core_valid = np.asarray(flat_valid[:, :, core[0] : core[1]].any(axis=1))
-    else:
-        core_valid = flat_valid[:, core[0] : core[1]]
+    core_valid = np.asarray(flat_valid[:, :, core[0] : core[1]].any(axis=1))
     empty = ~core_valid.any(axis=(-2, -1))
     output[empty] = np.nan
     reach[empty] = False
@@ -304,7 +299,7 @@ def _block(
             points -= int(steady.sum())
         holes = int(unseen.sum()) - int(empty.sum()) * points
         observer.tally(variable, holes, int(empty.sum()))
-    shape = (*extra, *((1,) if stacked else ()), core[1] - core[0], height, width)
+    shape = (*extra, 1, core[1] - core[0], height, width)
     layers = [output, reach.astype(np.float32)] + ([] if sigma is None else [sigma])
     return np.stack([layer.reshape(shape) for layer in layers])
 
@@ -346,9 +341,7 @@ def _run(
     halo = max(past, future)
     time_axis = values.ndim - 3
     whole = {values.ndim - 2: -1, values.ndim - 1: -1}
-    stacked = plan.model.config.inputs is not None
-    if stacked:  # every input variable of a field in one block
-        whole[values.ndim - 4] = -1
+    whole[values.ndim - 4] = -1  # every input variable of a field in one block
     values = values.rechunk(whole)
     if values.shape[time_axis] <= halo:  # a series shorter than its windows: one block
         values = values.rechunk({time_axis: -1})
@@ -366,8 +359,7 @@ def _run(
     # the block trims its halo itself (the engine infills only the core steps), hence
     # trim=False, and a leading axis (output, reach) that map_overlap's trim would not know
     chunks = list(values.chunks)
-    if stacked:  # the output: one variable
-        chunks[values.ndim - 4] = (1,)
+    chunks[values.ndim - 4] = (1,)  # the output: one variable
     result = dsa.map_overlap(
         _block, values, valid, depth={time_axis: halo}, boundary={time_axis: "nearest"},
         trim=False, halo=halo, **kwargs, new_axis=0,
@@ -756,7 +748,11 @@ def _infill(
     blanked = None  # observed values the steady mask sets to NaN (eager input: counted)
     if steady is not None and not isinstance(valid.data, dsa.Array):
         blanked = int((valid & steady).sum())
-    work, work_valid = (da, seen) if sources is None else sources
+    # one input variable, or several: an inputs axis either way
+    work, work_valid = (
+        (da.expand_dims(INPUTS_DIM), seen.expand_dims(INPUTS_DIM)) if sources is None
+        else sources
+    )  # fmt: skip
     if plan.added_time:
         work, work_valid = (
             work.expand_dims("__xcrai_time__"),
@@ -773,20 +769,17 @@ def _infill(
         work = work - guess
     eager = not isinstance(work.data, dsa.Array)  # lazy input runs later, in dask's threads
     fields = work.size // (work.sizes[plan.grid.lat] * work.sizes[plan.grid.lon])
-    fields //= work.sizes.get(INPUTS_DIM, 1)
+    fields //= work.sizes[INPUTS_DIM]
     observer = BlockObserver() if observer is None else observer
     bar = field_bar(fields, observer, f"infilling {da.name or ''}".strip(), delay=1)
     with bar if eager and options.progress else nullcontext():
         work_steady = None if steady is None else plan.orientation.apply(steady).values
         result = _run(work.data, work_valid.data, plan, engine, da.name, work_steady, observer)
-    if sources is not None:  # one output variable
-        work = work.isel({INPUTS_DIM: [0]})
+    work = work.isel({INPUTS_DIM: [0]})  # one output variable
 
     def back(data: Any) -> xr.DataArray:
         """A layer of the result, in ``da``'s layout."""
-        layer = work.copy(data=data)
-        if sources is not None:
-            layer = layer.isel({INPUTS_DIM: 0})
+        layer = work.copy(data=data).isel({INPUTS_DIM: 0})
         layer = plan.orientation.undo(layer)
         if plan.added_time:
             layer = layer.isel(__xcrai_time__=0)
