@@ -357,7 +357,7 @@ def test_data_digests_do_not_depend_on_chunking(train):
     """Resume compares per-field sha256s: the same for NumPy and any dask chunking."""
     import dask
 
-    from xcrai.fit import field_digests
+    from xcrai.digests import field_digests
 
     fields = train.values[None]
     lazy = train.chunk(time=5, lat=40).data[None]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import warnings
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -24,8 +21,8 @@ from xcrai.baselines import calendar_months
 from xcrai.bounds import normalised
 from xcrai.callsite import user_stacklevel
 from xcrai.choices import INITS
+from xcrai.digests import digest, field_digests
 from xcrai.engine import resolve_device
-from xcrai.files import check_writable, hold_folder, load_torch_file, make_folder
 from xcrai.firstguess import FirstGuess, build, residual_statistics
 from xcrai.grid import describe, find_grid, resolve_padding
 from xcrai.missing import missing_as_nan
@@ -36,12 +33,12 @@ from xcrai.options import DEFAULT_ARCHITECTURE, DEFAULT_NETWORK, FitOptions
 from xcrai.skill import PROVENANCE_KEY, Holdout, classical_table, report, validation_table
 from xcrai.steady import check_steady_mask
 from xcrai.train.checkpoints import (
-    CHECKPOINT_FILE,
+    check_checkpoint_dir,
+    hold_checkpoint_dir,
+    load_resume,
     member_folders,
-    resume_file,
 )
 from xcrai.train.loop import (
-    CHECKPOINT_KEY,
     TrainConfig,
     TrainingData,
     Variables,
@@ -205,34 +202,6 @@ def _static_target(fields: Any, argument: str) -> np.ndarray:
     if every.all():
         raise ValueError(f"{argument}: every point is NaN")
     return ~np.asarray(every)
-
-
-def field_digests(fields: Any) -> Any:
-    """sha256 of every field of (S, T, H, W) ``fields``, as (S, T, 32) bytes (lazy for dask).
-
-    A digest per field does not depend on how dask chunks the data, and slices of it
-    describe slices of the data (the training and validation parts).
-    """
-    if not isinstance(fields, dsa.Array):
-        return _hash_fields(np.asarray(fields))
-    planes = fields.rechunk({2: -1, 3: -1})
-    return planes.map_blocks(
-        _hash_fields, drop_axis=[2, 3], new_axis=2, chunks=(*planes.chunks[:2], (32,)),
-        dtype=np.uint8, meta=np.empty((0, 0, 0), np.uint8),
-    )  # fmt: skip
-
-
-def _hash_fields(block: np.ndarray) -> np.ndarray:
-    out = np.empty((*block.shape[:2], 32), np.uint8)
-    for index in np.ndindex(*block.shape[:2]):
-        digest = hashlib.sha256(np.ascontiguousarray(block[index]).tobytes()).digest()
-        out[index] = np.frombuffer(digest, np.uint8)
-    return out
-
-
-def _digest(array: Any) -> str:
-    """sha256 of an array's bytes (for field digests: a digest of the fields)."""
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def _architecture(
@@ -495,16 +464,6 @@ def _run(
         return _train(o, setup, config, fingerprint, data, checkpoint_path)
 
 
-def hold_checkpoint_dir(o: FitOptions) -> AbstractContextManager[Any]:
-    """Hold ``o.checkpoint_dir`` (created if need be) for one run: a second run given the
-    same folder while this one trains is refused, naming it
-    (:func:`xcrai.files.hold_folder`). Of a distributed run, the first process holds it
-    (it alone writes checkpoints); without a ``checkpoint_dir`` nothing is held."""
-    if o.checkpoint_dir is None or (o.distributed and os.environ.get("RANK", "0") != "0"):
-        return nullcontext()
-    return hold_folder(make_folder(o.checkpoint_dir, "checkpoint_dir"), "checkpoint_dir")
-
-
 def _train(
     o: FitOptions,
     setup: _Setup,
@@ -517,7 +476,7 @@ def _train(
     threads = o.threads
     state = None
     if o.resume is not None:
-        state = _load_resume(o.resume, config, fingerprint, explicit_log_every=o.log_every)
+        state = load_resume(o.resume, config, fingerprint, explicit_log_every=o.log_every)
         config = replace(config, log_every=state["train_config"]["log_every"])
         if threads == "auto":  # CPU training repeats bit for bit for the same thread count
             threads = state.get("threads", "auto")
@@ -583,28 +542,6 @@ def _months(da: Any, argument: str) -> np.ndarray | None:
     if time_dim is None or time_dim not in da.coords:
         return None
     return calendar_months(da[time_dim].values)
-
-
-def check_checkpoint_dir(folder: Any, resume: Any = None, member: int | None = None) -> Path:
-    """Create ``folder`` and check that its checkpoint can be written, before training.
-    A checkpoint there from an earlier run is refused (a new run would overwrite it)
-    unless this run resumes it: from that file, or from a copy beside it (``resume``).
-    ``member``: the ensemble member whose folder it is, for the advice."""
-    path = make_folder(folder, "checkpoint_dir")
-    existing = path / CHECKPOINT_FILE
-    resumed = None if resume is None else resume_file(resume)
-    if existing.exists() and (resumed is None or resumed.resolve().parent != path.resolve()):
-        advice = (
-            f"continue it with resume={str(path)!r}"
-            if member is None
-            else f"continue that member with ensemble=1, seed= its seed, resume={str(path)!r}"
-        )
-        raise FileExistsError(
-            f"checkpoint_dir: {str(existing)!r} holds the checkpoint of an earlier run, which "
-            f"this run would overwrite; {advice}, or give another folder (or remove the file)"
-        )
-    check_writable(existing, "checkpoint_dir")
-    return path
 
 
 def _ensemble(o: FitOptions, train_one: Callable[[FitOptions], CraiModel | Ensemble]) -> Ensemble:
@@ -782,80 +719,6 @@ def _statistics(fields: Any, target: np.ndarray) -> tuple[Any, Any]:
     xp = dsa if isinstance(fields, dsa.Array) else np
     masked = xp.where(target, fields, np.nan).astype(np.float64)
     return xp.nanmean(masked), xp.nanstd(masked)
-
-
-#: settings a resumed run may change: it can run longer and checkpoint more or less often
-RESUMABLE_CHANGES = ("iterations", "finetune_iterations", "checkpoint_every")
-
-
-def _load_resume(
-    path: Any, config: TrainConfig, fingerprint: dict[str, Any], explicit_log_every: Any
-) -> dict[str, Any]:
-    """The training checkpoint at ``path``, if it continues this very run: the same data,
-    validation fields, masks, architecture and settings, and no further than asked."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / CHECKPOINT_FILE).exists() and (path / "member-0").is_dir():
-            raise FileNotFoundError(
-                f"resume: {str(path)!r} holds the member-<i> folders of an ensemble, not one "
-                "run's checkpoint; resume each member with ensemble=1, seed= its seed and "
-                f"resume={str(path / 'member-0')!r} (and so on)"
-            )
-    path = resume_file(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"resume: no training checkpoint at {str(path)!r}")
-    state = load_torch_file(path, "resume", "training checkpoint")
-    if not isinstance(state, dict) or CHECKPOINT_KEY not in state:
-        raise ValueError(f"resume: {str(path)!r} is not an xcrai training checkpoint")
-    saved_print = state.get("fingerprint")
-    if saved_print is None:
-        raise ValueError(
-            f"resume: {str(path)!r} was written by an older xcrai that did not record which "
-            "data it trained on, so continuing it could silently mix two datasets; start "
-            "a new run"
-        )
-    keys = [*fingerprint, *(k for k in saved_print if k not in fingerprint)]
-    differ = [k for k in keys if saved_print.get(k) != fingerprint.get(k)]
-    if differ:
-        found = "; ".join(
-            f"{k}: {_short(saved_print.get(k))} in the checkpoint, {_short(fingerprint.get(k))} now"
-            for k in differ
-        )
-        raise ValueError(
-            f"resume: the checkpoint was trained with other {' and '.join(differ)} than given "
-            f"now ({found}); resume with the same ones, or start a new run"
-        )
-    saved = state["train_config"]
-    mine = config.to_dict()
-    if explicit_log_every is None:  # derived from the run's length, which may grow
-        mine["log_every"] = saved.get("log_every")
-    differ = [k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]]
-    if config.lr_schedule == "cosine" and saved.get("iterations") != config.iterations:
-        differ.append("iterations")  # the cosine's course follows from them
-    if differ:
-        raise ValueError(
-            "resume: the checkpoint was made with other settings: "
-            + ", ".join(f"{k}={saved.get(k)!r} (now {mine.get(k)!r})" for k in differ)
-        )
-    done, total = int(state["iteration"]), config.iterations + config.finetune_iterations
-    if done > total:
-        raise ValueError(
-            f"resume: the checkpoint has run {done} iterations, more than the {total} asked "
-            f"for now (iterations + finetune_iterations); ask for at least {done}"
-        )
-    return state
-
-
-def _short(value: Any) -> str:
-    """A sha256 shortened for a message, "none", the variables, or an architecture's
-    channels."""
-    if isinstance(value, str):
-        return f"sha256 {value[:12]}"
-    if isinstance(value, dict) and "inputs" in value:
-        return f"inputs {value['inputs']} and target {value['target']}"
-    if isinstance(value, dict):
-        return "channels " + "-".join(str(layer["out_channels"]) for layer in value["encoder"])
-    return "none"
 
 
 def _variables(ds: xr.Dataset, inputs: Any, target: Any) -> tuple[list[str], str | None]:
@@ -1128,18 +991,18 @@ def _fit(run: _Run, options: FitOptions | None) -> CraiModel | Ensemble:
         mean, std = (np.array(n, np.float64)[:, None, None] for n in zip(*norms, strict=True))
         centre = ((centre - mean) / std).astype(np.float32)[:, None]
     fingerprint = {
-        "data": _digest(np.stack(digests)),
-        "validation": _digest(np.stack(val_digests)) if val_fields is not None else None,
-        "masks": _digest(observed[0]) if run.one
-        else _digest(np.array([_digest(m) for m in observed])),
+        "data": digest(np.stack(digests)),
+        "validation": digest(np.stack(val_digests)) if val_fields is not None else None,
+        "masks": digest(observed[0]) if run.one
+        else digest(np.array([digest(m) for m in observed])),
         "architecture": setup.arch.to_dict(),
     }  # fmt: skip
     if not run.one:
         fingerprint["variables"] = {"inputs": run.inputs, "target": run.target}
     if explicit is not None:  # absent otherwise, as in checkpoints from before steady masks
-        fingerprint["steady_mask"] = _digest(explicit)
+        fingerprint["steady_mask"] = digest(explicit)
     if guess is not None:  # absent otherwise, as in checkpoints from before first guesses
-        fingerprint["first_guess"] = _digest(np.frombuffer(
+        fingerprint["first_guess"] = digest(np.frombuffer(
             json.dumps(guess.to_dict(), sort_keys=True).encode(), np.uint8
         ))  # fmt: skip
 
@@ -1179,7 +1042,7 @@ def _model_config(
         masks_shape: Any
         masks_sha256: Any
         sha256, masks_shape, masks_sha256 = (
-            _digest(da.data), list(observed[0].shape), _digest(observed[0])
+            digest(da.data), list(observed[0].shape), digest(observed[0])
         )  # fmt: skip
     else:
         inputs = cast("list[str]", run.inputs)
@@ -1190,9 +1053,9 @@ def _model_config(
             "stats": norms if o.normalize else None,
         }
         train_config = {**config.to_dict(), "stats": [list(n) for n in norms]}
-        sha256 = {v: _digest(da.data) for v, da in zip(run.names, run.arrays, strict=True)}
+        sha256 = {v: digest(da.data) for v, da in zip(run.names, run.arrays, strict=True)}
         masks_shape = {v: list(m.shape) for v, m in zip(inputs, observed, strict=True)}
-        masks_sha256 = {v: _digest(m) for v, m in zip(inputs, observed, strict=True)}
+        masks_sha256 = {v: digest(m) for v, m in zip(inputs, observed, strict=True)}
     provenance = _provenance(o, setup, output, sha256, masks_shape, masks_sha256, done,
                              train_config, history, standing)  # fmt: skip
     return ModelConfig(

@@ -23,11 +23,10 @@ from xcrai.engine import window_indices
 from xcrai.files import write_torch
 from xcrai.firstguess import FirstGuess
 from xcrai.numerics import Numerics, cpu_threads, scoped
+from xcrai.train.checkpoints import CHECKPOINT_KEY
 from xcrai.train.distributed import World, average
 from xcrai.train.losses import LossWeights, gaussian_nll, loss_terms, total_loss
 from xcrai.uncertainty import log_variance
-
-CHECKPOINT_KEY = "xcrai_training"
 
 
 @dataclass
