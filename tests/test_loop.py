@@ -8,7 +8,7 @@ import warnings
 import tqdm.auto
 import tqdm.std
 
-from xcrai.train.loop import progress_bar_class
+from xcrai.observer import progress_bar_class
 
 
 def test_text_bar_without_ipywidgets_and_no_iprogress_warning(monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import dask.array as dsa
@@ -37,6 +38,34 @@ def test_a_new_figure_is_returned_closed_so_jupyter_shows_it_once(pair):
     data_axes = [ax for ax in fig.axes if ax.get_title()]  # not the colour bars
     assert len(data_axes) == 2 * 3  # two steps, original | infilled | coverage
     fig.canvas.draw()  # renders without pyplot
+
+
+def test_jupyter_shows_the_figure_once_assigned_or_not():
+    """In a real kernel (nbclient, the inline backend): ``fig = da.crai.plot()`` and a bare
+    ``da.crai.plot()`` each give one image, and ``fig`` alone in a later cell shows it again;
+    no warning points at a library's file (tqdm's "IProgress not found", as pooch imports
+    ``tqdm.auto``, was one)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    cells = [
+        "import xarray as xr, xcrai\n"
+        "ds = xr.open_dataset(xcrai.data.hadcrut4_sample()).load()\n"
+        "filled = ds.tas.crai.infill(xcrai.data.demo_model(), progress=False)",
+        "fig = filled.crai.plot(original=ds.tas)",
+        "filled.crai.plot(original=ds.tas)",
+        "fig",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    images = [sum("image/png" in out.get("data", {}) for out in cell.outputs) for cell in nb.cells]
+    assert images == [0, 1, 1, 1]
+    stderr = "".join(out.get("text", "") for cell in nb.cells for out in cell.outputs
+                     if out.output_type == "stream" and out.name == "stderr")  # fmt: skip
+    # warnings point at the user's line (the cell's file), never at a library's file
+    sources = re.findall(r"^(\S+?):\d+: \w*Warning", stderr, flags=re.M)
+    assert all("ipykernel_" in source for source in sources), stderr
+    assert "UnreachableWarning" in stderr  # the demo's 10 unreachable holes: warnings are read
 
 
 def test_holes_are_grey_not_white(pair):

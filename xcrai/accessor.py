@@ -191,8 +191,9 @@ class CraiDataArrayAccessor:
             processes leave free when called (never more than torch's setting);
             results do not depend on it.
         progress : bool
-            A progress bar of the fields infilled (``tqdm.auto``: a widget in
-            Jupyter), shown when an eager call takes more than a second. Lazy input
+            A progress bar of the fields infilled (tqdm's: a widget in Jupyter where
+            ipywidgets can draw it, text otherwise, never a warning), shown when an
+            eager call takes more than a second. Lazy input
             is infilled when computed, outside this call, and shows none here.
 
         Returns
@@ -261,7 +262,8 @@ class CraiDataArrayAccessor:
         Returns
         -------
         matplotlib.figure.Figure or None
-            The new figure (closed in pyplot, so Jupyter shows it once); None with ``ax``.
+            The new figure (not left open in pyplot), shown once in Jupyter whether
+            assigned or not; None with ``ax``.
 
         Examples
         --------

@@ -8,6 +8,7 @@ checkpoints trained with ``--normalize-data`` hold in ``train_stats``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -37,10 +38,13 @@ from xcrai.zoo import REGISTRY
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hexadecimal sha256 of the file at ``path``, as the registry records it."""
-    import pooch
-
-    return str(pooch.file_hash(str(path), alg="sha256"))
+    """Hexadecimal sha256 of the file at ``path``, as the registry records it (and as
+    ``pooch.file_hash`` gives it: pooch itself is imported only to download)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read(path: Path) -> Any:

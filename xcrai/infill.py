@@ -308,12 +308,12 @@ def _block(
 def field_bar(
     total: int, observer: BlockObserver, desc: str = "infilling", delay: float = 0
 ) -> Iterator[None]:
-    """A progress bar (``tqdm.auto``: a widget in Jupyter) of the fields ``observer``'s
-    blocks infill while the block runs; ``delay``: seconds before it shows (short calls
-    show none)."""
-    from tqdm.auto import tqdm
+    """A progress bar (a widget in Jupyter where ipywidgets can draw it, else text) of the
+    fields ``observer``'s blocks infill while the block runs; ``delay``: seconds before it
+    shows (short calls show none)."""
+    from xcrai.observer import progress_bar_class
 
-    with tqdm(total=total, desc=desc, unit="field", delay=delay) as bar:
+    with progress_bar_class()(total=total, desc=desc, unit="field", delay=delay) as bar:
         with observer.listening(bar.update):
             yield
 

@@ -81,3 +81,21 @@ class BlockObserver:
             counts = self.unreached.setdefault(name, [0, 0])
             counts[0] += holes
             counts[1] += empty
+
+
+def progress_bar_class() -> type:
+    """The tqdm class for xcrai's bars: tqdm's notebook widget in Jupyter when ipywidgets
+    is installed to draw it, else the text bar.
+
+    ``tqdm.auto`` alone picks the widget in any notebook and, without ipywidgets, warns
+    "IProgress not found" (from tqdm's file) before falling back to text.
+    """
+    from importlib.util import find_spec
+
+    if find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm as text_bar
+
+        return text_bar
+    from tqdm.auto import tqdm as auto_bar
+
+    return auto_bar

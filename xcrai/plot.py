@@ -110,8 +110,10 @@ def plot_infilled(
     Returns
     -------
     matplotlib.figure.Figure or None
-        The new figure, already closed in pyplot so that Jupyter shows it once (as the
-        cell's result; in a script use ``fig.savefig``); None when drawing into ``ax``.
+        The new figure (in a script, ``fig.savefig`` writes it; it is not left open in
+        pyplot). Jupyter shows it once, whether the call is the cell's last line or
+        assigned (``fig = ...``); the figure alone as a later cell's result shows it
+        again. None when drawing into ``ax``.
 
     Examples
     --------
@@ -147,13 +149,17 @@ def plot_infilled(
         )
     crs = _projection(projection)
     if ax is None:
-        fig = plt.figure(figsize=(5.5 * len(panels), 3.6 * len(steps_shown)), layout="constrained")
+        fig = plt.figure(
+            figsize=(5.5 * len(panels), 3.6 * len(steps_shown)), layout="constrained",
+            FigureClass=_figure_class(),
+        )  # fmt: skip
         axes = np.asarray(
             fig.subplots(
                 *shape, squeeze=False, subplot_kw={} if crs is None else {"projection": crs}
             )
         )
         plt.close(fig)  # returned, not left in pyplot's state: Jupyter shows it once
+        _show_once(fig)
     else:
         axes = _check_axes(ax, shape)
         fig = None
@@ -199,6 +205,57 @@ def plot_infilled(
             figure = images[0][0].figure
             figure.colorbar(images[0][1], ax=[a for a, _ in images], shrink=0.9, label=label)
     return fig
+
+
+_FIGURE_CLASS: Any = None
+
+
+def _figure_class() -> Any:
+    """The class of the figures :func:`plot_infilled` makes (matplotlib is imported on the
+    first plot): a Figure that shows itself in Jupyter as a PNG (:func:`_show_once`)."""
+    global _FIGURE_CLASS
+    if _FIGURE_CLASS is None:
+        from matplotlib.figure import Figure
+
+        class InfilledFigure(Figure):
+            #: to be shown when the cell that made it ends (unless shown before)
+            pending = False
+
+            def _ipython_display_(self) -> None:
+                import io
+
+                from IPython.display import Image, display
+
+                self.pending = False
+                buffer = io.BytesIO()
+                self.savefig(buffer, format="png", bbox_inches="tight")
+                display(Image(buffer.getvalue()))
+
+        _FIGURE_CLASS = InfilledFigure
+    return _FIGURE_CLASS
+
+
+def _show_once(fig: Any) -> None:
+    """In a Jupyter kernel, show ``fig`` once: as the cell's result when the call is its last
+    line, else when the cell ends (``fig = da.crai.plot()``). The figure is not left to
+    pyplot, whose inline backend would show it a second time beside the cell's result."""
+    import sys
+
+    if "IPython" not in sys.modules:  # not in IPython: nothing to show it in
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):  # a terminal: pictures go to files
+        return
+    fig.pending = True
+
+    def flush(*_: Any) -> None:
+        shell.events.unregister("post_execute", flush)
+        if fig.pending:
+            fig._ipython_display_()
+
+    shell.events.register("post_execute", flush)
 
 
 def _check_panels(panels: Sequence[str]) -> tuple[str, ...]:

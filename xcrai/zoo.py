@@ -296,7 +296,7 @@ class Registry:
         entry = self._entries[name]
         if entry.path is not None:
             return entry.path, entry.options
-        import pooch
+        pooch = _pooch()
 
         assert entry.url is not None and entry.sha256 is not None  # register checks both
         try:
@@ -351,9 +351,19 @@ def format_table(cards: Sequence[ModelCard]) -> str:
 
 def cache_dir() -> Path:
     """Where downloaded models are kept: ``$XCRAI_CACHE`` or the user cache folder."""
-    import pooch
+    return Path(os.environ.get("XCRAI_CACHE") or _pooch().os_cache("xcrai"))
 
-    return Path(os.environ.get("XCRAI_CACHE") or pooch.os_cache("xcrai"))
+
+def _pooch() -> Any:
+    """pooch, imported without the warning its import of ``tqdm.auto`` gives in a notebook
+    without ipywidgets ("IProgress not found"), pointing at tqdm's file: xcrai's downloads
+    show no bar."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import pooch
+    return pooch
 
 
 REGISTRY = Registry()

@@ -23,6 +23,7 @@ from xcrai.engine import window_indices
 from xcrai.files import write_torch
 from xcrai.firstguess import FirstGuess
 from xcrai.numerics import Numerics, cpu_threads, scoped
+from xcrai.observer import progress_bar_class
 from xcrai.train.checkpoints import CHECKPOINT_KEY
 from xcrai.train.distributed import World, average
 from xcrai.train.losses import LossWeights, gaussian_nll, loss_terms, total_loss
@@ -535,24 +536,6 @@ def prefetch(iterable: Any, depth: int) -> Iterator[Any]:
 def save_training_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Atomically write a training checkpoint (temp file in the same folder, rename)."""
     write_torch(payload, path, "checkpoint_dir")
-
-
-def progress_bar_class() -> type:
-    """The tqdm class for training's bar: tqdm's notebook widget in Jupyter when
-    ipywidgets is installed to draw it, else the text bar.
-
-    ``tqdm.auto`` alone picks the widget in any notebook and, without ipywidgets, warns
-    "IProgress not found" before falling back to text.
-    """
-    from importlib.util import find_spec
-
-    if find_spec("ipywidgets") is None:
-        from tqdm.std import tqdm as text_bar
-
-        return text_bar
-    from tqdm.auto import tqdm as auto_bar
-
-    return auto_bar
 
 
 def train(
