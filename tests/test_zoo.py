@@ -227,3 +227,36 @@ def test_the_demo_cards_skill_is_reproducible():
     zero = float(np.sqrt((truth**2).where(hidden).mean()))
     assert abs(rmse - skill.value) < 5e-4
     assert f"zero anomaly: {zero:.2f} K" == skill.baseline
+
+
+def test_one_name_per_model_and_a_card_for_any_model_file(capsys, tmp_path, hadcrut):
+    """The demo model answers to its registered name and to its file's name (the name
+    CRAI's README and every history line give), everywhere; ``xcrai models FILE`` prints the
+    card of any model file, a fitted one's with its iteration as a whole number and its
+    file's sha256 (in Python too, as soon as it is saved)."""
+    from xcrai.checkpoint import file_sha256
+    from xcrai.cli import main
+
+    assert REGISTRY["20crtasgn72"] is REGISTRY["crai-20crtasgn72"]
+    assert xcrai.load_model("20crtasgn72").sha256 == xcrai.load_model("crai-20crtasgn72").sha256
+    for name in ("20crtasgn72", "crai-20crtasgn72", str(xcrai.data.demo_model())):
+        assert main(["models", name]) == 0
+        card = capsys.readouterr().out
+        assert "20crtasgn72" in card and "tas" in card, name
+    assert main(["models", "20crtasgn72"]) == 0
+    assert "also named: 20crtasgn72" in capsys.readouterr().out  # the card says which
+    with pytest.raises(ValueError, match="bundled"):
+        REGISTRY.register("20crtasgn72", url="https://example.org/x.pth", sha256="0" * 64)
+
+    tas = hadcrut.tas.fillna(0.0)
+    masks = hadcrut.tas.notnull()
+    model = tas.crai.fit(masks, iterations=3, batch_size=1, validation=0.5, log_every=1,
+                         architecture={"n_filters": 4, "depth": 2}, progress=False)  # fmt: skip
+    assert "not saved (sha256 of its weights" in model.card
+    path = model.save(tmp_path / "fitted.pth")
+    assert f"sha256 {file_sha256(path)[:12]}" in model.card
+    assert main(["models", str(path)]) == 0
+    card = capsys.readouterr().out
+    assert "iteration 3: validation loss" in card and "iteration 3.0" not in card
+    assert f"sha256 {file_sha256(path)[:12]}" in card
+    assert repr(model).count("\n") >= 3  # one subject a line, not one long line

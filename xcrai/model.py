@@ -268,6 +268,8 @@ class CraiModel:
             self.net.load_state_dict(state_dict, strict=True)
         self.net.eval()
         self._sha256 = sha256
+        #: the sha256 of the file :meth:`save` last wrote (the card names it)
+        self._saved_sha256: str | None = None
         self._replicas: dict[str, torch.nn.Module] = {}
         self._lock = threading.Lock()
 
@@ -383,24 +385,25 @@ class CraiModel:
         return save_model(self, path)
 
     def __repr__(self) -> str:
-        arch = self.config.architecture
+        """Several lines, one a subject: the network, how it reads the data, its skill."""
+        arch, config = self.config.architecture, self.config
         channels = [layer.out_channels for layer in arch.encoder]
         kernels = [layer.kernel_size for layer in arch.encoder]
-        return (
-            f"CraiModel({self.name!r}, encoder channels={channels}, kernels={kernels}, "
-            f"in_channels={arch.in_channels}, normalization={arch.normalization!r}, "
-            f"padding={self.config.padding!r}, time_context={self.config.time_context}, "
-            f"variable={self.config.variable!r}, units={self.config.units!r}, "
-            f"mean={self.config.mean}, std={self.config.std}"
-            + (
-                ""
-                if self.config.inputs is None
-                else f", inputs={list(self.config.inputs)}, target={self.config.target!r}"
-            )
-            + ("" if self.config.bounds is None else f", bounds={self.config.bounds}")
-            + ("" if self.standing is None else f", {summary(self.standing)}")
-            + ")"
-        )
+        lines = [
+            f"encoder channels={channels}, kernels={kernels}, in_channels={arch.in_channels}, "
+            f"normalization={arch.normalization!r}",
+            f"padding={config.padding!r}, time_context={config.time_context}",
+            f"variable={config.variable!r}, units={config.units!r}, mean={config.mean}, "
+            f"std={config.std}",
+        ]
+        if config.inputs is not None:
+            lines.append(f"inputs={list(config.inputs)}, target={config.target!r}")
+        if config.bounds is not None:
+            lines.append(f"bounds={config.bounds}")
+        if self.standing is not None:
+            lines.append(summary(self.standing))
+        body = "".join(f"\n    {line}," for line in lines)
+        return f"CraiModel({self.name!r},{body}\n)"
 
     @property
     def standing(self) -> dict[str, Any] | None:
@@ -425,7 +428,7 @@ class CraiModel:
 
         config, prov = self.config, self.config.provenance
         arch = config.architecture
-        sha = self._sha256 or prov.get("sha256")
+        sha = self._sha256 or self._saved_sha256 or prov.get("sha256")
         card = REGISTRY.find_sha256(sha) if isinstance(sha, str) else None
         grid = config.grid or {}
         grid_text = "x".join(str(n) for n in grid.get("shape", [])) or "not recorded"
@@ -463,7 +466,10 @@ class CraiModel:
         history = prov.get("history") or []
         if history and "val_loss" in history[-1]:
             last = history[-1]
-            skill = f"iteration {last.get('iteration')}: validation loss {last['val_loss']:.4g}"
+            iteration = last.get("iteration")
+            if isinstance(iteration, float) and iteration.is_integer():
+                iteration = int(iteration)  # a history row's numbers are floats
+            skill = f"iteration {iteration}: validation loss {last['val_loss']:.4g}"
             if "val_hole_rmse" in last:
                 skill += f", hole RMSE {last['val_hole_rmse']:.4g} {config.units or ''}".rstrip()
         elif card is not None and card.skill is not None:
@@ -496,7 +502,9 @@ class CraiModel:
              else f"{config.time_context[0]} past, {config.time_context[1]} future"),
             ("normalisation", normalisation),
             *guess,
-            ("provenance", f"{source or 'not recorded'}; sha256 {str(sha)[:12] if sha else '-'}"),
+            ("provenance", f"{source or 'not recorded'}; " + (
+                f"sha256 {sha[:12]}" if isinstance(sha, str) else
+                f"not saved (sha256 of its weights {self.sha256[:12]})")),
             ("skill", skill),
             *standing,
         ]  # fmt: skip
@@ -618,7 +626,13 @@ def save_model(
                    ENSEMBLE_KEY: {"labels": list(model.labels), "members": members}}  # fmt: skip
         return write_torch(payload, Path(path), argument, overwrite=overwrite)
     payload = {FORMAT_KEY: FORMAT_VERSION, **_native_payload(model)}
-    return write_torch(payload, Path(path), argument, overwrite=overwrite)
+    written = write_torch(payload, Path(path), argument, overwrite=overwrite)
+    digest = hashlib.sha256()
+    with open(written, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    model._saved_sha256 = digest.hexdigest()
+    return written
 
 
 def _native_payload(model: CraiModel) -> dict[str, Any]:

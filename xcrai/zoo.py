@@ -105,6 +105,8 @@ class ModelCard:
     citation: str | None = None
     skill: Skill | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: other names it is found by (the bundled demo: its file's name, ``20crtasgn72``)
+    aliases: tuple[str, ...] = ()
 
     @property
     def options(self) -> dict[str, Any]:
@@ -129,6 +131,7 @@ class ModelCard:
         """The card as text, one ``field: value`` per line (``xcrai models NAME``)."""
         rows: list[tuple[str, Any]] = [
             ("name", self.name),
+            *([("also named", ", ".join(self.aliases))] if self.aliases else []),
             ("description", self.description),
             ("file", self.where),
             ("sha256", self.sha256),
@@ -176,6 +179,7 @@ def _builtin() -> dict[str, ModelCard]:
             training_data="20CR (Twentieth Century Reanalysis) near-surface temperature "
             "anomalies on the HadCRUT4 72x72 grid; 1,000,000 iterations",
             period=None,  # the checkpoint does not record it
+            aliases=("20crtasgn72",),  # the file's name, as CRAI's README and history lines say
             licence="BSD-3-Clause (CRAI)",
             citation="Kadow, Hall and Ulbrich (2020), Artificial intelligence reconstructs "
             "missing climate information, Nature Geoscience, doi:10.1038/s41561-020-0582-5",
@@ -202,14 +206,22 @@ class Registry:
     def entries(self) -> list[ModelCard]:
         return [self._entries[n] for n in self.names()]
 
+    def _resolve(self, name: object) -> str | None:
+        """The registered name that ``name`` is, or is an alias of; None if neither."""
+        if name in self._entries:
+            return str(name)
+        return next((n for n, e in self._entries.items() if name in e.aliases), None)
+
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return self._resolve(name) is not None
 
     def __getitem__(self, name: str) -> ModelCard:
-        """The card of model ``name``, or a KeyError listing the registered names."""
-        if name not in self._entries:
+        """The card of model ``name`` (or of the model it is an alias of), or a KeyError
+        listing the registered names."""
+        found = self._resolve(name)
+        if found is None:
             raise KeyError(f"no registered model {name!r}; registered: {self.names()}")
-        return self._entries[name]
+        return self._entries[found]
 
     def find_sha256(self, sha256: str) -> ModelCard | None:
         """The card of the file with this sha256, if one is registered."""
@@ -255,7 +267,7 @@ class Registry:
             raise ValueError(  # it becomes part of the cached file's name
                 f"name: expected letters, digits, '.', '_' or '-' (not first), got {name!r}"
             )
-        if name in _builtin():
+        if any(name == n or name in e.aliases for n, e in _builtin().items()):
             raise ValueError(f"name: {name!r} is bundled with xcrai; register under another")
         if not isinstance(url, str) or "://" not in url:
             raise ValueError(f"url: expected a URL such as https://..., got {url!r}")
@@ -288,12 +300,12 @@ class Registry:
     def fetch(self, name: str, *, progress: bool = False) -> tuple[Path, dict[str, Any]]:
         """Local path of model ``name`` (downloading and checking it if needed) and its
         load options (:attr:`ModelCard.options`)."""
-        if name not in self._entries:
+        if name not in self:
             raise ValueError(
                 f"model: {name!r} is neither a file nor a registered model name; "
                 f"registered: {self.names()}"
             )
-        entry = self._entries[name]
+        entry = self[name]
         if entry.path is not None:
             return entry.path, entry.options
         pooch = _pooch()
