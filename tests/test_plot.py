@@ -17,7 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.collections import QuadMesh
 
-from xcrai.plot import HOLE_COLOUR, is_anomaly, plot_infilled, value_label
+from xcrai.plot import COVERAGE, HOLE_COLOUR, is_anomaly, plot_infilled, value_label
+
+LABELS = [label for label, _ in COVERAGE]
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,8 @@ def test_coverage_panel_counts_observed_infilled_and_empty(pair):
     ax = fig.axes[0]
     categories = np.asarray(meshes(ax)[0].get_array()).reshape(72, 72)
     observed = np.isfinite(original.isel(time=0).values)
-    np.testing.assert_array_equal(categories == 2, observed)
-    assert (categories == 0).sum() == 3
+    np.testing.assert_array_equal(categories == LABELS.index("observed"), observed)
+    assert (categories == LABELS.index("no value")).sum() == 3
     share = 100 * observed.mean()
     assert ax.get_title() == f"coverage 1877-09: {share:.0f}% observed"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
@@ -94,6 +96,37 @@ def test_coverage_panel_counts_observed_infilled_and_empty(pair):
         "infilled",
         "no value",
     ]
+
+
+def test_flags_mark_unreachable_holes_and_the_legend_stays_off_the_data(hadcrut, demo_model):
+    """With the result's flags, the demo's holes beyond the network's reach (which hold
+    CRAI's fill value, and look infilled) get a colour and a legend entry of their own; the
+    legend sits beside the map; the axes are in degrees."""
+    out = hadcrut.crai.infill(demo_model, variables="tas", return_output=True, progress=False)
+    fig = out.tas.crai.plot(original=hadcrut.tas, flags=out.tas_flag, time="1877-09",
+                            panels=["coverage"])  # fmt: skip
+    ax = fig.axes[0]
+    categories = np.asarray(meshes(ax)[0].get_array()).reshape(72, 72)
+    unreachable = out.tas_flag.sel(time="1877-09").squeeze().values == -1
+    assert unreachable.sum() > 0
+    np.testing.assert_array_equal(categories == LABELS.index("beyond the network's reach"),
+                                  unreachable)  # fmt: skip
+    legend = ax.get_legend()
+    assert "beyond the network's reach" in [t.get_text() for t in legend.get_texts()]
+    fig.canvas.draw()
+    box, frame = legend.get_window_extent(), ax.get_window_extent()
+    assert box.x0 >= frame.x1  # beside the map, off the data
+    assert ax.get_xlabel() == "lon (degrees east)" and ax.get_ylabel() == "lat (degrees north)"
+
+
+def test_without_the_original_the_plot_says_it_shows_infilled_data(pair):
+    fig = pair[1].crai.plot(time="1877-09")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["tas infilled 1877-09"]  # not "original (holes grey)", no coverage
+    with pytest.raises(ValueError, match="original="):
+        pair[1].crai.plot(panels=["original"])
+    with pytest.raises(ValueError, match="original="):
+        pair[1].crai.plot(panels=["coverage"])
 
 
 def test_draws_into_given_axes_and_returns_none(pair):

@@ -233,8 +233,9 @@ class CraiDataArrayAccessor:
         self,
         original: xr.DataArray | None = None,
         *,
+        flags: xr.DataArray | None = None,
         time: Any = None,
-        panels: Sequence[str] = ("original", "infilled", "coverage"),
+        panels: Sequence[str] | None = None,
         ax: Any = None,
         projection: Any = None,
         cmap: str | None = None,
@@ -247,11 +248,15 @@ class CraiDataArrayAccessor:
         Parameters
         ----------
         original : DataArray, optional
-            The field before infilling; default this DataArray itself.
+            The field before infilling. Without it, the plot shows this field as
+            infilled (and its coverage with ``flags``); "original" needs it.
+        flags : DataArray, optional
+            The result's flags (``<name>_flag``): the coverage panel then marks holes
+            beyond the network's reach and steady points in colours of their own.
         time : label or list of labels, optional
             Time steps to show (the first, up to 6, by default).
-        panels : sequence of {"original", "infilled", "coverage"}
-            What each row shows.
+        panels : sequence of {"original", "infilled", "coverage"}, optional
+            What each row shows; by default every panel the fields given can draw.
         ax : matplotlib Axes or sequence of Axes, optional
             Draw into these (time steps times panels, row by row).
         projection : cartopy CRS or its name, optional
@@ -272,8 +277,8 @@ class CraiDataArrayAccessor:
         from xcrai.plot import plot_infilled
 
         return plot_infilled(
-            self._da if original is None else original, self._da, time=time, panels=panels,
-            ax=ax, projection=projection, cmap=cmap, robust_limit=robust_limit,
+            original, self._da, flags=flags, time=time, panels=panels, ax=ax,
+            projection=projection, cmap=cmap, robust_limit=robust_limit,
         )  # fmt: skip
 
     def fit(

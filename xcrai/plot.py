@@ -70,11 +70,12 @@ def value_label(da: xr.DataArray) -> str:
 
 
 def plot_infilled(
-    original: xr.DataArray,
+    original: xr.DataArray | None,
     infilled: xr.DataArray,
     *,
+    flags: xr.DataArray | None = None,
     time: Any = None,
-    panels: Sequence[str] = PANELS,
+    panels: Sequence[str] | None = None,
     ax: Any = None,
     projection: Any = None,
     cmap: str | None = None,
@@ -86,14 +87,22 @@ def plot_infilled(
 
     Parameters
     ----------
-    original, infilled : DataArray
-        The same field before and after infilling.
+    original : DataArray or None
+        The field before infilling. Without it, only what the infilled field shows can be
+        drawn: the "infilled" panel, and "coverage" when ``flags`` are given.
+    infilled : DataArray
+        The field after infilling.
+    flags : DataArray, optional
+        The result's flags (``<name>_flag`` of ``return_output=True`` or ``flags=True``): the
+        coverage panel then tells holes beyond the network's reach (flag -1, holding CRAI's
+        fill value) and steady points (-2) from the infilled ones.
     time : label or list of labels, optional
         Time steps to show (``.sel(time=..., method="nearest")``); by default the first
         (at most 6).
-    panels : sequence of {"original", "infilled", "coverage"}
+    panels : sequence of {"original", "infilled", "coverage"}, optional
         What each row shows; "coverage" marks the points that were observed, infilled,
-        or left without a value (grey).
+        beyond the network's reach (with ``flags``) or left without a value (grey). By
+        default every panel that the fields given can draw.
     ax : matplotlib Axes or sequence of Axes, optional
         Draw into these (as many as time steps times panels, row by row) instead of a
         new figure.
@@ -126,19 +135,33 @@ def plot_infilled(
     require_matplotlib()
     import matplotlib.pyplot as plt
 
-    panels = _check_panels(panels)
-    grid = find_grid(original, "original")
+    drawable = tuple(
+        p for p in PANELS
+        if original is not None or p == "infilled" or (p == "coverage" and flags is not None)
+    )  # fmt: skip
+    panels = drawable if panels is None else _check_panels(panels)
+    missing = [p for p in panels if p not in drawable]
+    if missing:
+        raise ValueError(
+            f"panels: {missing} need the field before infilling: give original= (the "
+            "coverage panel also draws from flags=, the result's <name>_flag)"
+        )
+    reference = infilled if original is None else original
+    grid = find_grid(reference, "original" if original is not None else "infilled")
     if grid.time is not None:
         if time is not None:
-            labels = np.atleast_1d(time)
-            original = original.sel({grid.time: labels}, method="nearest")
-            infilled = infilled.sel({grid.time: original[grid.time].values})
+            chosen = reference.sel({grid.time: np.atleast_1d(time)}, method="nearest")
         else:
-            steps = slice(0, min(original.sizes[grid.time], _MAX_STEPS))
-            original = original.isel({grid.time: steps})
-            infilled = infilled.sel({grid.time: original[grid.time].values})
+            chosen = reference.isel({grid.time: slice(0, min(reference.sizes[grid.time],
+                                                             _MAX_STEPS))})  # fmt: skip
+        labels = {grid.time: chosen[grid.time].values}
+        infilled = infilled.sel(labels)
+        original = None if original is None else original.sel(labels)
+        flags = None if flags is None else flags.sel(labels)
     # select first, compute second: a lazy record is read only for the steps shown
-    original, infilled = original.compute(), infilled.compute()
+    infilled = infilled.compute()
+    original = infilled if original is None else original.compute()
+    flags = None if flags is None else flags.compute()
     steps_shown = [None] if grid.time is None else list(range(original.sizes[grid.time]))
     shape = (len(steps_shown), len(panels))
 
@@ -189,8 +212,12 @@ def plot_infilled(
             field = before if panel == "original" else after
             lon, lat, grid_values = _plane(field, grid.lat, grid.lon)
             if panel == "coverage":
+                flagged = None
+                if flags is not None:
+                    flagged = _plane(flags if step is None else flags.isel({grid.time: step}),
+                                     grid.lat, grid.lon)[2]  # fmt: skip
                 _draw_coverage(target, lon, lat, _plane(before, grid.lat, grid.lon)[2],
-                               grid_values, when)  # fmt: skip
+                               grid_values, when, flagged)  # fmt: skip
                 _decorate(target, grid.lon, grid.lat)
                 continue
             image = target.pcolormesh(
@@ -315,8 +342,8 @@ def _decorate(ax: Any, lon: str, lat: str) -> None:
     if hasattr(ax, "coastlines"):
         ax.coastlines(linewidth=0.5)
     else:
-        ax.set_xlabel(lon)
-        ax.set_ylabel(lat)
+        ax.set_xlabel(f"{lon} (degrees east)")
+        ax.set_ylabel(f"{lat} (degrees north)")
 
 
 def _with_hole_colour(cmap: str) -> Any:
@@ -337,23 +364,41 @@ def _plane(field: xr.DataArray, lat: str, lon: str) -> tuple[np.ndarray, np.ndar
     return np.asarray(field[lon].values), np.asarray(field[lat].values), np.asarray(field.values)
 
 
+#: the coverage panel's categories, in drawing order: (label, colour)
+COVERAGE = (
+    ("no value", HOLE_COLOUR),
+    ("steady (never valid)", "0.85"),
+    ("beyond the network's reach", "#b2182b"),
+    ("infilled", "#fddbc7"),
+    ("observed", "#2166ac"),
+)
+
+
 def _draw_coverage(
-    ax: Any, lon: np.ndarray, lat: np.ndarray, before: np.ndarray, after: np.ndarray, when: str
-) -> None:
-    """Observed (dark), infilled (light) and still without a value (grey) points."""
+    ax: Any, lon: np.ndarray, lat: np.ndarray, before: np.ndarray, after: np.ndarray, when: str,
+    flags: np.ndarray | None = None,
+) -> None:  # fmt: skip
+    """Observed (dark), infilled (light), beyond the network's reach (red, from ``flags``),
+    steady (light grey, from ``flags``) and still without a value (grey) points; the
+    legend beside the map, off the data."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 
-    observed = np.isfinite(before)
-    category = np.where(observed, 2, np.where(np.isfinite(after), 1, 0))
-    colours = (HOLE_COLOUR, "#fddbc7", "#2166ac")
-    norm = BoundaryNorm([-0.5, 0.5, 1.5, 2.5], 3)
+    if flags is None:
+        observed = np.isfinite(before)
+        category = np.where(observed, 4, np.where(np.isfinite(after), 3, 0))
+    else:
+        observed = flags == 1
+        category = np.select(
+            [flags == 1, flags == 0, flags == -1, flags == -2], [4, 3, 2, 1], default=0
+        )
+    shown = sorted(set(np.unique(category).tolist()) | {3, 4})
+    colours = [colour for _, colour in COVERAGE]
+    norm = BoundaryNorm(np.arange(len(COVERAGE) + 1) - 0.5, len(COVERAGE))
     ax.pcolormesh(lon, lat, category, cmap=ListedColormap(colours), norm=norm, shading="auto",
                   **_transform(ax))  # fmt: skip
     share = 100 * observed.mean()
     ax.set_title(f"coverage{when}: {share:.0f}% observed")
-    ax.legend(
-        handles=[Patch(color=c, label=t) for c, t in
-                 zip(colours[::-1], ("observed", "infilled", "no value"), strict=True)],
-        loc="lower left", fontsize="small", framealpha=0.8,
-    )  # fmt: skip
+    handles = [Patch(color=COVERAGE[i][1], label=COVERAGE[i][0]) for i in reversed(shown)]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5),
+              fontsize="small", frameon=False)  # fmt: skip
