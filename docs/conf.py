@@ -118,5 +118,42 @@ def _split_attribute_names(app, what, name, obj, options, lines):
     lines[:] = out
 
 
+# --- what the executed notebooks show -----------------------------------------------------
+def _notebook_problems(notebook) -> list[str]:
+    """What a reader would see wrong in an executed notebook: a ``.crai.plot`` cell (drawing
+    a figure of its own, not into ``ax=``) without exactly one image, or a warning that
+    points at a library's file rather than at the cell's line."""
+    problems = []
+    for number, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        images = sum("image/png" in out.get("data", {}) for out in cell.outputs)
+        if ".crai.plot(" in cell.source and "ax=" not in cell.source and images != 1:
+            problems.append(f"cell {number} calls .crai.plot and shows {images} image(s)")
+        stderr = "".join(out.get("text", "") for out in cell.outputs
+                         if out.output_type == "stream" and out.name == "stderr")  # fmt: skip
+        for source in re.findall(r"^(\S+?):\d+: \w*Warning", stderr, flags=re.M):
+            if "ipykernel_" not in source:  # the cell's own file is the user's line
+                problems.append(f"cell {number} shows a warning from {source}")
+    return problems
+
+
+def _check_executed_notebooks(app, exception):
+    """Fail the build when an executed example notebook shows what ``_notebook_problems``
+    finds (myst-nb keeps the executed copies beside the HTML, in jupyter_execute/)."""
+    if exception is not None:
+        return
+    import nbformat
+    from sphinx.errors import ExtensionError
+
+    executed = Path(app.outdir).parent / "jupyter_execute"
+    found = []
+    for path in sorted(executed.rglob("*.ipynb")):
+        found += [f"{path.name}: {p}" for p in _notebook_problems(nbformat.read(path, 4))]
+    if found:
+        raise ExtensionError("executed notebooks: " + "; ".join(found))
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _split_attribute_names, priority=400)
+    app.connect("build-finished", _check_executed_notebooks)

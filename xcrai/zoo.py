@@ -159,7 +159,8 @@ DEMO_SHA256 = "792241d015aea5c407553b6b77e4932783716b374802ce835f3918382687b47b"
 #: the named test behind the demo card's skill; ``tests/test_zoo.py`` recomputes the figure
 DEMO_SKILL_TEST = (
     "HadCRUT4 1893-08 (xcrai.data.hadcrut4_sample) reduced to the 1877-09 coverage "
-    "(xcrai.data.hadcrut4_mask); the 696 cells observed in 1893-08 but hidden"
+    "(xcrai.data.hadcrut4_mask): the 696 cells observed in 1893-08 that the 1877-09 coverage "
+    "hides are scored against their observed values"
 )
 
 
