@@ -189,6 +189,16 @@ def test_init_from_a_model_file_of_other_variables_is_refused(train, masks, tmp_
                                     "architecture": None})  # fmt: skip
 
 
+def test_init_refuses_normalize_false_for_a_model_that_normalises(train, masks):
+    """The init model's weights read normalised fields: normalize=False is refused by name
+    (it was overridden without a word)."""
+    start = train.zg.crai.fit(masks, **{**OPTIONS, "iterations": 1})
+    assert start.config.mean is not None
+    with pytest.raises(ValueError, match=r"^normalize: the init model's weights read"):
+        train.zg.crai.fit(masks, **{**OPTIONS, "iterations": 1, "init": start,
+                                    "architecture": None, "normalize": False})  # fmt: skip
+
+
 def test_the_command_line_fine_tunes_a_model_file(train, masks, tmp_path):
     start = train.zg.crai.fit(masks, **{**OPTIONS, "iterations": 2}).save(tmp_path / "a.pth")
     out = tmp_path / "tuned.pth"

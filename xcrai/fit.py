@@ -290,8 +290,13 @@ def _with_start(o: FitOptions) -> FitOptions:
             f"first_guess: the init model infills the fields themselves; a first guess "
             f"({o.first_guess!r}) would change what it reads; leave first_guess out"
         )
-    return replace(o, init=start, first_guess=None, normalize=start.config.mean is not None
-                   or start.config.stats is not None)  # fmt: skip
+    normalizes = start.config.mean is not None or start.config.stats is not None
+    if not o.normalize and normalizes:  # the default (True) follows the model either way
+        raise ValueError(
+            "normalize: the init model's weights read normalised fields (its statistics "
+            "are in its file); normalize=False would feed them raw values; leave normalize out"
+        )
+    return replace(o, init=start, first_guess=None, normalize=normalizes)
 
 
 def _augment(augment: bool | str, grid: Any) -> bool:
