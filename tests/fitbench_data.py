@@ -22,6 +22,14 @@ def open_zg(name: str) -> xr.DataArray:
         return ds.zg.load()
 
 
+def smoothed(zg: xr.DataArray) -> xr.DataArray:
+    """``zg_smooth``: a 3-point running mean of ``zg`` along longitude (periodic), its attrs
+    kept: a second variable derived from the heights, for models of several inputs."""
+    smooth = (zg.roll(lon=1, roll_coords=False) + zg + zg.roll(lon=-1, roll_coords=False)) / 3
+    smooth.attrs = dict(zg.attrs)
+    return smooth.rename("zg_smooth")
+
+
 def kill_fit_after_a_checkpoint(folder: Path, iterations: int, *extra: str) -> int:
     """Start ``xcrai fit`` on fitbench (a real process: tiny network, one thread,
     checkpoints every 5 iterations into ``folder``), SIGKILL it once its first checkpoint

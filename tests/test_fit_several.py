@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from fitbench_data import FITBENCH, open_zg
+from fitbench_data import FITBENCH, open_zg, smoothed
 
 import xcrai
 from xcrai.nn import UNetConfig
@@ -27,9 +27,7 @@ def _with_derived(zg: xr.DataArray) -> xr.Dataset:
     ``zg_smooth``, a 3-point running mean of ``zg`` along longitude (periodic)."""
     prev = zg.roll(time=1, roll_coords=False) / 1000 + 1
     prev.attrs = {"units": "km"}
-    smooth = (zg.roll(lon=1, roll_coords=False) + zg + zg.roll(lon=-1, roll_coords=False)) / 3
-    smooth.attrs = dict(zg.attrs)
-    return xr.Dataset({"zg": zg, "zg_prev": prev, "zg_smooth": smooth})
+    return xr.Dataset({"zg": zg, "zg_prev": prev, "zg_smooth": smoothed(zg)})
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from fitbench_data import FITBENCH, kill_fit_after_a_checkpoint, open_zg
+from fitbench_data import FITBENCH, kill_fit_after_a_checkpoint, open_zg, smoothed
 
 import xcrai
 from xcrai.nn import DESIGNS, CraiNetConfig, UNetConfig
@@ -36,9 +36,7 @@ CASES = {
 
 
 def _with_smooth(zg: xr.DataArray) -> xr.Dataset:
-    smooth = (zg.roll(lon=1, roll_coords=False) + zg + zg.roll(lon=-1, roll_coords=False)) / 3
-    smooth.attrs = dict(zg.attrs)
-    return xr.Dataset({"zg": zg, "zg_smooth": smooth})
+    return xr.Dataset({"zg": zg, "zg_smooth": smoothed(zg)})
 
 
 @pytest.fixture(scope="module")

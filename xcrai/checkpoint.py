@@ -8,7 +8,6 @@ checkpoints trained with ``--normalize-data`` hold in ``train_stats``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from xcrai.callsite import user_stacklevel
 from xcrai.choices import check_padding, check_time_context
-from xcrai.files import load_torch_file
+from xcrai.files import file_sha256, load_torch_file
 from xcrai.model import (
     ENSEMBLE_KEY,
     FORMAT_KEY,
@@ -35,16 +34,6 @@ from xcrai.zoo import REGISTRY
 
 #: the key of an xcrai file that holds an ensemble (``{"labels": [...], "members": [...]}``)
 
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hexadecimal sha256 of the file at ``path``, as the registry records it (and as
-    ``pooch.file_hash`` gives it: pooch itself is imported only to download)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read(path: Path) -> Any:

@@ -8,6 +8,7 @@ target removes those whose process is gone, and never another live process's.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -493,3 +494,13 @@ def write_torch(
         except (OSError, RuntimeError) as error:  # torch.save only writes: a write failure
             raise write_error(argument, path, error) from error
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hexadecimal sha256 of the file at ``path``, as the registry records it (and as
+    ``pooch.file_hash`` gives it: pooch itself is imported only to download)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

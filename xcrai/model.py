@@ -20,7 +20,7 @@ from xcrai._version import __version__
 from xcrai.bounds import check_bounds
 from xcrai.bounds import describe as describe_bounds
 from xcrai.choices import check_padding, check_time_context
-from xcrai.files import write_torch
+from xcrai.files import file_sha256, write_torch
 from xcrai.firstguess import FirstGuess
 from xcrai.nn import Architecture, architecture_from_dict, build_network, network
 from xcrai.skill import PROVENANCE_KEY, summary
@@ -627,11 +627,7 @@ def save_model(
         return write_torch(payload, Path(path), argument, overwrite=overwrite)
     payload = {FORMAT_KEY: FORMAT_VERSION, **_native_payload(model)}
     written = write_torch(payload, Path(path), argument, overwrite=overwrite)
-    digest = hashlib.sha256()
-    with open(written, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    model._saved_sha256 = digest.hexdigest()
+    model._saved_sha256 = file_sha256(written)
     return written
 
 
